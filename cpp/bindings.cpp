@@ -1,0 +1,139 @@
+// The only file that includes pybind11: thin wrappers, no logic.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "fanwire/broker.hpp"
+
+namespace py = pybind11;
+using namespace fanwire;
+
+namespace {
+
+constexpr size_t kTakeAll = static_cast<size_t>(-1) / 2;
+
+// Concatenates the SSE frames of `messages` into one bytes object: one write per wake-up.
+py::bytes join_sse(const std::vector<MessagePtr>& messages) {
+  size_t total = 0;
+  for (const auto& m : messages) total += m->sse().size();
+  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
+  if (!bytes) throw py::error_already_set();
+  char* out = PyBytes_AS_STRING(bytes);
+  for (const auto& m : messages) {
+    std::memcpy(out, m->sse().data(), m->sse().size());
+    out += m->sse().size();
+  }
+  return py::reinterpret_steal<py::bytes>(bytes);
+}
+
+py::list ws_texts(const std::vector<MessagePtr>& messages) {
+  py::list out(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    auto text = messages[i]->ws();
+    PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict");
+    if (!str) throw py::error_already_set();
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), str);
+  }
+  return out;
+}
+
+template <class Encode>
+py::tuple take(Subscriber& sub, size_t max, Encode encode) {
+  std::vector<MessagePtr> messages;
+  TakeResult result = sub.take(messages, max);
+  return py::make_tuple(encode(messages), result.dropped);
+}
+
+py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::string_view event,
+                  std::string_view id, bool on_loop) {
+  const std::string_view payload = data;  // the caller keeps `data` alive
+  if (payload.find_first_of("\r\n") != std::string_view::npos)
+    throw py::value_error("payload must be compact JSON with no raw newline");
+  PublishResult result;
+  {
+    py::gil_scoped_release release;
+    result = broker.publish(topic, payload, event, id, on_loop);
+  }
+  return py::make_tuple(result.id, result.subscribers, result.must_drain);
+}
+
+std::shared_ptr<Subscriber> subscribe(Broker& broker, std::string_view topic, uint64_t waiter,
+                                      size_t last_n, std::optional<std::string> since,
+                                      int policy, size_t queue_size) {
+  SubscribeOptions options;
+  options.waiter = waiter;
+  options.last_n = last_n;
+  options.since = std::move(since);
+  options.policy = policy == 1 ? Policy::disconnect : Policy::drop_oldest;
+  options.queue_size = queue_size;
+  return broker.subscribe(topic, options);
+}
+
+py::list drain(Broker& broker) {
+  std::vector<uint64_t> tokens;
+  broker.drain(tokens);
+  return py::cast(tokens);
+}
+
+py::dict counters(const Broker& broker) {
+  BrokerCounters c = broker.counters();
+  py::dict out;
+  out["messages"] = c.messages;
+  out["subscribers"] = c.subscribers;
+  out["published"] = c.published;
+  out["delivered"] = c.delivered;
+  out["dropped"] = c.dropped;
+  return out;
+}
+
+std::vector<py::tuple> topic_stats(const Broker& broker) {
+  std::vector<py::tuple> out;
+  for (const auto& s : broker.topic_stats())
+    out.push_back(py::make_tuple(s.name, s.subscribers, s.messages, s.dropped));
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fanwire's native fan-out core";
+  m.attr("DROP_OLDEST") = 0;
+  m.attr("DISCONNECT") = 1;
+  m.attr("WAITER_MASK") = Notifier::kWaiterMask;
+  m.attr("CLOSING_BIT") = Notifier::kClosingBit;
+  py::register_exception<TopicNotFound>(m, "TopicNotFound", PyExc_KeyError);
+
+  py::class_<Subscriber, std::shared_ptr<Subscriber>>(m, "CoreSub")
+      .def_property_readonly("topic", &Subscriber::topic_name)
+      .def_property_readonly("gap", &Subscriber::gap)
+      .def_property_readonly("first_available", &Subscriber::first_available)
+      .def_property_readonly("pending", &Subscriber::pending)
+      .def_property_readonly("dropped", &Subscriber::dropped)
+      .def_property_readonly("close_reason",
+                             [](const Subscriber& s) { return to_string(s.close_reason()); })
+      .def("arm", &Subscriber::arm)
+      .def("take_sse", [](Subscriber& s, size_t max) { return take(s, max, join_sse); },
+           py::arg("max_messages") = kTakeAll)
+      .def("take_ws", [](Subscriber& s, size_t max) { return take(s, max, ws_texts); },
+           py::arg("max_messages") = kTakeAll)
+      .def("close", &Subscriber::close);
+
+  py::class_<Broker>(m, "Core")
+      .def(py::init<size_t, uint64_t, bool>(), py::arg("retention") = 1000,
+           py::arg("epoch") = 0, py::arg("external_ids") = false)
+      .def_property_readonly("epoch", &Broker::epoch)
+      .def("fileno", &Broker::fd)
+      .def("create_topic", &Broker::create_topic)
+      .def("delete_topic", &Broker::delete_topic, py::call_guard<py::gil_scoped_release>())
+      .def("has_topic", &Broker::has_topic)
+      .def("topic_count", &Broker::topic_count)
+      .def("topic_stats", &topic_stats)
+      .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
+           py::arg("message_id") = "", py::arg("on_loop") = false)
+      .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
+           py::arg("since") = py::none(), py::arg("policy") = 0, py::arg("queue_size") = 1000)
+      .def("drain", &drain)
+      .def("shutdown", &Broker::shutdown, py::call_guard<py::gil_scoped_release>())
+      .def("counters", &counters);
+}

@@ -1,0 +1,85 @@
+// The broker: topics by name, message ids, the notifier and shutdown.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "fanwire/notifier.hpp"
+#include "fanwire/topic.hpp"
+
+namespace fanwire {
+
+struct TopicNotFound : std::out_of_range {
+  using std::out_of_range::out_of_range;
+};
+
+struct PublishResult {
+  std::string id;
+  size_t subscribers = 0;
+  bool must_drain = false;  // see Notifier::push
+};
+
+struct BrokerCounters {
+  int64_t messages = 0;     // alive in this process
+  int64_t subscribers = 0;  // alive in this process
+  uint64_t published = 0;
+  uint64_t delivered = 0;
+  uint64_t dropped = 0;
+};
+
+class Broker {
+ public:
+  // `epoch` 0 means "now in milliseconds". With `external_ids`, every publish brings its
+  // own id (e.g. a Redis stream id) and resume ids are trusted if they parse.
+  explicit Broker(size_t retention, uint64_t epoch = 0, bool external_ids = false);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  uint64_t epoch() const { return ids_.epoch; }
+  int fd() const { return notifier_->fd(); }
+
+  bool create_topic(std::string_view name);
+  bool delete_topic(std::string_view name);
+  bool has_topic(std::string_view name) const;
+  size_t topic_count() const;
+  std::vector<TopicStats> topic_stats() const;
+
+  // Thread-safe; never waits for a subscriber. Throws TopicNotFound.
+  PublishResult publish(std::string_view topic, std::string_view data, std::string_view event,
+                        std::string_view id = {}, bool from_loop = false);
+  // Throws TopicNotFound.
+  std::shared_ptr<Subscriber> subscribe(std::string_view topic, const SubscribeOptions& options);
+
+  void drain(std::vector<uint64_t>& out) { notifier_->drain(out); }
+  // Closes every subscriber (each is woken with the closing bit) and deletes all topics.
+  void shutdown();
+  BrokerCounters counters() const;
+
+ private:
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using TopicMap =
+      std::unordered_map<std::string, std::shared_ptr<Topic>, NameHash, std::equal_to<>>;
+
+  std::shared_ptr<Topic> find(std::string_view name) const;
+
+  const size_t retention_;
+  std::atomic<uint64_t> seq_{0};
+  IdPolicy ids_;
+  std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
+  std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
+  mutable std::shared_mutex mu_;
+  TopicMap topics_;
+};
+
+}  // namespace fanwire

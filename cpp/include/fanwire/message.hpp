@@ -1,0 +1,60 @@
+// Immutable, reference-counted messages, encoded once at publish time.
+#pragma once
+
+#include <atomic>
+#include <compare>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace fanwire {
+
+// A message id "<hi>-<lo>" seen as a number pair, so ids can be ordered. The broker's own
+// ids are "<epoch>-<seq>"; Redis stream ids are "<ms>-<seq>": both compare as (hi, lo).
+struct MessageKey {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  auto operator<=>(const MessageKey&) const = default;
+
+  // nullopt for anything that is not two decimal numbers joined by '-'.
+  static std::optional<MessageKey> parse(std::string_view id);
+  std::string to_string() const;
+};
+
+// One published message: its key and id, and the bytes every subscriber receives, so
+// delivery to N subscribers copies N pointers, never N payloads. Both encodings live in
+// one buffer: [SSE frame][WebSocket event text].
+class Message {
+ public:
+  // `data` must be compact JSON (no raw CR/LF); topic and event are validated names.
+  static std::shared_ptr<const Message> make(MessageKey key, std::string_view id,
+                                             std::string_view topic, std::string_view event,
+                                             std::string_view data, double ts);
+
+  Message(MessageKey key, std::string buffer, size_t sse_len, size_t id_offset, size_t id_len);
+  ~Message();
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+
+  MessageKey key() const { return key_; }
+  std::string_view id() const { return std::string_view(buffer_).substr(id_offset_, id_len_); }
+  std::string_view sse() const { return std::string_view(buffer_).substr(0, sse_len_); }
+  std::string_view ws() const { return std::string_view(buffer_).substr(sse_len_); }
+
+  // Messages alive in this process: lets tests prove that nothing leaks.
+  static int64_t live_count() { return live_.load(std::memory_order_relaxed); }
+
+ private:
+  MessageKey key_;
+  std::string buffer_;
+  size_t sse_len_;
+  size_t id_offset_;
+  size_t id_len_;
+  static inline std::atomic<int64_t> live_{0};
+};
+
+using MessagePtr = std::shared_ptr<const Message>;
+
+}  // namespace fanwire

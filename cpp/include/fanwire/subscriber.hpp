@@ -1,0 +1,82 @@
+// One subscriber of one topic: a bounded window over the topic's log.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fanwire/message.hpp"
+
+namespace fanwire {
+
+class Topic;
+
+enum class Policy : uint8_t { drop_oldest, disconnect };
+enum class CloseReason : uint8_t { none, unsubscribed, slow_consumer, topic_deleted, shutdown };
+
+const char* to_string(CloseReason reason);
+
+struct SubscribeOptions {
+  uint64_t waiter = 0;                 // token handed to the notifier on wake-up
+  size_t last_n = 0;                   // replay this many retained messages
+  std::optional<std::string> since;    // or resume after this id (wins over last_n)
+  Policy policy = Policy::drop_oldest;
+  size_t queue_size = 1000;            // clamped to the topic's retention
+};
+
+// What one take() returns besides the messages.
+struct TakeResult {
+  uint64_t dropped = 0;  // messages dropped just before the ones taken
+};
+
+// A subscriber holds no copy of any message: it is a cursor into its topic's retention
+// ring whose lag is bounded by `capacity` (its queue size, or its replay if larger). The
+// publisher enforces the bound: under drop_oldest it moves the cursor forward and counts
+// the drops; under disconnect it closes the subscriber. All state is guarded by the
+// topic's mutex; the idle memory cost is this object and two slots in the topic's lists.
+class Subscriber {
+ public:
+  Subscriber(std::shared_ptr<Topic> topic, const SubscribeOptions& options);
+  ~Subscriber();
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  const std::string& topic_name() const;
+  bool gap() const { return gap_; }
+  const std::optional<std::string>& first_available() const { return first_available_; }
+
+  // Parks the subscriber until the next message; false (not parked) if one is ready now
+  // or the subscriber is closed, so the caller should take() instead of waiting.
+  bool arm();
+  // Appends up to `max` ready messages to `out`.
+  TakeResult take(std::vector<MessagePtr>& out, size_t max);
+  uint64_t pending() const;
+  uint64_t dropped() const;
+  CloseReason close_reason() const;
+  // Unsubscribes (idempotent).
+  void close();
+
+  static int64_t live_count() { return live_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class Topic;
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  std::shared_ptr<Topic> topic_;
+  uint64_t waiter_;
+  uint64_t pos_ = 0;       // next position of the topic's ring to read
+  uint64_t capacity_ = 0;  // largest allowed lag (end - pos_)
+  uint64_t dropped_ = 0;
+  uint64_t dropped_unreported_ = 0;
+  size_t index_ = npos;         // in Topic::subscribers_
+  size_t parked_index_ = npos;  // in Topic::parked_
+  Policy policy_;
+  CloseReason reason_ = CloseReason::none;
+  bool gap_ = false;
+  std::optional<std::string> first_available_;
+  static inline std::atomic<int64_t> live_{0};
+};
+
+}  // namespace fanwire

@@ -1,0 +1,107 @@
+// A topic: its retention ring and its subscribers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fanwire/message.hpp"
+#include "fanwire/notifier.hpp"
+#include "fanwire/ring.hpp"
+#include "fanwire/subscriber.hpp"
+
+namespace fanwire {
+
+// Server-wide counters shared by every topic (for /stats and /metrics).
+struct Counters {
+  std::atomic<uint64_t> published{0};
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> dropped{0};
+};
+
+// How a resume id is judged: the broker's own ids carry its epoch; external ids (Redis
+// stream ids) are trusted as long as they parse.
+struct IdPolicy {
+  bool external = false;
+  uint64_t epoch = 0;
+  const std::atomic<uint64_t>* last_seq = nullptr;  // newest id issued, for own ids
+};
+
+struct TopicStats {
+  std::string name;
+  size_t subscribers = 0;
+  uint64_t messages = 0;
+  uint64_t dropped = 0;
+};
+
+// Publishers of one topic are serialized by its mutex (assign id, append, check lag,
+// wake parked subscribers); publishers of different topics run in parallel.
+class Topic : public std::enable_shared_from_this<Topic> {
+ public:
+  Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
+        std::shared_ptr<Notifier> notifier);
+
+  const std::string& name() const { return name_; }
+
+  // Appends a message built by `make(key)` unless the topic is deleted (then nullopt).
+  // Returns the message and the number of subscribers it reached.
+  struct Published {
+    MessagePtr message;
+    size_t subscribers = 0;
+    bool must_drain = false;
+  };
+  template <class Make>
+  std::optional<Published> publish(Make&& make, bool from_loop);
+
+  std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options, const IdPolicy& ids);
+
+  // Closes every subscriber with `reason` and refuses further publishes.
+  void close_all(CloseReason reason);
+  TopicStats stats() const;
+
+ private:
+  friend class Subscriber;
+
+  void place(Subscriber& sub, const SubscribeOptions& options, const IdPolicy& ids);
+  void enforce_bounds();
+  void wake_parked(bool from_loop, bool& must_drain);
+  void close_locked(Subscriber& sub, CloseReason reason);
+  void unpark_locked(Subscriber& sub);
+  void remove_locked(Subscriber& sub);
+
+  mutable std::mutex mu_;
+  const std::string name_;
+  std::shared_ptr<Counters> counters_;
+  std::shared_ptr<Notifier> notifier_;
+  Ring<MessagePtr> log_;
+  std::optional<MessageKey> evicted_;   // newest key trimmed from the ring
+  std::vector<Subscriber*> subscribers_;
+  std::vector<Subscriber*> parked_;     // waiting for the next message
+  uint64_t deadline_ = UINT64_MAX;      // lower bound of min(pos + capacity) over subscribers
+  uint64_t published_ = 0;
+  uint64_t dropped_ = 0;
+  bool closed_ = false;
+};
+
+template <class Make>
+std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop) {
+  std::lock_guard lock(mu_);
+  if (closed_) return std::nullopt;
+  Published out;
+  out.message = make();
+  if (log_.full()) evicted_ = log_.front()->key();
+  log_.push(out.message);
+  ++published_;
+  counters_->published.fetch_add(1, std::memory_order_relaxed);
+  if (log_.end() > deadline_) enforce_bounds();
+  wake_parked(from_loop, out.must_drain);
+  out.subscribers = subscribers_.size();
+  return out;
+}
+
+}  // namespace fanwire

@@ -1,0 +1,117 @@
+#include "fanwire/broker.hpp"
+
+#include <chrono>
+#include <mutex>
+
+namespace fanwire {
+namespace {
+
+uint64_t now_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Broker::Broker(size_t retention, uint64_t epoch, bool external_ids) : retention_(retention) {
+  ids_.external = external_ids;
+  ids_.epoch = epoch != 0 ? epoch : now_ms();
+  ids_.last_seq = &seq_;
+}
+
+Broker::~Broker() { shutdown(); }
+
+bool Broker::create_topic(std::string_view name) {
+  std::unique_lock lock(mu_);
+  if (topics_.find(name) != topics_.end()) return false;
+  topics_.emplace(std::string(name),
+                  std::make_shared<Topic>(std::string(name), retention_, counters_, notifier_));
+  return true;
+}
+
+bool Broker::delete_topic(std::string_view name) {
+  std::shared_ptr<Topic> topic;
+  {
+    std::unique_lock lock(mu_);
+    auto it = topics_.find(name);
+    if (it == topics_.end()) return false;
+    topic = std::move(it->second);
+    topics_.erase(it);
+  }
+  topic->close_all(CloseReason::topic_deleted);
+  return true;
+}
+
+bool Broker::has_topic(std::string_view name) const { return find(name) != nullptr; }
+
+size_t Broker::topic_count() const {
+  std::shared_lock lock(mu_);
+  return topics_.size();
+}
+
+std::vector<TopicStats> Broker::topic_stats() const {
+  std::vector<std::shared_ptr<Topic>> topics;
+  {
+    std::shared_lock lock(mu_);
+    topics.reserve(topics_.size());
+    for (const auto& entry : topics_) topics.push_back(entry.second);
+  }
+  std::vector<TopicStats> out;
+  out.reserve(topics.size());
+  for (const auto& topic : topics) out.push_back(topic->stats());
+  return out;
+}
+
+std::shared_ptr<Topic> Broker::find(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = topics_.find(name);
+  return it == topics_.end() ? nullptr : it->second;
+}
+
+PublishResult Broker::publish(std::string_view topic_name, std::string_view data,
+                              std::string_view event, std::string_view id, bool from_loop) {
+  auto topic = find(topic_name);
+  if (!topic) throw TopicNotFound(std::string(topic_name));
+  if (!id.empty() && !MessageKey::parse(id)) throw std::invalid_argument("bad message id");
+  const double ts = now_seconds();
+  // The id is taken under the topic's lock, so ids increase in publish order per topic.
+  auto make = [&] {
+    if (!id.empty()) return Message::make(*MessageKey::parse(id), id, topic_name, event, data, ts);
+    const MessageKey key{ids_.epoch, seq_.fetch_add(1) + 1};
+    return Message::make(key, key.to_string(), topic_name, event, data, ts);
+  };
+  auto published = topic->publish(make, from_loop);
+  if (!published) throw TopicNotFound(std::string(topic_name));
+  return PublishResult{std::string(published->message->id()), published->subscribers,
+                       published->must_drain};
+}
+
+std::shared_ptr<Subscriber> Broker::subscribe(std::string_view name,
+                                              const SubscribeOptions& options) {
+  auto topic = find(name);
+  if (!topic) throw TopicNotFound(std::string(name));
+  return topic->subscribe(options, ids_);
+}
+
+void Broker::shutdown() {
+  TopicMap topics;
+  {
+    std::unique_lock lock(mu_);
+    topics.swap(topics_);
+  }
+  for (auto& entry : topics) entry.second->close_all(CloseReason::shutdown);
+}
+
+BrokerCounters Broker::counters() const {
+  return BrokerCounters{Message::live_count(), Subscriber::live_count(),
+                        counters_->published.load(), counters_->delivered.load(),
+                        counters_->dropped.load()};
+}
+
+}  // namespace fanwire

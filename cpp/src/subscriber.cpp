@@ -1,0 +1,77 @@
+#include "fanwire/subscriber.hpp"
+
+#include <mutex>
+
+#include "fanwire/topic.hpp"
+
+namespace fanwire {
+
+const char* to_string(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::none: return "";
+    case CloseReason::unsubscribed: return "unsubscribed";
+    case CloseReason::slow_consumer: return "slow_consumer";
+    case CloseReason::topic_deleted: return "topic_deleted";
+    case CloseReason::shutdown: return "shutdown";
+  }
+  return "";
+}
+
+Subscriber::Subscriber(std::shared_ptr<Topic> topic, const SubscribeOptions& options)
+    : topic_(std::move(topic)), waiter_(options.waiter & Notifier::kWaiterMask),
+      policy_(options.policy) {
+  live_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Subscriber::~Subscriber() {
+  close();
+  live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+const std::string& Subscriber::topic_name() const { return topic_->name(); }
+
+bool Subscriber::arm() {
+  std::lock_guard lock(topic_->mu_);
+  if (reason_ != CloseReason::none || pos_ < topic_->log_.end()) return false;
+  if (parked_index_ == npos) {
+    parked_index_ = topic_->parked_.size();
+    topic_->parked_.push_back(this);
+  }
+  return true;
+}
+
+TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max) {
+  std::lock_guard lock(topic_->mu_);
+  TakeResult result;
+  if (reason_ == CloseReason::slow_consumer) return result;
+  const auto& log = topic_->log_;
+  const uint64_t end = std::min<uint64_t>(log.end(), pos_ + max);
+  for (uint64_t pos = pos_; pos < end; ++pos) out.push_back(log.at(pos));
+  topic_->counters_->delivered.fetch_add(end - pos_, std::memory_order_relaxed);
+  pos_ = end;
+  result.dropped = dropped_unreported_;
+  dropped_unreported_ = 0;
+  return result;
+}
+
+uint64_t Subscriber::pending() const {
+  std::lock_guard lock(topic_->mu_);
+  return reason_ == CloseReason::slow_consumer ? 0 : topic_->log_.end() - pos_;
+}
+
+uint64_t Subscriber::dropped() const {
+  std::lock_guard lock(topic_->mu_);
+  return dropped_;
+}
+
+CloseReason Subscriber::close_reason() const {
+  std::lock_guard lock(topic_->mu_);
+  return reason_;
+}
+
+void Subscriber::close() {
+  std::lock_guard lock(topic_->mu_);
+  topic_->close_locked(*this, CloseReason::unsubscribed);
+}
+
+}  // namespace fanwire

@@ -1,0 +1,134 @@
+#include "fanwire/topic.hpp"
+
+#include <algorithm>
+
+namespace fanwire {
+
+Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
+             std::shared_ptr<Notifier> notifier)
+    : name_(std::move(name)), counters_(std::move(counters)), notifier_(std::move(notifier)),
+      log_(retention) {}
+
+std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options,
+                                             const IdPolicy& ids) {
+  auto sub = std::make_shared<Subscriber>(shared_from_this(), options);
+  std::lock_guard lock(mu_);
+  if (closed_) {
+    sub->reason_ = CloseReason::topic_deleted;
+    return sub;
+  }
+  place(*sub, options, ids);
+  sub->index_ = subscribers_.size();
+  subscribers_.push_back(sub.get());
+  deadline_ = std::min(deadline_, sub->pos_ + sub->capacity_);
+  return sub;
+}
+
+// Sets the subscriber's cursor for its replay (last_n) or resume (since), and its
+// capacity: the queue size, or the replay if that is larger, never beyond retention.
+void Topic::place(Subscriber& sub, const SubscribeOptions& options, const IdPolicy& ids) {
+  const uint64_t end = log_.end();
+  uint64_t pos = end;
+  if (options.since) {
+    auto key = MessageKey::parse(*options.since);
+    bool ours = key && (ids.external ||
+                        (key->hi == ids.epoch && key->lo <= ids.last_seq->load()));
+    if (!ours) {
+      sub.gap_ = true;
+      pos = log_.begin();
+    } else {
+      // First retained message after the resume id (keys increase along the ring).
+      uint64_t lo = log_.begin(), hi = end;
+      while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (log_.at(mid)->key() <= *key) lo = mid + 1; else hi = mid;
+      }
+      pos = lo;
+      sub.gap_ = evicted_ && *key < *evicted_;
+    }
+    if (sub.gap_ && !log_.empty()) sub.first_available_ = std::string(log_.front()->id());
+  } else if (options.last_n > 0) {
+    pos = end - std::min<uint64_t>(options.last_n, log_.size());
+  }
+  sub.pos_ = pos;
+  const uint64_t queue = std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
+  sub.capacity_ = std::max<uint64_t>(queue, end - pos);
+}
+
+// Runs when some subscriber may lag beyond its capacity: drop or disconnect it, and
+// recompute the deadline. Consumers only move forward, so the deadline stays a lower
+// bound between scans and this runs about once per `capacity` publishes, not per publish.
+void Topic::enforce_bounds() {
+  const uint64_t end = log_.end();
+  uint64_t deadline = UINT64_MAX;
+  for (size_t i = 0; i < subscribers_.size();) {
+    Subscriber& sub = *subscribers_[i];
+    if (end - sub.pos_ > sub.capacity_) {
+      const uint64_t over = end - sub.pos_ - sub.capacity_;
+      if (sub.policy_ == Policy::disconnect) {
+        close_locked(sub, CloseReason::slow_consumer);
+        continue;  // swap-removed: index i now holds another subscriber
+      }
+      sub.pos_ += over;
+      sub.dropped_ += over;
+      sub.dropped_unreported_ += over;
+      dropped_ += over;
+      counters_->dropped.fetch_add(over, std::memory_order_relaxed);
+    }
+    deadline = std::min(deadline, sub.pos_ + sub.capacity_);
+    ++i;
+  }
+  deadline_ = deadline;
+}
+
+void Topic::wake_parked(bool from_loop, bool& must_drain) {
+  for (Subscriber* sub : parked_) {
+    sub->parked_index_ = Subscriber::npos;
+    must_drain |= notifier_->push(sub->waiter_, !from_loop);
+  }
+  parked_.clear();
+}
+
+void Topic::close_all(CloseReason reason) {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  while (!subscribers_.empty()) close_locked(*subscribers_.back(), reason);
+}
+
+// Closes `sub` and wakes its waiter: it still reads what it had pending (except a slow
+// consumer, which is cut off), then sees the reason.
+void Topic::close_locked(Subscriber& sub, CloseReason reason) {
+  if (sub.reason_ != CloseReason::none) return;
+  sub.reason_ = reason;
+  remove_locked(sub);
+  if (reason == CloseReason::unsubscribed) return;
+  const bool ends_connection = reason == CloseReason::slow_consumer ||
+                               reason == CloseReason::shutdown;
+  notifier_->push(sub.waiter_ | (ends_connection ? Notifier::kClosingBit : 0), true);
+}
+
+void Topic::unpark_locked(Subscriber& sub) {
+  if (sub.parked_index_ == Subscriber::npos) return;
+  Subscriber* last = parked_.back();
+  parked_[sub.parked_index_] = last;
+  last->parked_index_ = sub.parked_index_;
+  parked_.pop_back();
+  sub.parked_index_ = Subscriber::npos;
+}
+
+void Topic::remove_locked(Subscriber& sub) {
+  unpark_locked(sub);
+  if (sub.index_ == Subscriber::npos) return;
+  Subscriber* last = subscribers_.back();
+  subscribers_[sub.index_] = last;
+  last->index_ = sub.index_;
+  subscribers_.pop_back();
+  sub.index_ = Subscriber::npos;
+}
+
+TopicStats Topic::stats() const {
+  std::lock_guard lock(mu_);
+  return TopicStats{name_, subscribers_.size(), published_, dropped_};
+}
+
+}  // namespace fanwire

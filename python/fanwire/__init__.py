@@ -1,0 +1,27 @@
+"""fanwire: real-time fan-out (SSE and WebSocket) for FastAPI, with a C++ core."""
+
+from .broker import Broker, Published, Subscription, TopicInfo
+from .errors import (
+    FanwireError,
+    InvalidMessage,
+    InvalidTopic,
+    LimitReached,
+    PayloadTooLarge,
+    ShuttingDown,
+    TopicNotFound,
+)
+
+__all__ = [
+    "Broker",
+    "FanwireError",
+    "InvalidMessage",
+    "InvalidTopic",
+    "LimitReached",
+    "PayloadTooLarge",
+    "Published",
+    "ShuttingDown",
+    "Subscription",
+    "TopicInfo",
+    "TopicNotFound",
+]
+__version__ = "0.1.0"

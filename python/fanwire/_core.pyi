@@ -1,0 +1,60 @@
+"""Typed stubs of the C++ extension ``fanwire._core`` (see cpp/bindings.cpp)."""
+
+DROP_OLDEST: int
+DISCONNECT: int
+WAITER_MASK: int
+CLOSING_BIT: int
+
+class CoreSub:
+    """One subscriber of one topic: a bounded window over the topic's log."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def gap(self) -> bool:
+        """True when the resume id was older than what is retained (or not ours)."""
+    @property
+    def first_available(self) -> str | None: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def close_reason(self) -> str:
+        """"" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
+    def arm(self) -> bool:
+        """Park until the next message; False (not parked) if something is ready now."""
+    def take_sse(self, max_messages: int = ...) -> tuple[bytes, int]:
+        """(concatenated SSE frames, messages dropped just before them)."""
+    def take_ws(self, max_messages: int = ...) -> tuple[list[str], int]:
+        """(WebSocket event texts, messages dropped just before them)."""
+    def close(self) -> None: ...
+
+class Core:
+    def __init__(self, retention: int = 1000, epoch: int = 0) -> None: ...
+    @property
+    def epoch(self) -> int: ...
+    def fileno(self) -> int: ...
+    def create_topic(self, name: str) -> bool: ...
+    def delete_topic(self, name: str) -> bool: ...
+    def has_topic(self, name: str) -> bool: ...
+    def topic_count(self) -> int: ...
+    def topic_stats(self) -> list[tuple[str, int, int, int]]:
+        """(name, subscribers, messages published, messages dropped) per topic."""
+    def publish(
+        self, topic: str, data: bytes, event: str, message_id: str, on_loop: bool
+    ) -> tuple[str, int, bool]:
+        """(id, subscribers reached, whether the caller must drain). KeyError if no topic."""
+    def subscribe(
+        self,
+        topic: str,
+        waiter: int,
+        last_n: int,
+        since: str | None,
+        policy: int,
+        queue_size: int,
+    ) -> CoreSub: ...
+    def drain(self) -> list[int]:
+        """Waiter tokens woken since the last drain (CLOSING_BIT set on closures)."""
+    def shutdown(self) -> None: ...
+    def counters(self) -> dict[str, int]: ...

@@ -1,0 +1,74 @@
+"""Protocol notices (PROTOCOL.md) that Python formats; message frames come from the core.
+
+The core encodes each published message once (its SSE frame and its WebSocket ``event``
+text). What is left here are the rare control notices: gaps, drops, deletion, shutdown,
+heartbeats. They are encoded with orjson, never by hand.
+"""
+
+import time
+from typing import Any
+
+import orjson
+
+
+def sse_frame(event: str, data: Any) -> bytes:
+    """One SSE frame with no id (control frames must not move the client's Last-Event-ID)."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def ws_text(obj: dict[str, Any]) -> str:
+    """A WebSocket text message."""
+    return orjson.dumps(obj).decode()
+
+
+def ws_info(message: str, **fields: Any) -> str:
+    """A WebSocket ``info`` message, e.g. ``ws_info("gap", topic=..., first_available=...)``."""
+    return ws_text({"type": "info", "message": message, **fields})
+
+
+def ws_error(code: str, message: str, request_id: Any = None) -> str:
+    """A WebSocket ``error`` message; ``request_id`` is echoed when the request had one."""
+    obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if request_id is not None:
+        obj["request_id"] = request_id
+    return ws_text(obj)
+
+
+def sse_heartbeat() -> bytes:
+    return sse_frame("heartbeat", {"ts": time.time()})
+
+
+def ws_heartbeat() -> str:
+    return ws_info("heartbeat", ts=time.time())
+
+
+class Notices:
+    """Formats the notices of one subscription for its transport (``sse`` or ``ws``)."""
+
+    def __init__(self, mode: str) -> None:
+        self.sse = mode == "sse"
+
+    def gap(self, topic: str, first_available: str | None) -> bytes | str:
+        if self.sse:
+            return sse_frame("gap", {"topic": topic, "first_available": first_available})
+        return ws_info("gap", topic=topic, first_available=first_available)
+
+    def dropped(self, topic: str, count: int) -> bytes | str:
+        if self.sse:
+            return sse_frame("gap", {"topic": topic, "dropped": count})
+        return ws_info("messages_dropped", topic=topic, dropped=count)
+
+    def topic_deleted(self, topic: str) -> bytes | str:
+        if self.sse:
+            return sse_frame("topic_deleted", {"topic": topic})
+        return ws_info("topic_deleted", topic=topic)
+
+    def shutdown(self) -> bytes | str:
+        if self.sse:
+            return sse_frame("shutdown", {"ts": time.time()})
+        return ws_info("shutdown")
+
+    def slow_consumer(self, topic: str) -> bytes | str:
+        if self.sse:
+            return sse_frame("error", {"code": "SLOW_CONSUMER", "topic": topic})
+        return ws_error("SLOW_CONSUMER", f"queue of topic {topic!r} overflowed; closing")

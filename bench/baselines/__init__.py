@@ -1,0 +1,1 @@
+"""Baseline servers that fanwire is compared against (see bench/README.md)."""

@@ -1,0 +1,327 @@
+"""An SSE test client for ``GET /stream`` (PROTOCOL.md), on httpx + httpx-sse.
+
+A background task reads frames into :attr:`SSEClient.frames` in arrival order; the
+``read_*`` methods wait (bounded) for what a test expects. :meth:`SSEClient.stall` stops
+reading, so the server sees a slow consumer; :meth:`SSEClient.resume` reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import orjson
+from httpx_sse import EventSource, ServerSentEvent
+
+from .gaps import Gap
+
+#: SSE event types the server uses for notices; every other type is a message.
+CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown"})
+
+
+class StreamEnded(AssertionError):
+    """The stream ended (or broke) before what the test waited for arrived."""
+
+
+class UnexpectedStatus(AssertionError):
+    """The server answered the stream request with an unexpected HTTP status."""
+
+
+@dataclass(frozen=True)
+class SSEFrame:
+    """One dispatched SSE frame: ``event``, ``id``, ``data`` (parsed JSON) and ``retry``.
+
+    ``id`` is the stream's last event id when the frame was dispatched (as a browser's
+    ``lastEventId``): for a message frame it is the message's id.
+    """
+
+    event: str
+    id: str
+    data: Any
+    raw_data: str
+    retry: int | None
+    received_at: float
+
+    @property
+    def is_message(self) -> bool:
+        """True for a published message (not a notice, not the initial ``retry:``)."""
+        return self.event not in CONTROL_EVENTS and self.raw_data != ""
+
+    @property
+    def topic(self) -> str | None:
+        """The ``topic`` field of the data, if any."""
+        return self.data.get("topic") if isinstance(self.data, dict) else None
+
+
+def _parse(raw: str) -> Any:
+    if raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+
+
+class SSEClient:
+    """One SSE connection to ``{base_url}/stream``; use as ``async with SSEClient(...)``.
+
+    Query parameters follow PROTOCOL.md: ``topics`` (repeated ``topic``), ``last_n``,
+    ``last_event_id`` (query) and ``policy``/``queue_size``; ``resume_from`` is sent as
+    the ``Last-Event-ID`` header. ``receive_buffer`` shrinks the socket's receive buffer
+    so a stalled client backs up the server quickly. ``expect_status`` is the status
+    :meth:`connect` requires (the body of any other answer is kept in :attr:`body`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        topics: Sequence[str] | None = None,
+        last_n: int | None = None,
+        resume_from: str | None = None,
+        last_event_id: str | None = None,
+        policy: str | None = None,
+        queue_size: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        path: str = "/stream",
+        receive_buffer: int | None = None,
+        stalled: bool = False,
+        expect_status: int = 200,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
+        self.url = base_url.rstrip("/") + path
+        query: list[tuple[str, Any]] = [("topic", t) for t in topics or ()]
+        for key, value in (
+            ("last_n", last_n),
+            ("last_event_id", last_event_id),
+            ("policy", policy),
+            ("queue_size", queue_size),
+        ):
+            if value is not None:
+                query.append((key, value))
+        query += list((params or {}).items())
+        self.params = query
+        self.request_headers = dict(headers or {})
+        if resume_from is not None:
+            self.request_headers["Last-Event-ID"] = resume_from
+        self.receive_buffer = receive_buffer
+        self.expect_status = expect_status
+        self.connect_timeout = connect_timeout
+        self.frames: list[SSEFrame] = []
+        self.status_code: int | None = None
+        self.headers: httpx.Headers = httpx.Headers()
+        self.body: bytes = b""
+        self.ended = False
+        self.error: BaseException | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._response: httpx.Response | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._allowed = asyncio.Event()
+        if not stalled:
+            self._allowed.set()
+        self._changed = asyncio.Event()
+
+    # -- connection --------------------------------------------------------------------
+    async def connect(self) -> Self:
+        """Send the request, check the status, and start reading (unless stalled)."""
+        transport_options: dict[str, Any] = {}
+        if self.receive_buffer is not None:
+            option = (socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            transport_options["socket_options"] = [option]
+        self._client = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(**transport_options),
+            timeout=httpx.Timeout(self.connect_timeout, read=None),
+            trust_env=False,
+        )
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        headers.update(self.request_headers)
+        request = self._client.build_request("GET", self.url, params=self.params, headers=headers)
+        self._response = await self._client.send(request, stream=True)
+        self.status_code = self._response.status_code
+        self.headers = self._response.headers
+        if self.status_code != 200:
+            self.body = await self._response.aread()
+            self.ended = True
+            if self.status_code != self.expect_status:
+                await self.close()
+                raise UnexpectedStatus(
+                    f"GET {self._response.url} answered {self.status_code}, expected "
+                    f"{self.expect_status}: {self.body[:2000]!r}"
+                )
+            return self
+        if self.expect_status != 200:
+            await self.close()
+            raise UnexpectedStatus(
+                f"GET {self._response.url} answered 200, expected {self.expect_status}"
+            )
+        self._reader = asyncio.create_task(self._read(EventSource(self._response)))
+        return self
+
+    async def _read(self, source: EventSource) -> None:
+        try:
+            await self._allowed.wait()
+            sse: ServerSentEvent
+            async for sse in source.aiter_sse():
+                raw = sse.data
+                frame = SSEFrame(sse.event, sse.id, _parse(raw), raw, sse.retry, time.time())
+                self.frames.append(frame)
+                self._changed.set()
+                await self._allowed.wait()
+        except (httpx.HTTPError, OSError) as error:
+            self.error = error
+        finally:
+            self.ended = True
+            self._changed.set()
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._response is not None:
+            await self._response.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        self.ended = True
+
+    async def __aenter__(self) -> Self:
+        """Connect."""
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close."""
+        await self.close()
+
+    def stall(self) -> None:
+        """Stop reading: frames back up in the socket, then in the server."""
+        self._allowed.clear()
+
+    def resume(self) -> None:
+        """Read again after :meth:`stall` (or a ``stalled=True`` start)."""
+        self._allowed.set()
+
+    # -- what arrived ------------------------------------------------------------------
+    @property
+    def messages(self) -> list[SSEFrame]:
+        """Message frames (published messages), in arrival order."""
+        return [f for f in self.frames if f.is_message]
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids of the message frames, in arrival order."""
+        return [f.id for f in self.frames if f.is_message]
+
+    @property
+    def last_id(self) -> str | None:
+        """The id to resume from (as a browser would send in ``Last-Event-ID``)."""
+        return self.frames[-1].id or None if self.frames else None
+
+    @property
+    def retry(self) -> int | None:
+        """The ``retry:`` value the server sent, if any."""
+        return next((f.retry for f in self.frames if f.retry is not None), None)
+
+    def of_event(self, event: str) -> list[SSEFrame]:
+        """Frames whose event type is ``event``."""
+        return [f for f in self.frames if f.event == event]
+
+    def sequence(self, topic: str | None = None) -> list[str | Gap]:
+        """Message ids with :class:`Gap` markers where the server announced a gap.
+
+        With ``topic``, only that topic's messages and gaps. Feed it to
+        :func:`fanwire.testing.assertions.assert_in_order`.
+        """
+        out: list[str | Gap] = []
+        for frame in self.frames:
+            if frame.is_message and (topic is None or frame.topic == topic):
+                out.append(frame.id)
+            elif frame.event == "gap":
+                gap = Gap.from_notice(frame.data)
+                if topic is None or gap.topic in (None, topic):
+                    out.append(gap)
+        return out
+
+    # -- waiting -----------------------------------------------------------------------
+    async def read_until(
+        self,
+        condition: Callable[[SSEClient], bool],
+        *,
+        timeout: float = 10.0,
+        what: str = "condition",
+        allow_end: bool = False,
+    ) -> None:
+        """Wait until ``condition(self)`` holds.
+
+        Raises :class:`StreamEnded` if the stream ends first (unless ``allow_end``) and
+        :class:`TimeoutError` after ``timeout`` seconds; both say what had arrived.
+        """
+        if self._reader is None and not self.ended:
+            raise RuntimeError("not connected")
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            if self.ended:
+                if allow_end:
+                    return
+                raise StreamEnded(f"stream ended (error={self.error!r}) {self._waiting(what)}")
+            if self._reader is not None and not self._allowed.is_set():
+                raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"timed out after {timeout}s {self._waiting(what)}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def _waiting(self, what: str) -> str:
+        tail = "\n  ".join(repr(f) for f in self.frames[-5:])
+        return (
+            f"waiting for {what} on {self.url}; {len(self.frames)} frames, "
+            f"{len(self.messages)} messages so far; last frames:\n  {tail}"
+        )
+
+    async def read_messages(self, count: int, *, timeout: float = 10.0) -> list[SSEFrame]:
+        """Wait until ``count`` message frames arrived in all; return the first ``count``."""
+        await self.read_until(
+            lambda c: len(c.messages) >= count, timeout=timeout, what=f"{count} messages"
+        )
+        return self.messages[:count]
+
+    async def read_until_event(
+        self, event: str, *, start: int = 0, timeout: float = 10.0
+    ) -> SSEFrame:
+        """Wait for a frame of type ``event`` at index ``start`` or later; return it.
+
+        Pass ``start=len(client.frames)`` to wait for a new one.
+        """
+
+        def found(client: SSEClient) -> bool:
+            return any(f.event == event for f in client.frames[start:])
+
+        await self.read_until(found, timeout=timeout, what=f"event {event!r}")
+        return next(f for f in self.frames[start:] if f.event == event)
+
+    async def read_to_end(self, *, timeout: float = 10.0) -> list[SSEFrame]:
+        """Wait until the server ends the stream; return every frame."""
+        await self.read_until(lambda c: c.ended, timeout=timeout, what="end of stream")
+        return list(self.frames)
+
+    async def read_for(self, seconds: float) -> list[SSEFrame]:
+        """Keep reading for ``seconds``; return the frames that arrived meanwhile."""
+        start = len(self.frames)
+        await asyncio.sleep(seconds)
+        return self.frames[start:]

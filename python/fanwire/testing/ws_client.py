@@ -1,0 +1,382 @@
+"""A WebSocket test client for ``/ws`` (PROTOCOL.md), on the ``websockets`` asyncio client.
+
+A background task reads every server message (parsed with orjson) into
+:attr:`WSClient.messages` in arrival order; requests (:meth:`WSClient.subscribe`,
+:meth:`~WSClient.publish`, :meth:`~WSClient.ping`, ...) await the answer carrying their
+``request_id``. :meth:`WSClient.stall` stops reading, to play a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import socket
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from .gaps import Gap
+
+_request_ids = itertools.count(1)
+_HAS_PROXY_OPTION = "proxy" in inspect.signature(connect.__init__).parameters
+
+
+class WSClosed(AssertionError):
+    """The connection closed before what the test waited for arrived."""
+
+
+class WSErrorReply(AssertionError):
+    """The server answered a request with an ``error`` message."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        """Keep the reply; its ``code`` is in :attr:`code`."""
+        super().__init__(f"server answered with an error: {reply}")
+        self.reply = reply
+        self.code: str | None = reply.get("code")
+
+
+class WSClient:
+    """One WebSocket connection; use as ``async with WSClient(server.ws_url) as ws``.
+
+    ``params`` become the query string (e.g. ``access_token``). On connect the client
+    waits for the server's ``info`` ``connected`` message (``expect_connected``) and keeps
+    its ``client_id``. ``receive_buffer`` (bytes) and ``max_queue`` (messages buffered by
+    the library) bound how much a stalled client absorbs before the server backs up.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        receive_buffer: int | None = None,
+        max_queue: int = 16,
+        compression: str | None = None,
+        expect_connected: bool = True,
+        stalled: bool = False,
+        open_timeout: float = 10.0,
+        timeout: float = 10.0,
+    ) -> None:
+        """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
+        self.url = url + ("?" + urlencode(dict(params)) if params else "")
+        self.request_headers = dict(headers or {})
+        self.receive_buffer = receive_buffer
+        self.max_queue = max_queue
+        self.compression = compression
+        self.expect_connected = expect_connected
+        self.open_timeout = open_timeout
+        self.timeout = timeout
+        self.messages: list[dict[str, Any]] = []
+        self.client_id: str | None = None
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._allowed = asyncio.Event()
+        if not stalled:
+            self._allowed.set()
+        self._changed = asyncio.Event()
+
+    # -- connection --------------------------------------------------------------------
+    async def connect(self) -> Self:
+        """Open the connection, start reading, and await ``info`` ``connected``."""
+        options: dict[str, Any] = {
+            "additional_headers": self.request_headers,
+            "open_timeout": self.open_timeout,
+            "ping_interval": None,  # a stalled client must not be closed by keepalive
+            "max_size": None,
+            "max_queue": self.max_queue,
+            "compression": self.compression,
+        }
+        if _HAS_PROXY_OPTION:
+            options["proxy"] = None
+        if self.receive_buffer is not None:
+            parts = urlsplit(self.url)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(
+                sock, (parts.hostname or "127.0.0.1", parts.port or 80)
+            )
+            options["sock"] = sock
+        self._ws = await connect(self.url, **options)
+        self._reader = asyncio.create_task(self._read(self._ws))
+        if self.expect_connected:
+            hello = await self.recv_until(
+                lambda m: m.get("type") == "info" and m.get("message") == "connected",
+                what="info connected",
+            )
+            self.client_id = hello.get("client_id")
+        return self
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._allowed.wait()
+                text = await ws.recv()
+                try:
+                    message = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    message = {"type": "<not json>", "raw": text}
+                if not isinstance(message, dict):
+                    message = {"type": "<not an object>", "raw": message}
+                message["_received_at"] = time.time()
+                self.messages.append(message)
+                self._changed.set()
+        except ConnectionClosed as closed:
+            frame = closed.rcvd or closed.sent
+            self.close_code = frame.code if frame is not None else 1006
+            self.close_reason = frame.reason if frame is not None else None
+        finally:
+            self.closed = True
+            self._changed.set()
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 5)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        self.closed = True
+
+    async def __aenter__(self) -> Self:
+        """Connect."""
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close."""
+        await self.close()
+
+    def stall(self) -> None:
+        """Stop reading: messages back up in the library, the socket, then the server."""
+        self._allowed.clear()
+
+    def resume(self) -> None:
+        """Read again after :meth:`stall`."""
+        self._allowed.set()
+
+    # -- sending -----------------------------------------------------------------------
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one JSON object as a text message."""
+        await self.send_raw(orjson.dumps(dict(message)).decode())
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send a text (str) or binary (bytes) message as is."""
+        if self._ws is None:
+            raise RuntimeError("not connected")
+        await self._ws.send(text)
+
+    async def request(
+        self, message: Mapping[str, Any], *, timeout: float | None = None, check: bool = True
+    ) -> dict[str, Any]:
+        """Send ``message`` (adding a ``request_id`` if absent) and await its answer.
+
+        The answer is the ``ack``, ``pong`` or ``error`` echoing that ``request_id``. With
+        ``check``, an ``error`` raises :class:`WSErrorReply`.
+        """
+        body = dict(message)
+        body.setdefault("request_id", f"r{next(_request_ids)}")
+        rid = body["request_id"]
+        start = len(self.messages)
+        await self.send(body)
+        reply = await self.recv_until(
+            lambda m: m.get("request_id") == rid and m.get("type") in ("ack", "pong", "error"),
+            start=start,
+            timeout=timeout,
+            what=f"answer to {body.get('type')} request_id={rid!r}",
+        )
+        if check and reply.get("type") == "error":
+            raise WSErrorReply(reply)
+        return reply
+
+    async def subscribe(
+        self,
+        topic: str,
+        *,
+        last_n: int | None = None,
+        since: str | None = None,
+        policy: str | None = None,
+        queue_size: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> dict[str, Any]:
+        """Subscribe and await the ack (or the error, raised when ``check``)."""
+        body: dict[str, Any] = {"type": "subscribe", "topic": topic}
+        for key, value in (
+            ("last_n", last_n),
+            ("since", since),
+            ("policy", policy),
+            ("queue_size", queue_size),
+            ("request_id", request_id),
+        ):
+            if value is not None:
+                body[key] = value
+        return await self.request(body, timeout=timeout, check=check)
+
+    async def unsubscribe(
+        self, topic: str, *, request_id: str | None = None, check: bool = True
+    ) -> dict[str, Any]:
+        """Unsubscribe and await the ack."""
+        body: dict[str, Any] = {"type": "unsubscribe", "topic": topic}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return await self.request(body, check=check)
+
+    async def publish(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        event: str | None = None,
+        request_id: str | None = None,
+        check: bool = True,
+    ) -> dict[str, Any]:
+        """Publish and await the ack (its ``message_id`` is the new message's id)."""
+        body: dict[str, Any] = {"type": "publish", "topic": topic, "data": data}
+        if event is not None:
+            body["event"] = event
+        if request_id is not None:
+            body["request_id"] = request_id
+        return await self.request(body, check=check)
+
+    async def ping(self, *, request_id: str | None = None) -> dict[str, Any]:
+        """Send ``ping`` and await the ``pong``."""
+        body: dict[str, Any] = {"type": "ping"}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return await self.request(body)
+
+    # -- what arrived ------------------------------------------------------------------
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """Received messages whose ``type`` is ``kind``."""
+        return [m for m in self.messages if m.get("type") == kind]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Received ``event`` messages, in arrival order."""
+        return self.of_type("event")
+
+    def event_ids(self, topic: str | None = None) -> list[str]:
+        """``message_id`` of the received events (of ``topic`` if given)."""
+        return [
+            m["message_id"] for m in self.events if topic is None or m.get("topic") == topic
+        ]
+
+    def infos(self, message: str) -> list[dict[str, Any]]:
+        """Received ``info`` messages whose ``message`` is ``message``."""
+        return [m for m in self.of_type("info") if m.get("message") == message]
+
+    def sequence(self, topic: str | None = None) -> list[str | Gap]:
+        """Event ids with :class:`Gap` markers at ``gap`` / ``messages_dropped`` notices."""
+        out: list[str | Gap] = []
+        for m in self.messages:
+            if topic is not None and m.get("topic") not in (None, topic):
+                continue
+            if m.get("type") == "event":
+                out.append(m["message_id"])
+            elif m.get("type") == "info" and m.get("message") in ("gap", "messages_dropped"):
+                out.append(Gap.from_notice(m))
+        return out
+
+    # -- waiting -----------------------------------------------------------------------
+    async def recv_until(
+        self,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        type: str | None = None,
+        start: int = 0,
+        timeout: float | None = None,
+        what: str | None = None,
+    ) -> dict[str, Any]:
+        """Wait for a message at index ``start`` or later matching ``predicate``/``type``.
+
+        Returns the first match. Pass ``start=len(ws.messages)`` to wait for a new one.
+        Raises :class:`WSClosed` if the connection closes first, :class:`TimeoutError`
+        after ``timeout`` (default: the client's ``timeout``).
+        """
+
+        def matches(m: dict[str, Any]) -> bool:
+            return (type is None or m.get("type") == type) and (
+                predicate is None or predicate(m)
+            )
+
+        label = what or (f"type {type!r}" if type else "a matching message")
+        index = start
+
+        def found(client: WSClient) -> bool:
+            nonlocal index
+            while index < len(client.messages):
+                if matches(client.messages[index]):
+                    return True
+                index += 1
+            return False
+
+        await self.wait_for(found, timeout=timeout, what=label)
+        return self.messages[index]
+
+    async def recv_events(
+        self, count: int, *, topic: str | None = None, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` events (of ``topic``) arrived in all; return the first ones."""
+
+        def enough(client: WSClient) -> bool:
+            return len(client.event_ids(topic)) >= count
+
+        await self.wait_for(enough, timeout=timeout, what=f"{count} events")
+        return [m for m in self.events if topic is None or m.get("topic") == topic][:count]
+
+    async def wait_closed(self, *, timeout: float | None = None) -> int | None:
+        """Wait until the server closes the connection; return the close code."""
+        await self.wait_for(lambda c: c.closed, timeout=timeout, what="close", allow_close=True)
+        return self.close_code
+
+    async def wait_for(
+        self,
+        condition: Callable[[WSClient], bool],
+        *,
+        timeout: float | None = None,
+        what: str = "condition",
+        allow_close: bool = False,
+    ) -> None:
+        """Wait until ``condition(self)`` holds (bounded; errors say what had arrived)."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not condition(self):
+            if self.closed:
+                if allow_close:
+                    return
+                raise WSClosed(f"connection closed ({self.close_code}) {self._waiting(what)}")
+            if not self._allowed.is_set():
+                raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"timed out after {limit}s {self._waiting(what)}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def _waiting(self, what: str) -> str:
+        tail = "\n  ".join(repr(m) for m in self.messages[-5:])
+        return (
+            f"waiting for {what} on {self.url}; {len(self.messages)} messages so far; "
+            f"last:\n  {tail}"
+        )

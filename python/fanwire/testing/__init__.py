@@ -1,0 +1,16 @@
+"""fanwire.testing: pytest fixtures, real servers, protocol clients and assertions.
+
+The pytest plugin (:mod:`fanwire.testing.plugin`) is registered through the ``pytest11``
+entry point ``fanwire``. Modules:
+
+- :mod:`~fanwire.testing.servers`: :class:`FanwireServer` (``python -m fanwire`` or any
+  ASGI app under uvicorn) and :class:`RedisServer`, as subprocesses on free ports.
+- :mod:`~fanwire.testing.clients`: :class:`SSEClient` and :class:`WSClient`.
+- :mod:`~fanwire.testing.assertions`: :func:`assert_in_order`.
+- :mod:`~fanwire.testing.load`: :func:`run_load`.
+- :mod:`~fanwire.testing.aio`: :func:`run` a coroutine from a plain test.
+- :mod:`~fanwire.testing.browser`: headless Chromium (Debian's) for playwright.
+
+Nothing is imported here, so importing the plugin stays cheap and never needs the
+compiled core or the test-only dependencies.
+"""

@@ -1,0 +1,183 @@
+"""pytest plugin for fanwire (``pytest11`` entry point ``fanwire``).
+
+Fixtures:
+
+- ``free_port`` -> ``int``: a free TCP port on 127.0.0.1.
+- ``fanwire_server`` -> factory ``(env=None, args=(), app=None, *, factory=False,
+  app_dir=None, port=None, name=None, start_timeout=30.0, stop_timeout=10.0,
+  health_path="/health") -> FanwireServer``: starts ``python -m fanwire`` (or the ASGI
+  app ``app="module:attr"`` under uvicorn) on a free port and waits for ``/health``.
+  The handle has ``.url``, ``.ws_url``, ``.port``, ``.pid``, ``.stop()``, ``.restart()``,
+  ``.kill()``, ``.log_text()``.
+- ``redis_server`` -> a started :class:`RedisServer` (``.url``, ``.port``, ``.stop()``,
+  ``.restart()``); ``redis_server_factory`` -> ``(args=(), port=None) -> RedisServer``.
+- ``fanwire_broker`` -> ``fanwire.Broker()`` (in-process).
+- ``chromium_browser`` -> a headless playwright ``Browser`` (sync API) on Debian's
+  Chromium.
+
+Everything a fixture starts is stopped when its test ends; the log of every server a
+failed test started is added to its report. At session end, every process started
+through :mod:`fanwire.testing` must be gone and its port free, or the session fails.
+
+This module imports only the standard library and pytest at import time (never the
+compiled core, nor httpx/websockets), so loading the plugin cannot break a pytest run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .ports import free_port as _pick_free_port
+from .processes import ManagedProcess, started_processes
+
+if TYPE_CHECKING:
+    from .servers import FanwireServer, RedisServer
+
+_STARTED_BY_TEST = pytest.StashKey[list[ManagedProcess]]()
+_LOG_CHARS = 20000
+
+
+def _remember(request: pytest.FixtureRequest, process: ManagedProcess) -> None:
+    request.node.stash.setdefault(_STARTED_BY_TEST, []).append(process)
+
+
+@pytest.fixture(scope="session")
+def fanwire_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory for the logs of the servers the fixtures start."""
+    return tmp_path_factory.mktemp("fanwire-logs")
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    return _pick_free_port()
+
+
+@pytest.fixture
+def fanwire_server(
+    request: pytest.FixtureRequest, fanwire_log_dir: Path
+) -> Iterator[Callable[..., FanwireServer]]:
+    """Factory: start fanwire (or an ASGI app) on a free port; stopped at test end."""
+    from .servers import FanwireServer
+
+    started: list[FanwireServer] = []
+
+    def start(
+        env: dict[str, str | None] | None = None,
+        args: Sequence[str] = (),
+        app: str | None = None,
+        *,
+        factory: bool = False,
+        app_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        name: str | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+        health_path: str = "/health",
+    ) -> FanwireServer:
+        server = FanwireServer(
+            app=app,
+            factory=factory,
+            app_dir=app_dir,
+            health_path=health_path,
+            name=name,
+            port=port,
+            env=env,
+            args=args,
+            log_dir=fanwire_log_dir,
+            start_timeout=start_timeout,
+            stop_timeout=stop_timeout,
+        )
+        started.append(server)
+        _remember(request, server)
+        return server.start()
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def redis_server_factory(
+    request: pytest.FixtureRequest, fanwire_log_dir: Path
+) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: start ``redis-server`` on a free port; stopped at test end."""
+    from .servers import RedisServer
+
+    started: list[RedisServer] = []
+
+    def start(args: Sequence[str] = (), port: int | None = None) -> RedisServer:
+        server = RedisServer(args=args, port=port, log_dir=fanwire_log_dir)
+        started.append(server)
+        _remember(request, server)
+        return server.start()
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
+    """A running ``redis-server`` (``.url``); ``.stop()``/``.restart()`` keep its port."""
+    return redis_server_factory()
+
+
+@pytest.fixture
+def fanwire_broker() -> Iterator[Any]:
+    """An in-process ``fanwire.Broker()`` (the compiled core is imported only here)."""
+    import fanwire
+
+    yield fanwire.Broker()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def chromium_browser() -> Iterator[Any]:
+    """A headless playwright ``Browser`` (sync API) running Debian's Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Add the logs of the servers a failed test started to its report."""
+    report = yield
+    if report.failed:
+        for process in item.stash.get(_STARTED_BY_TEST, []):
+            title = f"{process.kind} {process.name!r} log ({process.log_path})"
+            report.sections.append((title, process.log_text(_LOG_CHARS)))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a process started through fanwire.testing outlived it."""
+    problems: list[str] = []
+    for process in started_processes():
+        found = process.check_gone()
+        if found:
+            problems += found
+            process.force_cleanup()
+    if not problems:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("!", "fanwire.testing: processes or ports left behind", red=True)
+        for problem in problems:
+            reporter.write_line(f"  {problem}", red=True)
+        reporter.write_line("  (the leftovers were killed; the session is marked failed)")
+    else:  # pragma: no cover - no terminal (e.g. -p no:terminal)
+        print("fanwire.testing: left behind:", *problems, sep="\n  ")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,12 +1,13 @@
 // The subscribers: N non-blocking connections on one epoll loop, each parsing its
 // SSE or WebSocket stream and checking every stamped message it receives.
 #pragma once
-#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct Conn {
     ChunkedDecoder chunked;
     SseParser sse;
     WsParser ws;
+    std::optional<Stamp> sse_stamp;  // of the SSE event being read
     ClientStats stats;
 };
 
@@ -82,18 +84,32 @@ public:
         return opened;
     }
 
-    // Stalled sockets whose peer (the server) has closed them.
-    int stalled_closed_by_server() const {
-        int closed = 0;
-        for (const auto& c : stalled_) {
-            tcp_info info{};
-            socklen_t len = sizeof info;
-            if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
-                info.tcpi_state != TCP_ESTABLISHED) {
-                ++closed;
+    struct Drained {
+        int closed_by_server = 0;
+        int64_t bytes = 0;
+    };
+
+    // Reads the stalled sockets for up to `seconds` and tells which ones the server closed.
+    // (A server's FIN waits behind its unsent data, so only reading can reveal it.)
+    Drained drain_stalled(double seconds) {
+        Drained d;
+        const double deadline = mono_now() + seconds;
+        for (auto& c : stalled_) {
+            char buf[65536];
+            while (c->fd >= 0 && mono_now() < deadline) {
+                pollfd p{c->fd, POLLIN, 0};
+                if (poll(&p, 1, 100) <= 0) continue;
+                const ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
+                if (n <= 0) {
+                    ++d.closed_by_server;
+                    ::close(c->fd);
+                    c->fd = -1;
+                } else {
+                    d.bytes += n;
+                }
             }
         }
-        return closed;
+        return d;
     }
 
     // Starts pending connects, keeping at most max_pending_connects in flight.
@@ -223,7 +239,7 @@ private:
 
     void feed_body(Conn& c, std::string_view data) {
         auto on_sse = [&](const char* p, size_t n) {
-            c.sse.feed(p, n, [&](std::string_view text) { on_message(c, text); });
+            c.sse.feed(p, n, [&](std::string_view data_line) { on_sse_line(c, data_line); });
         };
         if (opt_.transport == Transport::Ws) {
             c.ws.feed(data.data(), data.size(),
@@ -235,9 +251,18 @@ private:
         }
     }
 
+    void on_sse_line(Conn& c, std::string_view data_line) {
+        if (!data_line.empty()) {
+            if (!c.sse_stamp) c.sse_stamp = find_stamp(data_line);
+        } else if (c.sse_stamp) {  // end of an event that carried a stamp
+            on_stamp(c, *c.sse_stamp);
+            c.sse_stamp.reset();
+        }
+    }
+
     void on_ws_frame(Conn& c, uint8_t op, std::string_view payload) {
         if (op == WsParser::Text || op == WsParser::Binary) {
-            on_message(c, payload);
+            if (const auto stamp = find_stamp(payload)) on_stamp(c, *stamp);
         } else if (op == WsParser::Ping) {
             write_all(c.fd, ws_client_frame(WsParser::Pong, payload.substr(0, 125)));
         } else if (op == WsParser::Close) {
@@ -245,18 +270,17 @@ private:
         }
     }
 
-    void on_message(Conn& c, std::string_view text) {
-        const auto stamp = find_stamp(text);
-        if (!stamp) return;  // retry:, heartbeats, acks, info messages
+    // Every benchmark message carries a stamp; retry:, heartbeats, acks and info don't.
+    void on_stamp(Conn& c, Stamp stamp) {
         ClientStats& s = c.stats;
-        if (stamp->seq < 0) {
+        if (stamp.seq < 0) {
             s.synced = true;
             return;
         }
-        if (stamp->seq < window_.first || stamp->seq >= window_.first + window_.count) return;
-        latency_.record(static_cast<int64_t>((now_ - stamp->sent) * 1e6));
-        if (stamp->seq > s.max_seq) {
-            s.max_seq = stamp->seq;
+        if (stamp.seq < window_.first || stamp.seq >= window_.first + window_.count) return;
+        latency_.record(static_cast<int64_t>((now_ - stamp.sent) * 1e6));
+        if (stamp.seq > s.max_seq) {
+            s.max_seq = stamp.seq;
             if (++s.received == window_.count) ++complete_;
         } else {
             ++s.out_of_order;

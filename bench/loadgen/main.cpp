@@ -10,6 +10,7 @@
 //   sync <timeout_s>                    -> {"type":"sync", ...} every client saw a marker
 //   step <rate> <secs> <bytes> <drain>  -> {"type":"step", ...}
 //   stall <n>                           -> {"type":"stalled", ...} n clients that never read
+//   unstall                             -> {"type":"unstalled", ...} read them: closed yet?
 //   status                              -> {"type":"status", ...}
 //   quit
 //
@@ -125,8 +126,9 @@ private:
     void read_commands() {
         char buf[4096];
         const ssize_t n = ::read(0, buf, sizeof buf);
-        if (n <= 0) {
-            quit_ = true;  // the runner went away
+        if (n <= 0) {  // the runner closed our stdin: finish what it asked for, then quit
+            epoll_ctl(fleet_.epoll_fd(), EPOLL_CTL_DEL, 0, nullptr);
+            stdin_ += "\nquit\n";
             return;
         }
         stdin_.append(buf, static_cast<size_t>(n));
@@ -161,12 +163,17 @@ private:
             int n = 0;
             in >> n;
             emit(JsonOut().str("type", "stalled").num("opened", fleet_.add_stalled(n)));
+        } else if (cmd == "unstall") {
+            const auto drained = fleet_.drain_stalled(2.0);
+            emit(JsonOut()
+                     .str("type", "unstalled")
+                     .num("closed_by_server", drained.closed_by_server)
+                     .num("bytes_read", drained.bytes));
         } else if (cmd == "status") {
             emit(JsonOut()
                      .str("type", "status")
                      .num("streaming", fleet_.streaming())
-                     .num("closed", fleet_.closed())
-                     .num("stalled_closed_by_server", fleet_.stalled_closed_by_server()));
+                     .num("closed", fleet_.closed()));
         } else if (!cmd.empty()) {
             emit(JsonOut().str("type", "error").str("message", "unknown command: " + cmd));
         }

@@ -94,12 +94,14 @@ private:
     size_t remaining_ = 0;
 };
 
-// Splits an SSE stream into events and reports the `data:` text of each one.
-// Lines end with LF or CRLF (a lone CR is not supported: no server here sends it).
+// Splits an SSE stream into lines and reports each `data:` line and each event end,
+// without copying a line unless a read split it. Lines end with LF or CRLF (a lone CR
+// is not supported: no server here sends it).
 class SseParser {
 public:
-    template <typename OnData>
-    void feed(const char* p, size_t n, OnData&& on_data) {
+    // on_line(text) gets the value of each data line, on_line({}) the end of each event.
+    template <typename OnLine>
+    void feed(const char* p, size_t n, OnLine&& on_line) {
         while (n > 0) {
             const char* nl = static_cast<const char*>(std::memchr(p, '\n', n));
             if (nl == nullptr) {
@@ -108,10 +110,10 @@ public:
             }
             const size_t len = static_cast<size_t>(nl - p);
             if (carry_.empty()) {
-                line(std::string_view(p, len), on_data);
+                line(std::string_view(p, len), on_line);
             } else {
                 carry_.append(p, len);
-                line(carry_, on_data);
+                line(carry_, on_line);
                 carry_.clear();
             }
             p = nl + 1, n -= len + 1;
@@ -119,24 +121,17 @@ public:
     }
 
 private:
-    template <typename OnData>
-    void line(std::string_view text, OnData&& on_data) {
+    template <typename OnLine>
+    static void line(std::string_view text, OnLine&& on_line) {
         if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-        if (text.empty()) {  // end of event
-            if (has_data_) on_data(std::string_view(data_));
-            has_data_ = false;
-            data_.clear();
+        if (text.empty()) {
+            on_line(std::string_view{});
         } else if (text.starts_with("data:")) {
-            text.remove_prefix(text.size() > 5 && text[5] == ' ' ? 6 : 5);
-            if (has_data_) data_.push_back('\n');
-            data_.append(text);
-            has_data_ = true;
+            on_line(text.substr(5));
         }
     }
 
     std::string carry_;
-    std::string data_;
-    bool has_data_ = false;
 };
 
 // Parses unmasked (server-to-client) WebSocket frames, reassembling fragments.

@@ -1,0 +1,154 @@
+"""The FastAPI surfaces: :func:`router` (mount in any app), :func:`lifespan`, :func:`create_app`.
+
+Embedding in an existing app::
+
+    broker = fanwire.Broker()
+    settings = Settings(demo_rate=0)
+
+    @asynccontextmanager
+    async def app_lifespan(app):
+        async with lifespan(broker, settings):
+            yield
+
+    app = FastAPI(lifespan=app_lifespan)
+    app.include_router(fanwire.router(broker, settings))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from . import sse, ws
+from .broker import Broker
+from .metrics import metrics_router
+from .producers import dashboard_router, run_demo
+from .runtime import Runtime, runtime_for
+from .settings import Settings
+from .topics import topics_router
+
+_STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "the event stream"}}
+
+
+def router(broker: Broker, settings: Settings | None = None) -> APIRouter:
+    """Every endpoint of PROTOCOL.md for ``broker``: ``/stream``, ``/ws``, REST, metrics."""
+    runtime = runtime_for(broker, settings)
+    api = APIRouter()
+
+    @api.get("/stream", response_class=Response, responses=_STREAM_DOC, tags=["stream"])
+    async def stream(
+        request: Request,
+        topic: Annotated[list[str] | None, Query(description="repeatable; default events")] = None,
+        last_n: Annotated[str | None, Query(description="replay N messages per topic")] = None,
+        last_event_id: Annotated[str | None, Query(description="resume after this id")] = None,
+        policy: Annotated[str | None, Query(description="drop_oldest or disconnect")] = None,
+        queue_size: Annotated[str | None, Query(description="a smaller queue")] = None,
+        access_token: Annotated[str | None, Query(description="JWT when auth is on")] = None,
+        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> Response:
+        """Server-Sent Events of one or several topics (PROTOCOL.md)."""
+        return await sse.stream(request, runtime)
+
+    @api.websocket("/ws")
+    async def websocket(websocket: WebSocket) -> None:
+        await ws.endpoint(websocket, runtime)
+
+    api.include_router(topics_router(runtime))
+    api.include_router(metrics_router(runtime))
+    return api
+
+
+@asynccontextmanager
+async def lifespan(
+    broker: Broker, settings: Settings | None = None, *, handle_signals: bool = True
+) -> AsyncIterator[Runtime]:
+    """Run ``broker`` for an app: demo producer, shutdown notices on SIGTERM/SIGINT, drain.
+
+    With ``handle_signals`` the first SIGTERM/SIGINT tells every client the server is
+    going away (``broker.shutdown()``) before the server closes connections, then the
+    server's own handler runs as before.
+    """
+    runtime = runtime_for(broker, settings)
+    broker.start()
+    demo = asyncio.create_task(
+        run_demo(broker, runtime.settings.demo_topic, runtime.settings.demo_rate)
+    )
+    restore = _hook_signals(runtime) if handle_signals else _nothing
+    try:
+        yield runtime
+    finally:
+        restore()
+        await runtime.drain()
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
+        broker.close()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _hook_signals(runtime: Runtime) -> Callable[[], None]:
+    """Chain a handler that starts the shutdown before the server's own (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _nothing
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(runtime.begin_shutdown)
+        prev = previous.get(sig)
+        if callable(prev):
+            prev(sig, frame)
+        elif prev == signal.SIG_DFL:  # nobody else handles it: behave as before
+            signal.signal(sig, prev)
+            signal.raise_signal(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, prev in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, prev)
+
+    return restore
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "INVALID_MESSAGE", "message": str(exc)}, status_code=400)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The fanwire server: PROTOCOL.md's endpoints, the dashboard at ``/``, a demo feed."""
+    settings = settings or Settings()
+    broker = Broker(
+        retention=settings.retention,
+        max_payload=settings.max_payload,
+        max_topics=settings.max_topics,
+        auto_create=settings.auto_create_topics,
+    )
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(broker, settings):
+            yield
+
+    from . import __version__
+
+    app = FastAPI(title="fanwire", version=__version__, lifespan=app_lifespan)
+    app.state.broker = broker
+    app.state.fanwire = runtime_for(broker, settings)
+    app.include_router(router(broker, settings))
+    app.include_router(dashboard_router())
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app

@@ -1,0 +1,82 @@
+"""``GET /metrics``: Prometheus text exposition, read from ``broker.stats()`` at scrape time.
+
+Each router gets its own registry (no global state), so several apps in one process
+never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .runtime import Runtime
+
+_TOTALS = (
+    ("published", "published_count", "Messages published"),
+    ("delivered", "delivered_count", "Messages delivered to subscribers"),
+    ("dropped", "dropped_count", "Messages dropped by slow-consumer policies"),
+)
+
+
+class BrokerCollector(Collector):
+    """Turns the broker's counters into metric families on every scrape."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.runtime.broker.stats()
+        for name, key, doc in _TOTALS:
+            yield CounterMetricFamily(f"fanwire_{name}", doc, value=stats[key])
+        yield GaugeMetricFamily("fanwire_topics", "Topics", value=stats["topic_count"])
+        yield GaugeMetricFamily(
+            "fanwire_subscribers", "Subscriptions (one per topic)", value=stats["subscriber_count"]
+        )
+        yield self._connections()
+        yield GaugeMetricFamily(
+            "fanwire_uptime_seconds", "Seconds since start", value=self.runtime.uptime
+        )
+        yield from self._per_topic(stats["topics"])
+
+    def _connections(self) -> Metric:
+        family = GaugeMetricFamily(
+            "fanwire_connections", "Open client connections", labels=["transport"]
+        )
+        for transport, count in self.runtime.connections.open.items():
+            family.add_metric([transport], count)
+        return family
+
+    @staticmethod
+    def _per_topic(topics: dict[str, dict[str, int]]) -> Iterator[Metric]:
+        messages = CounterMetricFamily(
+            "fanwire_topic_messages", "Messages published per topic", labels=["topic"]
+        )
+        subscribers = GaugeMetricFamily(
+            "fanwire_topic_subscribers", "Subscribers per topic", labels=["topic"]
+        )
+        dropped = CounterMetricFamily(
+            "fanwire_topic_dropped", "Messages dropped per topic", labels=["topic"]
+        )
+        for name, row in topics.items():
+            messages.add_metric([name], row["message_count"])
+            subscribers.add_metric([name], row["subscriber_count"])
+            dropped.add_metric([name], row["dropped_count"])
+        yield from (messages, subscribers, dropped)
+
+
+def metrics_router(runtime: Runtime) -> APIRouter:
+    """``GET /metrics`` for one broker."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(runtime))
+    api = APIRouter(tags=["monitoring"])
+
+    @api.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition format."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return api

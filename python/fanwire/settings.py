@@ -1,0 +1,64 @@
+"""Server settings: every limit with its documented default, read from ``FANWIRE_*``.
+
+Each field below is also an environment variable: ``FANWIRE_`` + the field name in upper
+case, e.g. ``FANWIRE_MAX_PAYLOAD=131072`` or ``FANWIRE_DEMO_RATE=0``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Policy = Literal["drop_oldest", "disconnect"]
+
+
+class Settings(BaseSettings):
+    """The limits and switches of a fanwire server (defaults are the documented ones)."""
+
+    model_config = SettingsConfigDict(env_prefix="FANWIRE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address `python -m fanwire` binds")
+    port: int = Field(8000, ge=0, le=65535, description="port `python -m fanwire` binds")
+
+    max_payload: int = Field(64 * 1024, ge=1, description="largest encoded `data`, bytes")
+    retention: int = Field(1000, ge=1, description="messages kept per topic for replay")
+    max_topics: int = Field(10_000, ge=1, description="topics a server holds at most")
+    max_connections: int = Field(10_000, ge=1, description="open SSE + WebSocket clients")
+    max_subscriptions_per_connection: int = Field(
+        100, ge=1, description="topics one SSE stream or WebSocket may subscribe to"
+    )
+    auto_create_topics: bool = Field(False, description="create topics on first use")
+
+    sse_policy: Policy = Field("disconnect", description="SSE slow-consumer policy")
+    sse_queue_size: int = Field(100, ge=1, description="SSE queue per subscription")
+    ws_policy: Policy = Field("drop_oldest", description="WebSocket slow-consumer policy")
+    ws_queue_size: int = Field(1000, ge=1, description="WebSocket queue per subscription")
+    ws_publish_rate: float = Field(
+        0.0, ge=0, description="publishes/s allowed per WebSocket (0: no limit)"
+    )
+
+    heartbeat_interval: float = Field(15.0, gt=0, description="idle seconds between heartbeats")
+    sse_retry_ms: int = Field(3000, ge=0, description="the SSE `retry:` sent to clients")
+
+    demo_rate: float = Field(10.0, ge=0, description="demo producer messages/s (0: off)")
+    demo_topic: str = Field("events", description="topic the demo producer feeds")
+
+    auth_enabled: bool = Field(False, description="require a JWT (PROTOCOL.md, Auth)")
+    jwt_secret: str | None = Field(None, description="HS256 shared secret")
+    jwt_public_key: str | None = Field(None, description="RS256 public key (PEM)")
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["HS256", "RS256"], description="accepted JWT algorithms"
+    )
+
+    shutdown_grace: float = Field(
+        5.0, ge=0, description="seconds given to streams to end on shutdown"
+    )
+    redis_url: str | None = Field(None, description="Redis scale-out (not available yet)")
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.auth_enabled and not (self.jwt_secret or self.jwt_public_key):
+            raise ValueError("auth_enabled needs jwt_secret (HS256) or jwt_public_key (RS256)")
+        return self

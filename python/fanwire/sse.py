@@ -1,0 +1,173 @@
+"""Server-Sent Events: ``GET /stream`` (PROTOCOL.md, "Server-Sent Events").
+
+Everything that can fail is checked before the response starts, so errors are plain HTTP.
+The stream itself is a raw ASGI response: one task pumps batches (one chunk per wake-up),
+one watches for the client leaving, and ``Subscription.must_close`` stops the wait on a
+socket that no longer drains (slow consumer or shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .broker import Subscription
+from .errors import FanwireError, LimitReached, ShuttingDown
+from .names import check_topic
+from .runtime import BadRequest, Runtime, http_error
+from .wire import sse_heartbeat
+
+POLICIES = ("drop_oldest", "disconnect")
+# How long a closing stream may still try to write its last frames before it is dropped.
+CLOSE_GRACE = 1.0
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """The validated query of ``GET /stream``."""
+
+    topics: list[str]
+    last_n: int
+    since: str | None
+    policy: str
+    queue_size: int
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def parse_params(request: Request, runtime: Runtime) -> StreamParams:
+    """Validate the query (400 on anything malformed, 429 on too many topics)."""
+    settings = runtime.settings
+    topics = request.query_params.getlist("topic") or [settings.demo_topic]
+    topics = list(dict.fromkeys(check_topic(t) for t in topics))
+    if len(topics) > settings.max_subscriptions_per_connection:
+        limit = settings.max_subscriptions_per_connection
+        raise LimitReached(f"at most {limit} topics per stream")
+    policy = request.query_params.get("policy") or settings.sse_policy
+    if policy not in POLICIES:
+        raise BadRequest("policy must be drop_oldest or disconnect")
+    queue = _int_param(request, "queue_size", settings.sse_queue_size, 1, 2**31)
+    since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    return StreamParams(
+        topics=topics,
+        last_n=_int_param(request, "last_n", 0, 0, runtime.broker.retention),
+        since=since or None,
+        policy=policy,
+        queue_size=min(queue, settings.sse_queue_size),
+    )
+
+
+def open_subscription(runtime: Runtime, params: StreamParams) -> Subscription:
+    """Subscribe (creating topics first when so configured); 404 on an unknown topic."""
+    broker = runtime.broker
+    if broker.shutting_down:
+        raise ShuttingDown("server is shutting down")
+    if runtime.settings.auto_create_topics:
+        for topic in params.topics:
+            broker.create_topic(topic)
+    return broker.subscribe(
+        params.topics,
+        last_n=params.last_n,
+        since=params.since,
+        policy=params.policy,  # type: ignore[arg-type]
+        queue_size=params.queue_size,
+        mode="sse",
+    )
+
+
+async def stream(request: Request, runtime: Runtime) -> Response:
+    """Validate, authorize and subscribe, then hand the subscription to an EventStream."""
+    try:
+        params = parse_params(request, runtime)
+        token = runtime.auth.token_from(request.headers, request.query_params)
+        claims = runtime.auth.claims(token)
+        for topic in params.topics:
+            claims.check_subscribe(topic)
+        runtime.connections.acquire("sse")
+        try:
+            sub = open_subscription(runtime, params)
+        except BaseException:
+            runtime.connections.release("sse")
+            raise
+    except FanwireError as exc:
+        return http_error(exc)
+    return EventStream(sub, runtime)
+
+
+async def _client_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStream(Response):
+    """A raw ASGI ``text/event-stream`` response owning one subscription."""
+
+    def __init__(self, sub: Subscription, runtime: Runtime) -> None:
+        self.sub = sub
+        self.runtime = runtime
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with self.sub:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                retry = f"retry: {self.runtime.settings.sse_retry_ms}\n\n".encode()
+                await send({"type": "http.response.body", "body": retry, "more_body": True})
+                if await self._run(receive, send):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.runtime.connections.release("sse")
+
+    async def _run(self, receive: Receive, send: Send) -> bool:
+        """Stream until the subscription ends (True) or the client is gone or stalled."""
+        pump = asyncio.ensure_future(self._pump(send))
+        gone = asyncio.ensure_future(_client_gone(receive))
+        closing = asyncio.ensure_future(self.sub.must_close.wait())
+        tasks = (pump, gone, closing)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if not done & {pump, gone}:  # the core closes us: let the last frames out
+                done, _ = await asyncio.wait(
+                    (pump, gone), timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if pump in done and gone not in done:
+            pump.result()  # re-raises a real error of the pump
+            return True
+        return False
+
+    async def _pump(self, send: Send) -> None:
+        heartbeat = self.runtime.settings.heartbeat_interval
+        while True:
+            try:
+                batch = await self.sub.next_batch(timeout=heartbeat)
+            except StopAsyncIteration:
+                return
+            body = sse_heartbeat() if batch is None else batch
+            await send({"type": "http.response.body", "body": body, "more_body": True})

@@ -1,0 +1,223 @@
+"""REST: topics, publishing over HTTP, health and stats (PROTOCOL.md, "Topics over HTTP").
+
+Bodies are read and parsed here (orjson) rather than by FastAPI, so that every malformed
+request gets the protocol's ``400 {"error", "message"}`` instead of FastAPI's 422, also
+when the router is mounted in an app without fanwire's exception handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from .errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
+from .names import check_topic
+from .runtime import BadRequest, Runtime, http_error
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class CreateTopic(BaseModel):
+    name: str
+
+
+class TopicCreated(BaseModel):
+    name: str
+    created: bool
+
+
+class TopicRow(BaseModel):
+    name: str
+    subscribers: int
+    messages: int
+
+
+class TopicList(BaseModel):
+    topics: list[TopicRow]
+
+
+class PublishBody(BaseModel):
+    data: Any
+    event: str | None = None
+
+
+class PublishResult(BaseModel):
+    message_id: str
+    subscribers: int
+
+
+class Health(BaseModel):
+    status: str
+    uptime_seconds: float
+    topic_count: int
+    active_subscriber_count: int
+
+
+class TopicStats(BaseModel):
+    message_count: int
+    subscriber_count: int
+    dropped_count: int
+
+
+class Stats(BaseModel):
+    """Per-topic counters plus server-wide totals (more keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+    topics: dict[str, TopicStats]
+    topic_count: int
+    subscriber_count: int
+    published_count: int
+    delivered_count: int
+    dropped_count: int
+    connections: dict[str, int]
+    uptime_seconds: float
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body parsed as JSON: 413 past ``limit`` bytes, 400 when malformed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is {declared} bytes, limit {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest("body must be a JSON object")
+    return value
+
+
+def health_body(runtime: Runtime) -> tuple[int, dict[str, Any]]:
+    """(status code, body) of ``GET /health``: 503 ``shutting_down`` while draining."""
+    stats = runtime.broker.stats()
+    draining = runtime.broker.shutting_down
+    return (503 if draining else 200), {
+        "status": "shutting_down" if draining else "healthy",
+        "uptime_seconds": round(runtime.uptime, 3),
+        "topic_count": stats["topic_count"],
+        "active_subscriber_count": stats["subscriber_count"],
+    }
+
+
+def stats_body(runtime: Runtime) -> dict[str, Any]:
+    """``GET /stats``: the broker's counters, open connections and uptime."""
+    stats = runtime.broker.stats()
+    stats["connections"] = dict(runtime.connections.open)
+    stats["uptime_seconds"] = round(runtime.uptime, 3)
+    return stats
+
+
+def topics_router(runtime: Runtime) -> APIRouter:
+    """The REST routes of one broker."""
+    api = APIRouter(tags=["topics"])
+    broker = runtime.broker
+    auth = runtime.auth
+    body_limit = 4 * broker.max_payload + 64 * 1024
+
+    def claims(request: Request) -> Any:
+        return auth.claims(auth.token_from(request.headers, request.query_params))
+
+    @api.post(
+        "/topics",
+        status_code=201,
+        response_model=TopicCreated,
+        responses=_errors(400, 401, 403, 429, 503),
+        openapi_extra=_body_doc(CreateTopic),
+    )
+    async def create_topic(request: Request) -> Any:
+        """Create a topic (idempotent: an existing one answers ``created: false``)."""
+        try:
+            claims(request).check_admin()
+            body = _object(await read_json(request, 64 * 1024))
+            name = body.get("name")
+            if not isinstance(name, str):
+                raise BadRequest("name is required and must be a string")
+            created = broker.create_topic(check_topic(name))
+        except FanwireError as exc:
+            return http_error(exc)
+        return {"name": name, "created": created}
+
+    @api.delete(
+        "/topics/{name}",
+        status_code=204,
+        response_class=Response,
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def delete_topic(name: str, request: Request) -> Response:
+        """Delete a topic; each of its subscribers gets ``topic_deleted``."""
+        try:
+            claims(request).check_admin()
+            if not broker.delete_topic(check_topic(name)):
+                raise TopicNotFound(f"no topic {name!r}")
+        except FanwireError as exc:
+            return http_error(exc)
+        return Response(status_code=204)
+
+    @api.get("/topics", response_model=TopicList)
+    async def list_topics() -> Any:
+        """Every topic with its subscriber and message counts."""
+        rows = [
+            {"name": t.name, "subscribers": t.subscribers, "messages": t.messages}
+            for t in broker.topics()
+        ]
+        return {"topics": rows}
+
+    @api.post(
+        "/topics/{name}/messages",
+        status_code=202,
+        response_model=PublishResult,
+        responses=_errors(400, 401, 403, 404, 413, 503),
+        openapi_extra=_body_doc(PublishBody),
+    )
+    async def publish(name: str, request: Request) -> Any:
+        """Publish ``data`` (any JSON) with an optional ``event`` type."""
+        try:
+            check_topic(name)
+            claims(request).check_publish(name)
+            body = _object(await read_json(request, body_limit))
+            if "data" not in body:
+                raise BadRequest("data is required")
+            event = body.get("event")
+            if event is not None and not isinstance(event, str):
+                raise InvalidMessage("event must be a string")
+            published = broker.publish_message(name, body["data"], event)
+        except FanwireError as exc:
+            return http_error(exc)
+        return {"message_id": published.message_id, "subscribers": published.subscribers}
+
+    @api.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health() -> Any:
+        """Liveness: 200 ``healthy``, or 503 ``shutting_down`` while draining."""
+        status, body = health_body(runtime)
+        return body if status == 200 else JSONResponse(body, status_code=status)
+
+    @api.get("/stats", response_model=Stats)
+    async def stats() -> Any:
+        """Per-topic message, subscriber and drop counts, and server-wide totals."""
+        return stats_body(runtime)
+
+    return api

@@ -1,0 +1,250 @@
+"""WebSocket ``/ws`` (PROTOCOL.md, "WebSocket").
+
+One task reads client messages and answers each (under the send lock, so the ``ack`` of
+a subscribe is written before any event of it); one task pumps the subscription's
+batches to the socket. A bad message gets an ``error`` and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
+
+from .auth import Claims
+from .broker import Subscription
+from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from .limits import TokenBucket
+from .names import check_topic
+from .runtime import Runtime, http_error
+from .wire import ws_error, ws_heartbeat, ws_info, ws_text
+
+POLICIES = ("drop_oldest", "disconnect")
+CLOSE_GRACE = 1.0
+CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
+_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+Answer = Callable[[dict[str, Any], Any], str]
+
+
+def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    """``msg[name]`` if absent (None) or of ``kind`` (bools are never ints), else raise."""
+    value = msg.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise InvalidMessage(f"{name} has the wrong type")
+    if not isinstance(value, kind):
+        raise InvalidMessage(f"{name} has the wrong type")
+    return value
+
+
+def _topic(msg: dict[str, Any]) -> str:
+    topic = _field(msg, "topic", str)
+    if topic is None:
+        raise InvalidMessage("topic is required")
+    return check_topic(topic)
+
+
+def _reply(kind: str, request_id: Any, **fields: Any) -> str:
+    obj: dict[str, Any] = {"type": kind, **fields}
+    if request_id is not None:
+        obj["request_id"] = request_id
+    return ws_text(obj)
+
+
+def _ack(request_type: str, topic: str, message: str, request_id: Any, **more: Any) -> str:
+    return _reply(
+        "ack", request_id, request_type=request_type, topic=topic, message=message, **more
+    )
+
+
+class Connection:
+    """One WebSocket client: its subscription, claims, publish budget and send lock."""
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime, claims: Claims) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.claims = claims
+        self.client_id = secrets.token_hex(8)
+        self.lock = asyncio.Lock()
+        self.bucket = TokenBucket(self.settings.ws_publish_rate)
+        self.sub: Subscription = runtime.broker.subscribe(
+            None,
+            mode="ws",
+            policy=self.settings.ws_policy,
+            queue_size=self.settings.ws_queue_size,
+        )
+        self.answers: dict[str, Answer] = {
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "publish": self.publish,
+            "ping": lambda msg, rid: _reply("pong", rid),
+        }
+
+    # -- answering client messages -------------------------------------------------
+    def answer(self, raw: str | bytes) -> str:
+        """The reply (ack, pong or error) to one client message."""
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return ws_error("INVALID_JSON", "message is not valid JSON")
+        if not isinstance(msg, dict):
+            return ws_error("INVALID_MESSAGE", "message must be a JSON object")
+        request_id = msg.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            return ws_error("INVALID_MESSAGE", "request_id must be a string")
+        kind = msg.get("type")
+        handler = self.answers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
+        try:
+            return handler(msg, request_id)
+        except FanwireError as exc:
+            return ws_error(exc.code, exc.message, request_id)
+
+    def subscribe(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = _topic(msg)
+        last_n = _field(msg, "last_n", int) or 0
+        if not 0 <= last_n <= self.runtime.broker.retention:
+            raise InvalidMessage(f"last_n must be between 0 and {self.runtime.broker.retention}")
+        since = _field(msg, "since", str)
+        policy = _field(msg, "policy", str)
+        if policy is not None and policy not in POLICIES:
+            raise InvalidMessage("policy must be drop_oldest or disconnect")
+        queue_size = _field(msg, "queue_size", int)
+        if queue_size is not None and queue_size < 1:
+            raise InvalidMessage("queue_size must be at least 1")
+        self.claims.check_subscribe(topic)
+        limit = self.settings.max_subscriptions_per_connection
+        if topic not in self.sub.topics and len(self.sub.topics) >= limit:
+            raise LimitReached(f"at most {limit} subscriptions per connection")
+        if self.settings.auto_create_topics:
+            self.runtime.broker.create_topic(topic)
+        if queue_size is not None:
+            queue_size = min(queue_size, self.settings.ws_queue_size)
+        self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
+        return _ack("subscribe", topic, "subscribed", request_id)
+
+    def unsubscribe(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = _topic(msg)
+        if not self.sub.remove(topic):
+            return ws_error("NOT_SUBSCRIBED", f"not subscribed to {topic!r}", request_id)
+        return _ack("unsubscribe", topic, "unsubscribed", request_id)
+
+    def publish(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = _topic(msg)
+        if "data" not in msg:
+            raise InvalidMessage("data is required")
+        event = _field(msg, "event", str)
+        self.claims.check_publish(topic)
+        self.bucket.take()
+        published = self.runtime.broker.publish_message(topic, msg["data"], event)
+        return _ack(
+            "publish", topic, "published", request_id, message_id=published.message_id
+        )
+
+    # -- the two tasks ----------------------------------------------------------------
+    async def read(self) -> None:
+        """Answer client messages until the client leaves."""
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            raw = message.get("bytes") or b"" if raw is None else raw
+            async with self.lock:
+                await self.ws.send_text(self.answer(raw))
+
+    async def pump(self) -> str | None:
+        """Send every batch (or a heartbeat when idle); the close reason at the end."""
+        heartbeat = self.settings.heartbeat_interval
+        while True:
+            try:
+                batch = await self.sub.next_batch(timeout=heartbeat)
+            except StopAsyncIteration:
+                return self.sub.close_reason
+            texts = [ws_heartbeat()] if batch is None else batch
+            async with self.lock:
+                for text in texts:
+                    await self.ws.send_text(text)
+
+    async def run(self) -> None:
+        """Greet, then read and pump until the client leaves or the core closes it."""
+        await self.ws.send_text(ws_info("connected", client_id=self.client_id))
+        reader = asyncio.ensure_future(self.read())
+        pump = asyncio.ensure_future(self.pump())
+        closing = asyncio.ensure_future(self.sub.must_close.wait())
+        tasks = (reader, pump, closing)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if not done & {reader, pump}:  # the core closes us: let the last texts out
+                done, _ = await asyncio.wait(
+                    (reader, pump), timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        if pump in done and reader not in done:
+            await self.close(results[1] if isinstance(results[1], str) else None)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(
+                result, (*_GONE, asyncio.CancelledError)
+            ):
+                raise result
+
+    async def close(self, reason: str | None) -> None:
+        """Close with the protocol's code for ``reason`` (1000 when the client is done)."""
+        try:
+            await asyncio.wait_for(self.ws.close(CLOSE_CODES.get(reason or "", 1000)), CLOSE_GRACE)
+        except (TimeoutError, *_GONE):
+            pass
+
+
+async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
+    """Refuse before the handshake: HTTP status when the server can send one."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(http_error(exc))
+        return
+    await websocket.accept()
+    await websocket.send_text(ws_error(exc.code, exc.message))
+    await websocket.close(1013)
+
+
+async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
+    """``/ws``: authenticate, take a connection slot, then serve the client."""
+    token = runtime.auth.token_from(websocket.headers, websocket.query_params)
+    try:
+        claims = runtime.auth.claims(token)
+    except FanwireError as exc:
+        await websocket.accept()
+        await websocket.send_text(ws_error(exc.code, exc.message))
+        await websocket.close(1008)
+        return
+    try:
+        if runtime.broker.shutting_down:
+            raise ShuttingDown("server is shutting down")
+        runtime.connections.acquire("ws")
+    except FanwireError as exc:
+        await _refuse(websocket, exc)
+        return
+    try:
+        await websocket.accept()
+        try:
+            connection = Connection(websocket, runtime, claims)
+        except FanwireError as exc:  # shutdown began during the handshake
+            await websocket.send_text(ws_error(exc.code, exc.message))
+            await websocket.close(1001)
+            return
+        async with connection.sub:
+            await connection.run()
+    except _GONE:
+        pass
+    finally:
+        runtime.connections.release("ws")

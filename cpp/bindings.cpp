@@ -42,7 +42,7 @@ template <class Encode>
 py::tuple take(Subscriber& sub, size_t max, Encode encode) {
   std::vector<MessagePtr> messages;
   TakeResult result = sub.take(messages, max);
-  return py::make_tuple(encode(messages), result.dropped);
+  return py::make_tuple(encode(messages), messages.size(), result.dropped);
 }
 
 py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::string_view event,

@@ -5,8 +5,8 @@ import gc
 import threading
 
 import fanwire
-from fanwire import _core
 from core_helpers import sse_frames
+from fanwire import _core
 
 TOPICS = ["t0", "t1", "t2", "t3"]
 

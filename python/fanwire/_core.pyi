@@ -24,10 +24,10 @@ class CoreSub:
         """"" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
     def arm(self) -> bool:
         """Park until the next message; False (not parked) if something is ready now."""
-    def take_sse(self, max_messages: int = ...) -> tuple[bytes, int]:
-        """(concatenated SSE frames, messages dropped just before them)."""
-    def take_ws(self, max_messages: int = ...) -> tuple[list[str], int]:
-        """(WebSocket event texts, messages dropped just before them)."""
+    def take_sse(self, max_messages: int = ...) -> tuple[bytes, int, int]:
+        """(concatenated SSE frames, how many, messages dropped just before them)."""
+    def take_ws(self, max_messages: int = ...) -> tuple[list[str], int, int]:
+        """(WebSocket event texts, how many, messages dropped just before them)."""
     def close(self) -> None: ...
 
 class Core:

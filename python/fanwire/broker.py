@@ -159,18 +159,20 @@ class Broker:
         self, topic: str, payload: bytes, event: str | None = None, message_id: str = ""
     ) -> Published:
         """Publish an already JSON-encoded payload (compact, no raw newline)."""
-        check_topic(topic)
         if event is not None and not is_valid_name(event):
             raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
-        self._check_open()
+        if self._shutting_down:
+            raise ShuttingDown("server is shutting down")
         on_loop = self._loop_thread == threading.get_ident()
         try:
+            # Only valid names ever become topics, so the name is checked on a miss only.
             mid, count, must_drain = self._core.publish(
                 topic, payload, event or "", message_id, on_loop
             )
         except KeyError:
+            check_topic(topic)
             if not self.auto_create:
                 raise TopicNotFound(f"no topic {topic!r}") from None
             self.create_topic(topic)
@@ -265,7 +267,8 @@ class Subscription:
         self._future: asyncio.Future[object] | None = None
         self.must_close = asyncio.Event()
         self.close_reason: str | None = None
-        self.dropped = 0
+        self.received = 0  # messages delivered to this subscription (all topics)
+        self.dropped = 0  # messages dropped by its queues' drop_oldest policy
         broker._subs[waiter] = self
 
     # -- topics ----------------------------------------------------------------------
@@ -392,7 +395,8 @@ class Subscription:
         for topic, core_sub in list(self._subs.items()):
             if topic not in self._subs:  # the connection ended earlier in this loop
                 break
-            data, dropped = core_sub.take_sse() if sse else core_sub.take_ws()
+            data, count, dropped = core_sub.take_sse() if sse else core_sub.take_ws()
+            self.received += count
             if dropped:
                 self.dropped += dropped
                 out.append(self._notices.dropped(topic, dropped))
@@ -403,7 +407,7 @@ class Subscription:
                 self._end_topic(topic, reason, out)
         if not sse:
             return out
-        return b"".join(out) if out else b""
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
         self._subs.pop(topic).close()

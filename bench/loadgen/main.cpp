@@ -10,7 +10,7 @@
 //   sync <timeout_s>                    -> {"type":"sync", ...} every client saw a marker
 //   step <rate> <secs> <bytes> <drain>  -> {"type":"step", ...}
 //   stall <n>                           -> {"type":"stalled", ...} n clients that never read
-//   unstall                             -> {"type":"unstalled", ...} read them: closed yet?
+//   unstall <secs>                      -> {"type":"unstalled", ...} read them: closed yet?
 //   status                              -> {"type":"status", ...}
 //   quit
 //
@@ -164,7 +164,9 @@ private:
             in >> n;
             emit(JsonOut().str("type", "stalled").num("opened", fleet_.add_stalled(n)));
         } else if (cmd == "unstall") {
-            const auto drained = fleet_.drain_stalled(2.0);
+            double seconds = 2.0;
+            in >> seconds;
+            const auto drained = fleet_.drain_stalled(seconds);
             emit(JsonOut()
                      .str("type", "unstalled")
                      .num("closed_by_server", drained.closed_by_server)

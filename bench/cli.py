@@ -1,0 +1,146 @@
+"""The benchmark runner: builds the tools, runs every scenario on every server, and
+writes results JSON, a Markdown table and PNG plots to bench/results/<mode>/."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import plots, report
+from bench.context import Context
+from bench.modes import MODES, Mode
+from bench.paths import BUILD, RESULTS
+from bench.progress import Progress
+from bench.scenarios import ScenarioResult, run_scenario
+from bench.servers import ServerSpec, all_specs, unavailable_reason
+from bench.stall import StallResult, run_stall
+from bench.tools import build_loadgen, build_refserver
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--smoke", action="store_true", help="tiny run, a few seconds (CI)")
+    group.add_argument("--quick", action="store_true", help="a few minutes")
+    p.add_argument(
+        "--servers",
+        help="comma-separated subset: fanwire,asyncio_queue,sse_starlette,broadcaster,refserver",
+    )
+    p.add_argument("--transports", help="comma-separated subset: sse,ws")
+    p.add_argument("--clients", help="comma-separated client counts (overrides the mode)")
+    p.add_argument("--no-stall", action="store_true", help="skip the stalled-client scenario")
+    p.add_argument(
+        "--fanwire-cmd",
+        help='command that starts fanwire, "{port}" is replaced '
+        "(default: python -m fanwire --host 127.0.0.1 --port {port})",
+    )
+    p.add_argument("--out", type=Path, help="results folder (default bench/results/<mode>)")
+    return p.parse_args(argv)
+
+
+def pick_mode(args: argparse.Namespace) -> Mode:
+    mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.clients:
+        counts = tuple(int(c) for c in args.clients.split(","))
+        mode = Mode(**{**mode.__dict__, "clients": counts})
+    return mode
+
+
+def pick_specs(
+    args: argparse.Namespace, refserver: Path, progress: Progress
+) -> tuple[list[ServerSpec], dict[str, str]]:
+    wanted = set(args.servers.split(",")) if args.servers else None
+    specs, skipped = [], {}
+    for spec in all_specs(refserver, args.fanwire_cmd):
+        if wanted is not None and spec.name not in wanted:
+            continue
+        reason = unavailable_reason(spec)
+        if reason:
+            skipped[spec.name] = reason
+            progress.say(f"skipping {spec.name}: {reason}")
+        else:
+            specs.append(spec)
+    return specs, skipped
+
+
+def transports(spec: ServerSpec, args: argparse.Namespace) -> Iterator[str]:
+    allowed = set(args.transports.split(",")) if args.transports else None
+    yield from (t for t in spec.transports if allowed is None or t in allowed)
+
+
+def predicted_start(mode: Mode, previous: ScenarioResult | None, clients: int) -> float:
+    """Start the search near where the previous client count saturated (delivered msgs/s
+    is roughly constant across client counts), never above the mode's start rate."""
+    if previous is None:
+        return mode.start_rate
+    if previous.delivered_per_s is None:
+        return 0  # the lowest rung
+    return min(mode.start_rate, 2 * previous.delivered_per_s / clients)
+
+
+def run_throughput(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> list[ScenarioResult]:
+    results = []
+    for spec in specs:
+        for transport in transports(spec, args):
+            previous: dict[int, ScenarioResult] = {}
+            for clients in ctx.mode.clients:
+                for payload in ctx.mode.payloads_for(clients):
+                    start = predicted_start(ctx.mode, previous.get(payload), clients)
+                    res = run_scenario(ctx, spec, transport, clients, payload, start)
+                    previous[payload] = res
+                    results.append(res)
+    return results
+
+
+def run_stalls(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> list[StallResult]:
+    if args.no_stall:
+        return []
+    return [run_stall(ctx, spec, t) for spec in specs for t in transports(spec, args)]
+
+
+def raise_fd_limit() -> None:
+    """5,000 clients need more than the usual 1,024 descriptors (servers inherit this)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def smoke_failures(results: list[ScenarioResult], stalls: list[StallResult]) -> list[str]:
+    bad = [
+        f"{r.key}: {r.error or 'not sustained'}"
+        for r in results
+        if r.error or r.sustained_rate is None
+    ]
+    bad += [f"{s.server}/{s.transport} stall: {s.error}" for s in stalls if s.error]
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode = pick_mode(args)
+    progress = Progress()
+    raise_fd_limit()
+    progress.say(f"mode {mode.name}: building the C++ load generator and reference server")
+    loadgen, refserver = build_loadgen(), build_refserver()
+    out = args.out or RESULTS / mode.name
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(mode, loadgen, BUILD / "logs" / mode.name, progress)
+    specs, skipped = pick_specs(args, refserver, progress)
+    results = run_throughput(ctx, specs, args)
+    stalls = run_stalls(ctx, specs, args)
+    report.write_json(out / "results.json", mode, results, stalls, skipped, progress.elapsed())
+    report.write_markdown(out / "results.md", mode, results, stalls, skipped)
+    pngs = plots.write_all(results, mode, out)
+    progress.say(f"wrote {out / 'results.json'}, results.md and {len(pngs)} plots")
+    failures = smoke_failures(results, stalls)
+    for failure in failures:
+        progress.say(f"FAILED {failure}")
+    summary = f"{len(results) + len(stalls) - len(failures)} passed, {len(failures)} failed"
+    print(f"bench: {summary}", flush=True)
+    return 1 if failures else 0

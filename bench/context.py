@@ -1,0 +1,28 @@
+"""What every measurement needs: the mode, the tools, where logs go, the progress line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.loadgen import Loadgen
+from bench.modes import Mode
+from bench.progress import Progress
+from bench.servers import ServerProcess
+
+TOPIC = "bench"
+
+
+@dataclass
+class Context:
+    mode: Mode
+    loadgen: Path  # binary
+    logs: Path  # folder for server and loadgen logs
+    progress: Progress
+
+    def open_loadgen(self, server: ServerProcess, transport: str, clients: int) -> Loadgen:
+        log = self.logs / f"loadgen-{server.spec.name}-{transport}.log"
+        return Loadgen(self.loadgen, server.port, transport, clients, log, topic=TOPIC)
+
+    def server_log(self, name: str) -> Path:
+        return self.logs / f"server-{name}.log"

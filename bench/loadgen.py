@@ -1,0 +1,117 @@
+"""Drives one run of the C++ load generator (bench/loadgen): one command per line on its
+stdin, one JSON answer per line on its stdout (see bench/loadgen/main.cpp)."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+Report = dict[str, Any]
+
+
+class LoadgenError(RuntimeError):
+    pass
+
+
+class Loadgen:
+    """N subscribers of one topic on one server, and the publisher that feeds them."""
+
+    def __init__(
+        self,
+        binary: Path,
+        port: int,
+        transport: str,
+        clients: int,
+        log_path: Path,
+        topic: str = "bench",
+        max_seconds: float = 900,
+    ) -> None:
+        argv = [str(binary), "--port", str(port), "--transport", transport]
+        argv += ["--clients", str(clients), "--topic", topic, "--max-seconds", str(max_seconds)]
+        argv += ["--connect-timeout", str(30 + clients / 100)]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+            )
+        self._buffer = b""
+
+    def __enter__(self) -> Loadgen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ready(self) -> Report:
+        """Waits until every client is connected (or failed to)."""
+        return self._answer("ready", timeout=60 + 0.02 * self._clients())
+
+    def sync(self, timeout: float = 10) -> Report:
+        """Publishes markers until every client has seen one: all subscriptions are live."""
+        return self._ask(f"sync {timeout}", "sync", timeout + 15)
+
+    def step(self, rate: float, seconds: float, payload: int, drain: float) -> Report:
+        return self._ask(f"step {rate} {seconds} {payload} {drain}", "step", seconds + drain + 30)
+
+    def stall(self, clients: int) -> Report:
+        return self._ask(f"stall {clients}", "stalled", 30)
+
+    def unstall(self, seconds: float = 2.0) -> Report:
+        """Reads the stalled clients for up to `seconds`: did the server close them?"""
+        return self._ask(f"unstall {seconds}", "unstalled", seconds + 30)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def _clients(self) -> int:
+        args = self.proc.args
+        assert isinstance(args, list)
+        return int(args[args.index("--clients") + 1])
+
+    def _ask(self, command: str, kind: str, timeout: float) -> Report:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(command.encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise LoadgenError(f"loadgen is gone ({exc})") from exc
+        return self._answer(kind, timeout)
+
+    def _answer(self, kind: str, timeout: float) -> Report:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._readline(deadline)
+            report: Report = json.loads(line)
+            if report.get("type") == "error":
+                raise LoadgenError(report.get("message", line))
+            if report.get("type") == kind:
+                return report
+
+    def _readline(self, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not sel.select(remaining):
+                    raise LoadgenError("loadgen did not answer in time")
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise LoadgenError(f"loadgen exited (code {self.proc.wait()})")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line

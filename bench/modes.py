@@ -1,0 +1,77 @@
+"""The three run modes: what each one measures and for how long."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Offered publish rates (msg/s): a 1-2-5 ladder. The search moves along it.
+LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    clients: tuple[int, ...]  # subscriber counts, each a scenario
+    payloads: tuple[int, ...]  # payload sizes (bytes of the published `data` JSON)
+    big_payload_clients: tuple[int, ...]  # where payloads after the first are run too
+    probe_s: float  # length of a search step
+    window_s: float  # measurement window that confirms the sustained rate
+    drain_s: float  # how late a message may arrive after the last publish
+    max_rate: float  # top of the ladder
+    start_rate: float = 100  # where the search starts when nothing predicts better
+    fixed_rates: tuple[float, ...] = ()  # when set, just these rates, no search
+    stall_clients: int = 100  # fast clients beside the one stalled client
+    stall_rate: float = 100
+    stall_s: float = 5
+    latency_clients: int = 100  # the client count plotted as latency vs offered load
+
+    def payloads_for(self, clients: int) -> tuple[int, ...]:
+        if clients in self.big_payload_clients:
+            return self.payloads
+        return self.payloads[:1]
+
+    def rates(self) -> tuple[float, ...]:
+        return self.fixed_rates or tuple(r for r in LADDER if r <= self.max_rate)
+
+
+SMOKE = Mode(
+    name="smoke",
+    clients=(10,),
+    payloads=(100,),
+    big_payload_clients=(),
+    probe_s=1,
+    window_s=1,
+    drain_s=2,
+    max_rate=100,
+    fixed_rates=(100,),
+    stall_clients=10,
+    stall_rate=50,
+    stall_s=1,
+    latency_clients=10,
+)
+
+QUICK = Mode(
+    name="quick",
+    clients=(1, 100, 1_000),
+    payloads=(100, 4096),
+    big_payload_clients=(100,),
+    probe_s=1,
+    window_s=3,
+    drain_s=1.5,
+    max_rate=50_000,
+    stall_s=3,
+)
+
+FULL = Mode(
+    name="full",
+    clients=(1, 100, 1_000, 5_000),
+    payloads=(100, 4096),
+    big_payload_clients=(100, 1_000),
+    probe_s=2,
+    window_s=10,
+    drain_s=2,
+    max_rate=100_000,
+    stall_s=10,
+)
+
+MODES = {m.name: m for m in (SMOKE, QUICK, FULL)}

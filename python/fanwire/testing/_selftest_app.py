@@ -42,7 +42,7 @@ class Message:
     ts: float
 
 
-@dataclass
+@dataclass(eq=False)
 class Sink:
     """A subscriber's bounded queue (policy drop_oldest) and its wake-up."""
 
@@ -105,8 +105,14 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     elif callable(previous):
         chained: Callable[[int, Any], Any] = previous
 
+        def shut_down() -> None:
+            STATE.shutdown.set()
+            for sinks in STATE.sinks.values():
+                for sink in sinks:
+                    sink.ready.set()
+
         def on_term(signum: int, frame: Any) -> None:
-            loop.call_soon_threadsafe(STATE.shutdown.set)
+            loop.call_soon_threadsafe(shut_down)
             chained(signum, frame)
 
         signal.signal(signal.SIGTERM, on_term)
@@ -200,15 +206,15 @@ async def stream(
         try:
             yield b"retry: 1000\n\n" + b"".join(replay) + b"".join(map(_frame, backlog))
             while True:
-                waiter = asyncio.ensure_future(sink.ready.wait())
-                stopper = asyncio.ensure_future(STATE.shutdown.wait())
-                done, _ = await asyncio.wait({waiter, stopper}, timeout=heartbeat)
-                waiter.cancel()
-                stopper.cancel()
+                try:
+                    await asyncio.wait_for(sink.ready.wait(), heartbeat)
+                    idle = False
+                except TimeoutError:
+                    idle = True
                 if STATE.shutdown.is_set():
                     yield _control("shutdown", {})
                     return
-                if not done:
+                if idle:
                     yield _control("heartbeat", {"ts": time.time()})
                     continue
                 sink.ready.clear()

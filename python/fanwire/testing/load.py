@@ -128,7 +128,8 @@ async def _ws_client(url: str, topic: str, client: _Client, ready: asyncio.Event
         options["proxy"] = None
     try:
         async with connect(ws_url, **options) as ws:
-            await ws.send(orjson.dumps({"type": "subscribe", "topic": topic, "request_id": "s"}))
+            request = {"type": "subscribe", "topic": topic, "request_id": "s"}
+            await ws.send(orjson.dumps(request).decode())
             async for text in ws:
                 message = orjson.loads(text)
                 kind = message.get("type")

@@ -70,6 +70,18 @@ std::shared_ptr<Subscriber> subscribe(Broker& broker, std::string_view topic, ui
   return broker.subscribe(topic, options);
 }
 
+// Encodes a message exactly as the core does at publish time (for history read from a
+// shared log, e.g. Redis XRANGE): (SSE frame, WebSocket event text).
+py::tuple encode(std::string_view topic, std::string_view id, py::bytes data,
+                 std::string_view event, double ts) {
+  auto key = MessageKey::parse(id);
+  if (!key) throw py::value_error("bad message id");
+  auto message = Message::make(*key, id, topic, event, std::string_view(data), ts);
+  auto ws = message->ws();
+  return py::make_tuple(py::bytes(message->sse().data(), message->sse().size()),
+                        py::str(ws.data(), ws.size()));
+}
+
 py::list drain(Broker& broker) {
   std::vector<uint64_t> tokens;
   broker.drain(tokens);
@@ -117,7 +129,15 @@ PYBIND11_MODULE(_core, m) {
            py::arg("max_messages") = kTakeAll)
       .def("take_ws", [](Subscriber& s, size_t max) { return take(s, max, ws_texts); },
            py::arg("max_messages") = kTakeAll)
+      .def("skip_through",
+           [](Subscriber& s, std::string_view id) {
+             auto key = MessageKey::parse(id);
+             if (!key) throw py::value_error("bad message id");
+             s.skip_through(*key);
+           })
       .def("close", &Subscriber::close);
+  m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
+        py::arg("event"), py::arg("ts"));
 
   py::class_<Broker>(m, "Core")
       .def(py::init<size_t, uint64_t, bool>(), py::arg("retention") = 1000,
@@ -135,5 +155,6 @@ PYBIND11_MODULE(_core, m) {
            py::arg("since") = py::none(), py::arg("policy") = 0, py::arg("queue_size") = 1000)
       .def("drain", &drain)
       .def("shutdown", &Broker::shutdown, py::call_guard<py::gil_scoped_release>())
-      .def("counters", &counters);
+      .def("counters", &counters)
+      .def_property_readonly("external_ids", &Broker::external_ids);
 }

@@ -17,7 +17,7 @@ def boost_include() -> str:
     return str(pathlib.Path(cmeel.__file__).resolve().parent.parent / "cmeel.prefix" / "include")
 
 
-@pytest.mark.parametrize("sanitizer", ["", "thread", "address"])
+@pytest.mark.parametrize("sanitizer", ["", "thread", "address"], ids=["plain", "tsan", "asan"])
 def test_ctest(sanitizer: str) -> None:
     build = ROOT / "build" / f"ctest-{sanitizer or 'plain'}"
     configure = [

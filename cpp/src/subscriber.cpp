@@ -46,7 +46,10 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max) {
   if (reason_ == CloseReason::slow_consumer) return result;
   const auto& log = topic_->log_;
   const uint64_t end = std::min<uint64_t>(log.end(), pos_ + max);
-  for (uint64_t pos = pos_; pos < end; ++pos) out.push_back(log.at(pos));
+  for (uint64_t pos = pos_; pos < end; ++pos) {
+    if (floor_ && log.at(pos)->key() <= *floor_) continue;
+    out.push_back(log.at(pos));
+  }
   topic_->counters_->delivered.fetch_add(end - pos_, std::memory_order_relaxed);
   pos_ = end;
   result.dropped = dropped_unreported_;
@@ -67,6 +70,11 @@ uint64_t Subscriber::dropped() const {
 CloseReason Subscriber::close_reason() const {
   std::lock_guard lock(topic_->mu_);
   return reason_;
+}
+
+void Subscriber::skip_through(MessageKey key) {
+  std::lock_guard lock(topic_->mu_);
+  floor_ = key;
 }
 
 void Subscriber::close() {

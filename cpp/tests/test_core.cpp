@@ -215,6 +215,17 @@ TEST(external_ids_resume) {
   CHECK((ids_of(*sub) == std::vector<std::string>{"1700000000001-0"}));
 }
 
+TEST(skip_through_never_delivers_twice) {
+  Broker b(10, 0, true);
+  b.create_topic("t");
+  auto sub = b.subscribe("t", opts());
+  b.publish("t", "1", "", "5-0");
+  b.publish("t", "1", "", "6-0");
+  sub->skip_through(*MessageKey::parse("5-0"));
+  b.publish("t", "1", "", "7-0");
+  CHECK((ids_of(*sub) == std::vector<std::string>{"6-0", "7-0"}));
+}
+
 TEST(nothing_leaks) {
   const auto before_msgs = Message::live_count();
   const auto before_subs = Subscriber::live_count();

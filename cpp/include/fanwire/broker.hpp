@@ -44,6 +44,7 @@ class Broker {
   Broker& operator=(const Broker&) = delete;
 
   uint64_t epoch() const { return ids_.epoch; }
+  bool external_ids() const { return ids_.external; }
   int fd() const { return notifier_->fd(); }
 
   bool create_topic(std::string_view name);

@@ -55,6 +55,9 @@ class Subscriber {
   uint64_t pending() const;
   uint64_t dropped() const;
   CloseReason close_reason() const;
+  // Skips every message whose id is not after `id` (used when older messages were
+  // already delivered from a shared log's history, so none is delivered twice).
+  void skip_through(MessageKey key);
   // Unsubscribes (idempotent).
   void close();
 
@@ -75,6 +78,7 @@ class Subscriber {
   Policy policy_;
   CloseReason reason_ = CloseReason::none;
   bool gap_ = false;
+  std::optional<MessageKey> floor_;  // see skip_through
   std::optional<std::string> first_available_;
   static inline std::atomic<int64_t> live_{0};
 };

@@ -38,9 +38,9 @@ def assert_in_order(
 
     Rules: every received id is a published id; no id twice; ids come in publish order;
     a published id may be missing only where a gap was announced (a ``Gap`` marker right
-    before the next delivered id, or at the very end). A resume gap (a marker naming
-    ``first_available``) is always accepted and must be followed by exactly that id; a
-    drop (a marker without it) only if drops are allowed (``allow_gaps=True`` or
+    before the next delivered id, or at the very end). A resume gap (``kind="resume"``)
+    is always accepted, and must be followed by its ``first_available`` id when it names
+    one; a drop (``kind="drop"``) only if drops are allowed (``allow_gaps=True`` or
     ``policy="drop_oldest"``). Missing ids after the last
     delivered one are a failure unless ``allow_missing_tail`` (or
     ``policy="disconnect"``, whose streams end early) or a gap marker ends the sequence.
@@ -59,7 +59,7 @@ def assert_in_order(
     pending: list[Gap] = []
     for index, item in enumerate(received):
         if isinstance(item, Gap):
-            if not allow_gaps and item.first_available is None:
+            if not allow_gaps and item.kind != "resume":
                 raise AssertionError(
                     f"gap notice {item.notice!r} at #{index}, but no drop is allowed here "
                     f"(policy={policy!r}): {_show(received, index)}"
@@ -87,6 +87,13 @@ def assert_in_order(
                     f"next id is {item!r}: {_show(received, index)}"
                 )
         if skipped:
+            later = set(published[expected:at]) & set(ids_only)
+            if later:
+                first = next(i for i in published[expected:at] if i in later)
+                raise AssertionError(
+                    f"id {item!r} at #{index} came before {first!r}, published earlier "
+                    f"(out of order): {_show(received, index)}"
+                )
             if not pending:
                 raise AssertionError(
                     f"{skipped} published id(s) missing before {item!r} at #{index} "

@@ -18,6 +18,10 @@ class Gap:
     first_available: str | None = None
     dropped: int | None = None
     notice: Any = None
+    #: ``"resume"``: the resume id is unknown or trimmed (``first_available`` says where
+    #: the retained log starts, None if nothing is retained); ``"drop"``: a slow
+    #: consumer's queue overflowed (``dropped`` messages, if the server says).
+    kind: str = "drop"
 
     @classmethod
     def from_notice(cls, notice: Any) -> Gap:
@@ -25,9 +29,16 @@ class Gap:
         if not isinstance(notice, dict):
             return cls(notice=notice)
         dropped = notice.get("dropped")
+        resume = "first_available" in notice and "dropped" not in notice
         return cls(
             topic=notice.get("topic"),
             first_available=notice.get("first_available"),
             dropped=dropped if isinstance(dropped, int) else None,
             notice=notice,
+            kind="resume" if resume else "drop",
         )
+
+    @classmethod
+    def resume(cls, first_available: str | None, topic: str | None = None) -> Gap:
+        """A resume gap (for hand-written expectations)."""
+        return cls(topic=topic, first_available=first_available, kind="resume")

@@ -375,9 +375,7 @@ def test_assert_in_order_allows_only_announced_drops():
 
 def test_load_helper_delivers_everything_to_every_client(fanwire_server):
     server = fanwire_server(app=SELFTEST)
-    result = run(
-        run_load(server.url, sse_clients=5, ws_clients=5, rate=50, duration=1.0, drain=10)
-    )
+    result = run(run_load(server.url, sse_clients=5, ws_clients=5, rate=50, duration=1.0, drain=10))
     assert result.errors == []
     assert result.connected == 10 and result.published == 50
     assert result.per_client_delivered == [50] * 10

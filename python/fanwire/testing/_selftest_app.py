@@ -281,17 +281,31 @@ async def websocket(ws: WebSocket) -> None:
             if kind == "ping":
                 await send({"type": "pong", "request_id": rid})
             elif kind in ("subscribe", "publish", "unsubscribe") and name not in STATE.logs:
-                await send({"type": "error", "code": "TOPIC_NOT_FOUND", "message": "no topic",
-                            "request_id": rid})
+                await send(
+                    {
+                        "type": "error",
+                        "code": "TOPIC_NOT_FOUND",
+                        "message": "no topic",
+                        "request_id": rid,
+                    }
+                )
             elif kind == "subscribe" and name is not None:
                 sink = Sink(size=int(msg.get("queue_size") or 1000))
                 async with lock:
                     messages, _ = STATE.after(name, msg.get("since"), int(msg.get("last_n", 0)))
                     STATE.sinks[name].add(sink)
                     sinks[name] = sink
-                    await ws.send_text(orjson.dumps({
-                        "type": "ack", "request_type": "subscribe", "topic": name,
-                        "message": "subscribed", "request_id": rid}).decode())
+                    await ws.send_text(
+                        orjson.dumps(
+                            {
+                                "type": "ack",
+                                "request_type": "subscribe",
+                                "topic": name,
+                                "message": "subscribed",
+                                "request_id": rid,
+                            }
+                        ).decode()
+                    )
                     for message in messages:
                         await ws.send_text(_event_json(message))
                 tasks[name] = asyncio.create_task(pump(name, sink))
@@ -299,16 +313,36 @@ async def websocket(ws: WebSocket) -> None:
                 if name in tasks:
                     tasks.pop(name).cancel()
                     STATE.sinks[name].discard(sinks.pop(name))
-                await send({"type": "ack", "request_type": "unsubscribe", "topic": name,
-                            "message": "unsubscribed", "request_id": rid})
+                await send(
+                    {
+                        "type": "ack",
+                        "request_type": "unsubscribe",
+                        "topic": name,
+                        "message": "unsubscribed",
+                        "request_id": rid,
+                    }
+                )
             elif kind == "publish" and name is not None:
                 message = STATE.publish(name, msg.get("data"), msg.get("event"))
-                await send({"type": "ack", "request_type": "publish", "topic": name,
-                            "message": "published", "message_id": message.id,
-                            "request_id": rid})
+                await send(
+                    {
+                        "type": "ack",
+                        "request_type": "publish",
+                        "topic": name,
+                        "message": "published",
+                        "message_id": message.id,
+                        "request_id": rid,
+                    }
+                )
             else:
-                await send({"type": "error", "code": "INVALID_MESSAGE", "message": "bad message",
-                            "request_id": rid})
+                await send(
+                    {
+                        "type": "error",
+                        "code": "INVALID_MESSAGE",
+                        "message": "bad message",
+                        "request_id": rid,
+                    }
+                )
     except WebSocketDisconnect:
         pass
     finally:

@@ -14,9 +14,9 @@ ENDING_POLICIES = frozenset({"disconnect"})
 
 def _show(items: Sequence[object], at: int, width: int = 3) -> str:
     low, high = max(0, at - width), min(len(items), at + width + 1)
-    return ", ".join(
-        (">>" if i == at else "") + repr(items[i]) for i in range(low, high)
-    ) + (" ..." if high < len(items) else "")
+    return ", ".join((">>" if i == at else "") + repr(items[i]) for i in range(low, high)) + (
+        " ..." if high < len(items) else ""
+    )
 
 
 def assert_in_order(

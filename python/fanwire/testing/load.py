@@ -105,8 +105,14 @@ class _Client:
         self.last_seq = data["seq"]
 
 
-async def _sse_client(http: httpx.AsyncClient, url: str, topic: str, client: _Client,
-                      ready: asyncio.Event, errors: list[str]) -> None:
+async def _sse_client(
+    http: httpx.AsyncClient,
+    url: str,
+    topic: str,
+    client: _Client,
+    ready: asyncio.Event,
+    errors: list[str],
+) -> None:
     try:
         async with aconnect_sse(http, "GET", url + "/stream", params={"topic": topic}) as source:
             source.response.raise_for_status()
@@ -120,8 +126,9 @@ async def _sse_client(http: httpx.AsyncClient, url: str, topic: str, client: _Cl
         ready.set()
 
 
-async def _ws_client(url: str, topic: str, client: _Client, ready: asyncio.Event,
-                     errors: list[str]) -> None:
+async def _ws_client(
+    url: str, topic: str, client: _Client, ready: asyncio.Event, errors: list[str]
+) -> None:
     ws_url = url.replace("http://", "ws://", 1) + "/ws"
     options: dict[str, Any] = {"ping_interval": None, "max_size": None, "compression": None}
     if _HAS_PROXY_OPTION:
@@ -210,7 +217,8 @@ async def run_load(
             result.duration = time.monotonic() - start
             deadline = time.monotonic() + drain
             while time.monotonic() < deadline and any(
-                c.received < result.published for c, t in zip(clients, tasks, strict=True)
+                c.received < result.published
+                for c, t in zip(clients, tasks, strict=True)
                 if not t.done()
             ):
                 await asyncio.sleep(0.05)

@@ -277,9 +277,7 @@ class WSClient:
 
     def event_ids(self, topic: str | None = None) -> list[str]:
         """``message_id`` of the received events (of ``topic`` if given)."""
-        return [
-            m["message_id"] for m in self.events if topic is None or m.get("topic") == topic
-        ]
+        return [m["message_id"] for m in self.events if topic is None or m.get("topic") == topic]
 
     def infos(self, message: str) -> list[dict[str, Any]]:
         """Received ``info`` messages whose ``message`` is ``message``."""
@@ -315,9 +313,7 @@ class WSClient:
         """
 
         def matches(m: dict[str, Any]) -> bool:
-            return (type is None or m.get("type") == type) and (
-                predicate is None or predicate(m)
-            )
+            return (type is None or m.get("type") == type) and (predicate is None or predicate(m))
 
         label = what or (f"type {type!r}" if type else "a matching message")
         index = start

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         5.0, ge=0, description="seconds given to streams to end on shutdown"
     )
+    close_grace: float = Field(
+        5.0, ge=0, description="seconds a client being closed may take to read its last frames"
+    )
     redis_url: str | None = Field(None, description="Redis scale-out (not available yet)")
 
     @model_validator(mode="after")

@@ -21,9 +21,8 @@ from .names import check_topic
 from .runtime import BadRequest, Runtime, http_error
 from .wire import sse_heartbeat
 
+FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
-# How long a closing stream may still try to write its last frames before it is dropped.
-CLOSE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,9 +149,8 @@ class EventStream(Response):
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not done & {pump, gone}:  # the core closes us: let the last frames out
-                done, _ = await asyncio.wait(
-                    (pump, gone), timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
-                )
+                grace = self.runtime.settings.close_grace
+                done, _ = await asyncio.wait((pump, gone), timeout=grace, return_when=FIRST)
         finally:
             for task in tasks:
                 task.cancel()

@@ -23,8 +23,8 @@ from .names import check_topic
 from .runtime import Runtime, http_error
 from .wire import ws_error, ws_heartbeat, ws_info, ws_text
 
+FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
-CLOSE_GRACE = 1.0
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
@@ -145,9 +145,7 @@ class Connection:
         self.claims.check_publish(topic)
         self.bucket.take()
         published = self.runtime.broker.publish_message(topic, msg["data"], event)
-        return _ack(
-            "publish", topic, "published", request_id, message_id=published.message_id
-        )
+        return _ack("publish", topic, "published", request_id, message_id=published.message_id)
 
     # -- the two tasks ----------------------------------------------------------------
     async def read(self) -> None:
@@ -184,9 +182,8 @@ class Connection:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not done & {reader, pump}:  # the core closes us: let the last texts out
-                done, _ = await asyncio.wait(
-                    (reader, pump), timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
-                )
+                grace = self.settings.close_grace
+                done, _ = await asyncio.wait((reader, pump), timeout=grace, return_when=FIRST)
         finally:
             for task in tasks:
                 task.cancel()
@@ -202,7 +199,8 @@ class Connection:
     async def close(self, reason: str | None) -> None:
         """Close with the protocol's code for ``reason`` (1000 when the client is done)."""
         try:
-            await asyncio.wait_for(self.ws.close(CLOSE_CODES.get(reason or "", 1000)), CLOSE_GRACE)
+            code = CLOSE_CODES.get(reason or "", 1000)
+            await asyncio.wait_for(self.ws.close(code), self.settings.close_grace)
         except (TimeoutError, *_GONE):
             pass
 

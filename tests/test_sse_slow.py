@@ -1,0 +1,130 @@
+"""Slow SSE consumers (PROTOCOL.md, "Slow consumers"): a client that stops reading.
+
+Under ``disconnect`` the stalled stream is ended and the client resumes from the log by
+its last id; under ``drop_oldest`` it is told of the drops with ``event: gap``. Either
+way the healthy client beside it gets every message, in order.
+"""
+
+import asyncio
+import itertools
+import os
+
+import httpx
+import pytest
+
+from fanwire.testing.aio import run
+from fanwire.testing.assertions import assert_in_order
+from fanwire.testing.clients import SSEClient
+from fanwire.testing.servers import FanwireServer
+
+_names = itertools.count(1)
+PAYLOAD = "x" * 30_000  # ~12 MB for 400 messages: more than any socket buffer holds
+BATCH = 20
+
+
+@pytest.fixture(scope="module")
+def server(fanwire_log_dir):
+    srv = FanwireServer(env={"FANWIRE_DEMO_RATE": "0"}, log_dir=fanwire_log_dir).start()
+    yield srv
+    srv.stop()
+
+
+def message_ids(client):
+    """Message ids only (the ``event: error`` notice of a slow consumer is no message)."""
+    return [f.id for f in client.frames if f.is_message and f.event != "error"]
+
+
+async def subscribers(http, topic):
+    stats = (await http.get("/stats")).json()
+    return stats["topics"][topic]["subscriber_count"]
+
+
+async def flood(http, topic, healthy, until, limit=400):
+    """Publish in batches the healthy client keeps up with, until ``until()`` holds."""
+    published = []
+    while len(published) < limit:
+        for _ in range(BATCH):
+            response = await http.post(f"/topics/{topic}/messages",
+                                       json={"data": {"n": len(published), "pad": PAYLOAD}})
+            published.append(response.json()["message_id"])
+        await healthy.read_messages(len(published), timeout=30)
+        if await until():
+            return published
+    raise AssertionError(f"the stalled client was never cut off after {limit} messages")
+
+
+def test_disconnect_policy_ends_the_stalled_stream_and_resume_fills_in(server):
+    topic = f"slow{os.getpid()}-{next(_names)}"
+
+    async def main():
+        async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
+            await http.post("/topics", json={"name": topic})
+            async with (
+                SSEClient(server.url, topics=[topic]) as healthy,
+                SSEClient(server.url, topics=[topic], receive_buffer=65536, stalled=True,
+                          policy="disconnect", queue_size=10) as slow,
+            ):
+                await healthy.read_until(lambda c: c.frames)
+
+                async def cut():
+                    return await subscribers(http, topic) == 1
+
+                published = await flood(http, topic, healthy, cut)
+                slow.resume()
+                await slow.read_to_end(timeout=30)
+                errors = slow.of_event("error")
+                assert [e.data["code"] for e in errors] == ["SLOW_CONSUMER"]
+                assert slow.frames[-1].event == "error"  # the last frame, then the end
+                before = message_ids(slow)
+                assert len(before) < len(published)
+                for i in range(3):
+                    published.append(await await_publish(http, topic, i))
+                async with SSEClient(server.url, topics=[topic],
+                                     resume_from=before[-1]) as again:
+                    await again.read_messages(len(published) - len(before), timeout=30)
+                    assert_in_order(before + again.sequence(), published)
+                    assert again.of_event("gap") == []
+                await healthy.read_messages(len(published), timeout=30)
+                assert healthy.ids == published
+
+    run(main(), timeout=120)
+
+
+async def await_publish(http, topic, n):
+    response = await http.post(f"/topics/{topic}/messages", json={"data": {"tail": n}})
+    return response.json()["message_id"]
+
+
+def test_drop_oldest_policy_announces_gaps_and_keeps_streaming(server):
+    topic = f"drop{os.getpid()}-{next(_names)}"
+
+    async def main():
+        async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
+            await http.post("/topics", json={"name": topic})
+            async with (
+                SSEClient(server.url, topics=[topic]) as healthy,
+                SSEClient(server.url, topics=[topic], receive_buffer=65536, stalled=True,
+                          policy="drop_oldest", queue_size=10) as slow,
+            ):
+                await healthy.read_until(lambda c: c.frames)
+
+                async def dropped():
+                    stats = (await http.get("/stats")).json()
+                    return stats["topics"][topic]["dropped_count"] > 0
+
+                published = await flood(http, topic, healthy, dropped)
+                slow.resume()
+                await asyncio.sleep(0)
+                last = await await_publish(http, topic, "last")
+                published.append(last)
+                await slow.read_until(lambda c: last in c.ids, timeout=30, what="last id")
+                gaps = slow.of_event("gap")
+                assert gaps and all(g.data["topic"] == topic for g in gaps)
+                assert sum(g.data["dropped"] for g in gaps) == len(published) - len(slow.ids)
+                assert_in_order(slow.sequence(), published, policy="drop_oldest",
+                                exact_dropped_counts=True)
+                assert await subscribers(http, topic) == 2  # still connected
+                await healthy.read_messages(len(published), timeout=30)
+                assert healthy.ids == published
+
+    run(main(), timeout=120)

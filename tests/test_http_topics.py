@@ -5,7 +5,6 @@ import os
 
 import httpx
 import pytest
-
 from fanwire.testing.clients import SSEClient
 from fanwire.testing.servers import FanwireServer
 

@@ -11,7 +11,6 @@ import os
 
 import httpx
 import pytest
-
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient

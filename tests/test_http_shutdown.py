@@ -1,0 +1,91 @@
+"""Graceful shutdown of ``python -m fanwire`` on SIGTERM / SIGINT.
+
+Every SSE stream gets ``event: shutdown`` and ends, every WebSocket gets ``info``
+``shutdown`` then close 1001, ``/health`` answers 503 while draining, a stalled client
+does not hold the exit beyond the grace period, and the process exits 0 with no traceback.
+"""
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from fanwire.testing.aio import run
+from fanwire.testing.clients import SSEClient, WSClient
+
+GRACE = "3"
+
+
+def start(fanwire_server):
+    env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": GRACE,
+           "FANWIRE_CLOSE_GRACE": GRACE}
+    srv = fanwire_server(env=env)
+    assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
+    return srv
+
+
+def wait_exit(srv, limit=30.0):
+    """Wait (at most ``limit`` s) for the server to exit; its exit code."""
+    deadline = time.monotonic() + limit
+    while srv.running:
+        assert time.monotonic() < deadline, f"still running {limit}s after the signal"
+        time.sleep(0.05)
+    return srv.stop()
+
+
+def signal_and_wait(srv, sig):
+    os.kill(srv.pid, sig)
+    return wait_exit(srv)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_clients_are_told_and_the_process_exits_cleanly(fanwire_server, sig):
+    srv = start(fanwire_server)
+
+    async def main():
+        async with SSEClient(srv.url, topics=["t"]) as sse, WSClient(srv.ws_url) as ws:
+            await ws.subscribe("t")
+            await ws.publish("t", "before")
+            await sse.read_messages(1)
+            code = await asyncio.to_thread(signal_and_wait, srv, sig)
+            frames = await sse.read_to_end()
+            assert frames[-1].event == "shutdown"
+            assert isinstance(frames[-1].data["ts"], float)
+            assert await ws.wait_closed() == 1001
+            assert ws.messages[-1]["type"] == "info"
+            assert ws.messages[-1]["message"] == "shutdown"
+            return code
+
+    assert run(main()) == 0
+    log = srv.log_text()
+    assert "Traceback" not in log
+    assert "Finished server process" in log
+
+
+def test_stalled_clients_do_not_hold_the_exit_and_health_says_draining(fanwire_server):
+    srv = start(fanwire_server)
+
+    async def main():
+        async with (
+            httpx.AsyncClient(base_url=srv.url, trust_env=False) as http,
+            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True) as sse,
+            WSClient(srv.ws_url, receive_buffer=65536, max_queue=1) as ws,
+            SSEClient(srv.url, topics=["t"]) as healthy,
+        ):
+            await ws.subscribe("t", queue_size=1000)
+            ws.stall()
+            for n in range(150):  # 4.5 MB: both stalled sockets are full
+                await http.post("/topics/t/messages", json={"data": {"n": n, "pad": "x" * 30_000}})
+            await healthy.read_messages(150, timeout=30)
+            os.kill(srv.pid, signal.SIGTERM)
+            health = await http.get("/health")  # a kept-alive connection, still served
+            assert health.status_code == 503
+            assert health.json()["status"] == "shutting_down"
+            await healthy.read_to_end()
+            assert healthy.frames[-1].event == "shutdown"
+            return await asyncio.to_thread(wait_exit, srv)
+
+    assert run(main(), timeout=90) == 0
+    assert "Traceback" not in srv.log_text()

@@ -70,7 +70,7 @@ def test_stalled_clients_do_not_hold_the_exit_and_health_says_draining(fanwire_s
     async def main():
         async with (
             httpx.AsyncClient(base_url=srv.url, trust_env=False) as http,
-            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True) as sse,
+            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True),
             WSClient(srv.ws_url, receive_buffer=65536, max_queue=1) as ws,
             SSEClient(srv.url, topics=["t"]) as healthy,
         ):

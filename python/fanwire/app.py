@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from . import sse, ws
@@ -151,4 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router(broker, settings))
     app.include_router(dashboard_router())
     app.add_exception_handler(RequestValidationError, _validation_error)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     return app

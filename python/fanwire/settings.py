@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         5.0, ge=0, description="seconds given to streams to end on shutdown"
     )
+    cors_origins: list[str] = Field(
+        default_factory=list, description='origins allowed by CORS, e.g. ["*"] (none: off)'
+    )
     close_grace: float = Field(
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )

@@ -55,8 +55,12 @@ class Loadgen:
         """Publishes markers until every client has seen one: all subscriptions are live."""
         return self._ask(f"sync {timeout}", "sync", timeout + 15)
 
-    def step(self, rate: float, seconds: float, payload: int, drain: float) -> Report:
-        return self._ask(f"step {rate} {seconds} {payload} {drain}", "step", seconds + drain + 30)
+    def step(
+        self, rate: float, seconds: float, payload: int, drain: float, give_up_ms: float = 0
+    ) -> Report:
+        """Publishes at `rate` for `seconds`; gives up once a message is give_up_ms late."""
+        command = f"step {rate} {seconds} {payload} {drain} {give_up_ms}"
+        return self._ask(command, "step", seconds + drain + 30)
 
     def stall(self, clients: int) -> Report:
         return self._ask(f"stall {clients}", "stalled", 30)

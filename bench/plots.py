@@ -43,7 +43,8 @@ def delivered_vs_clients(results: list[ScenarioResult], mode: Mode, path: Path) 
         title="Sustained delivered messages per second",
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -68,7 +69,8 @@ def latency_vs_load(results: list[ScenarioResult], mode: Mode, path: Path) -> No
         ax.set(xscale="log", yscale="log", xlabel="offered msgs/s", title=name)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("publish-to-receive latency (ms)")
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     fig.suptitle(
         f"Latency vs offered load ({mode.latency_clients} clients, "
         f"{mode.payloads[0]} B; the last point of each line is its first failure)"
@@ -88,7 +90,8 @@ def memory_vs_clients(results: list[ScenarioResult], mode: Mode, path: Path) -> 
         title="Memory per idle connection",
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

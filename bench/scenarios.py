@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from bench.context import TOPIC, Context
 from bench.loadgen import Loadgen, LoadgenError
 from bench.servers import ServerProcess, ServerSpec
-from bench.steps import Step, describe, make_step
+from bench.steps import GIVE_UP_MS, Step, describe, make_step
 
 MEMORY_MIN_CLIENTS = 100  # below this, one-time allocations swamp the per-connection cost
 
@@ -72,7 +72,8 @@ class Search:
     def probe(self, index: int, seconds: float) -> bool:
         lg = self.loadgen or self.connect(measure_memory=False)
         cpu0 = self.server.cpu_seconds()
-        report = lg.step(self.rates[index], seconds, self.res.payload, self.ctx.mode.drain_s)
+        rate, mode = self.rates[index], self.ctx.mode
+        report = lg.step(rate, seconds, self.res.payload, mode.drain_s, GIVE_UP_MS)
         step = make_step(report, self.server.cpu_seconds() - cpu0)
         self.res.steps.append(step)
         self.ctx.progress.say(f"  {describe(step)}")
@@ -95,12 +96,12 @@ class Search:
         return None
 
     def confirm(self, best: int | None) -> int | None:
-        """Hold the best rate for the full window; one rung lower if that fails."""
+        """Hold the best rate for the full window; rungs lower (up to 3) while that fails."""
         mode = self.ctx.mode
         if best is None or mode.window_s <= mode.probe_s:
             return best
-        for index in (best, best - 1):
-            if index >= 0 and self.probe(index, mode.window_s):
+        for index in range(best, max(best - 3, -1), -1):
+            if self.probe(index, mode.window_s):
                 return index
         return None
 

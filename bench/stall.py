@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bench.context import TOPIC, Context
 from bench.loadgen import LoadgenError
 from bench.servers import ServerProcess, ServerSpec
-from bench.steps import Step, describe, make_step
+from bench.steps import GIVE_UP_MS, Step, describe, make_step
 
 STALL_PAYLOAD = 4096  # large frames fill the stalled socket's buffers quickly
 
@@ -56,7 +56,7 @@ def _step(ctx: Context, server: ServerProcess, step_fn: object) -> Step:
     mode = ctx.mode
     cpu0 = server.cpu_seconds()
     assert callable(step_fn)
-    report = step_fn(mode.stall_rate, mode.stall_s, STALL_PAYLOAD, mode.drain_s)
+    report = step_fn(mode.stall_rate, mode.stall_s, STALL_PAYLOAD, mode.drain_s, GIVE_UP_MS)
     step = make_step(report, server.cpu_seconds() - cpu0)
     ctx.progress.say(f"  {describe(step)}")
     return step

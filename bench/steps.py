@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from bench.loadgen import Report
 
 ACHIEVED_SHARE = 0.95  # the publisher must reach 95% of the offered rate
+LATENCY_LIMIT_MS = 1000  # p99 above this: the server is building a backlog, not keeping up
+GIVE_UP_MS = 3000  # a message this late ends the step at once (it has failed anyway)
 
 
 @dataclass
@@ -45,6 +47,10 @@ def failure_reason(r: Report) -> str:
         return f"{r['missed_total']} deliveries missed or late"
     if r["out_of_order_total"]:
         return f"{r['out_of_order_total']} out of order"
+    if r["aborted"]:
+        return f"gave up: a message was over {GIVE_UP_MS} ms late"
+    if r["latency_ms"]["p99"] > LATENCY_LIMIT_MS:
+        return f"p99 over {LATENCY_LIMIT_MS} ms: backlog growing"
     return "ok"
 
 

@@ -8,7 +8,9 @@
 //
 //   (on start)                          -> {"type":"ready", ...} once all clients connected
 //   sync <timeout_s>                    -> {"type":"sync", ...} every client saw a marker
-//   step <rate> <secs> <bytes> <drain>  -> {"type":"step", ...}
+//   step <rate> <secs> <bytes> <drain> [give_up_ms]
+//                                       -> {"type":"step", ...}; the step stops early
+//                                          ("aborted") once a message is give_up_ms late
 //   stall <n>                           -> {"type":"stalled", ...} n clients that never read
 //   unstall <secs>                      -> {"type":"unstalled", ...} read them: closed yet?
 //   status                              -> {"type":"status", ...}
@@ -36,7 +38,7 @@ namespace {
 struct Options {
     FleetOptions fleet;
     int clients = 1;
-    int window = 64;
+    int window = 256;
     double connect_timeout = 60;
     double max_seconds = 900;
 };
@@ -157,7 +159,8 @@ private:
             in >> sync_timeout_;
             start_sync();
         } else if (cmd == "step") {
-            in >> plan_.rate >> step_secs_ >> plan_.payload_bytes >> drain_secs_;
+            give_up_ms_ = 0;
+            in >> plan_.rate >> step_secs_ >> plan_.payload_bytes >> drain_secs_ >> give_up_ms_;
             start_step();
         } else if (cmd == "stall") {
             int n = 0;
@@ -223,6 +226,7 @@ private:
         plan_.first_seq = next_seq_;
         plan_.sync_markers = false;
         next_seq_ += plan_.count;
+        aborted_ = false;
         fleet_.begin_step({plan_.first_seq, plan_.count});
         streaming_at_start_ = fleet_.streaming();
         cpu_at_start_ = cpu_seconds(RUSAGE_SELF);
@@ -231,9 +235,13 @@ private:
     }
 
     void advance_step() {
+        if (give_up_ms_ > 0 && static_cast<double>(fleet_.latency().max()) > give_up_ms_ * 1e3) {
+            aborted_ = true;
+            stop_.store(true);
+        }
         if (!publisher_done_) return;
         const bool all_in = fleet_.complete_clients() >= fleet_.streaming();
-        if (!all_in && mono_now() < publish_finished_ + drain_secs_) return;
+        if (!all_in && !aborted_ && mono_now() < publish_finished_ + drain_secs_) return;
         emit(step_report());
         busy_ = Busy::Idle;
     }
@@ -264,6 +272,7 @@ private:
             .num("rate", plan_.rate)
             .num("duration_s", step_secs_)
             .num("payload_bytes", plan_.payload_bytes)
+            .boolean("aborted", aborted_)
             .num("published", r.sent)
             .num("publish_ok", r.ok)
             .num("publish_failed", r.failed)
@@ -328,6 +337,8 @@ private:
     double sync_timeout_ = 10, sync_started_ = 0;
     PublishPlan plan_;
     double step_secs_ = 1, drain_secs_ = 2, step_started_ = 0, cpu_at_start_ = 0;
+    double give_up_ms_ = 0;
+    bool aborted_ = false;
     int64_t next_seq_ = 0;
     int streaming_at_start_ = 0;
 };

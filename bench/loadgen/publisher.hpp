@@ -57,12 +57,14 @@ public:
             const double wait = room <= 0 ? 0.05 : std::max(next_due - mono_now(), 0.0);
             read_answers(r, std::max(wait, 0.0005));  // at least 0.5 ms: batch at high rates
         }
-        const double deadline = mono_now() + 10.0;
+        // Collect every answer, so none can leak into the next run; a stopped run waits less.
+        const double deadline = mono_now() + (stop.load() ? 2.0 : 10.0);
         while (answered() < r.sent && !r.connection_lost && mono_now() < deadline) {
             read_answers(r, 0.05);
         }
-        r.failed += r.sent - answered();
+        r.failed = bad_ + (r.sent - answered());  // error answers and missing ones
         r.ok = ok_;
+        if (answered() < r.sent || r.connection_lost) close_socket();  // start clean next run
         reset_counts();
         r.cpu_s = cpu_seconds(RUSAGE_THREAD) - cpu0;
         return r;
@@ -83,7 +85,10 @@ private:
         fd_ = -1;
     }
     int64_t answered() const { return ok_ + bad_; }
-    void reset_counts() { ok_ = bad_ = 0; }
+    void reset_counts() {
+        ok_ = bad_ = 0;
+        in_.clear();
+    }
 
     void send_batch(const PublishPlan& plan, PublishResult& r, int64_t batch, double now) {
         out_.clear();

@@ -59,15 +59,15 @@ QUICK = Mode(
     window_s=3,
     drain_s=1.5,
     max_rate=50_000,
-    stall_s=3,
+    stall_s=5,
 )
 
 FULL = Mode(
     name="full",
     clients=(1, 100, 1_000, 5_000),
     payloads=(100, 4096),
-    big_payload_clients=(100, 1_000),
-    probe_s=2,
+    big_payload_clients=(1_000,),
+    probe_s=1.5,
     window_s=10,
     drain_s=2,
     max_rate=100_000,

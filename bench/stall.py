@@ -11,7 +11,7 @@ from bench.loadgen import LoadgenError
 from bench.servers import ServerProcess, ServerSpec
 from bench.steps import GIVE_UP_MS, Step, describe, make_step
 
-STALL_PAYLOAD = 4096  # large frames fill the stalled socket's buffers quickly
+STALL_PAYLOAD = 16_384  # big frames get past the ~4 MB the kernel buffers for one socket
 
 
 @dataclass

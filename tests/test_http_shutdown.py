@@ -8,6 +8,8 @@ does not hold the exit beyond the grace period, and the process exits 0 with no 
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -89,3 +91,12 @@ def test_stalled_clients_do_not_hold_the_exit_and_health_says_draining(fanwire_s
 
     assert run(main(), timeout=90) == 0
     assert "Traceback" not in srv.log_text()
+
+
+def test_several_workers_without_redis_are_refused():
+    env = {k: v for k, v in os.environ.items() if k != "FANWIRE_REDIS_URL"}
+    done = subprocess.run([sys.executable, "-m", "fanwire", "--workers", "2"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "FANWIRE_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,16 +4,22 @@ The core (``fanwire._core``) does the fan-out in C++ with the GIL released. It w
 module through one eventfd: the loop watches it with ``add_reader`` and, once per batch of
 wake-ups, :meth:`Broker._drain` resolves the waiting subscriptions. A subscription then
 takes *everything* ready in one call per topic, so a client costs one write per wake-up.
+
+With ``redis_url`` the broker is one node of a cluster sharing Redis Streams
+(:mod:`fanwire.backends.redis`): publishes go to Redis and come back through the node's
+reader, so use the async methods (:meth:`Broker.apublish`, :meth:`Broker.acreate_topic`,
+:meth:`Broker.adelete_topic`) on the event loop; the sync ones block on Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -21,6 +27,10 @@ from . import _core
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .names import check_topic, is_valid_name
 from .wire import Notices
+
+if TYPE_CHECKING:
+    from .backends.history import Replay
+    from .backends.redis import RedisBackend
 
 Policy = Literal["drop_oldest", "disconnect"]
 Mode = Literal["sse", "ws"]
@@ -58,12 +68,27 @@ class Broker:
         max_payload: int = 64 * 1024,
         max_topics: int = 10_000,
         auto_create: bool = False,
+        redis_url: str | None = None,
+        redis_prefix: str = "fanwire",
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
         self.max_topics = max_topics
         self.auto_create = auto_create
-        self._core = _core.Core(retention)
+        self._core = _core.Core(retention, external_ids=bool(redis_url))
+        self._backend: RedisBackend | None = None
+        if redis_url:
+            from .backends.redis import RedisBackend
+
+            self._backend = RedisBackend(
+                self._core,
+                self._schedule_drain,
+                self._announce_gap,
+                redis_url,
+                retention=retention,
+                max_topics=max_topics,
+                prefix=redis_prefix,
+            )
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +100,8 @@ class Broker:
     def start(self) -> None:
         """Attach to the running event loop (idempotent); subscriptions need it."""
         loop = asyncio.get_running_loop()
+        if self._backend is not None:
+            self._backend.start()
         if self._loop is loop:
             return
         if self._loop is not None:
@@ -82,6 +109,21 @@ class Broker:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         loop.add_reader(self._core.fileno(), self._drain)
+
+    async def astart(self) -> None:
+        """:meth:`start` (in Redis mode the node's reader starts connecting)."""
+        self.start()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then stop the Redis reader and close its connections."""
+        self.close()
+        if self._backend is not None:
+            await self._backend.stop()
+
+    @property
+    def backend(self) -> RedisBackend | None:
+        """The Redis backend, or None for an in-memory broker."""
+        return self._backend
 
     def shutdown(self) -> None:
         """Close every subscription (each gets its ``shutdown`` notice) and refuse new work."""
@@ -109,11 +151,29 @@ class Broker:
             from .errors import LimitReached
 
             raise LimitReached(f"at most {self.max_topics} topics")
+        if self._backend is not None:
+            return self._backend.create_topic_sync(name)
         return self._core.create_topic(name)
 
     def delete_topic(self, name: str) -> bool:
         """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
+        if self._backend is not None:
+            return self._backend.delete_topic_sync(name)
         return self._core.delete_topic(name)
+
+    async def acreate_topic(self, name: str) -> bool:
+        """:meth:`create_topic` for the event loop; in Redis mode, known on every node."""
+        if self._backend is None:
+            return self.create_topic(name)
+        check_topic(name)
+        self._check_open()
+        return await self._backend.create_topic(name)
+
+    async def adelete_topic(self, name: str) -> bool:
+        """:meth:`delete_topic` for the event loop; in Redis mode, on every node."""
+        if self._backend is None:
+            return self.delete_topic(name)
+        return await self._backend.delete_topic(check_topic(name))
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
@@ -149,22 +209,19 @@ class Broker:
 
     def publish_message(self, topic: str, data: Any, event: str | None = None) -> Published:
         """Like :meth:`publish`, also telling how many subscribers the message reached."""
-        try:
-            payload = orjson.dumps(data)
-        except TypeError as exc:
-            raise InvalidMessage(f"data is not JSON-serializable: {exc}") from None
-        return self.publish_encoded(topic, payload, event)
+        return self.publish_encoded(topic, _encode(data), event)
 
     def publish_encoded(
         self, topic: str, payload: bytes, event: str | None = None, message_id: str = ""
     ) -> Published:
         """Publish an already JSON-encoded payload (compact, no raw newline)."""
-        if event is not None and not is_valid_name(event):
-            raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
-        if len(payload) > self.max_payload:
-            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
-        if self._shutting_down:
-            raise ShuttingDown("server is shutting down")
+        self._check_publish(payload, event)
+        if self._backend is not None and not message_id:
+            mid = self._backend.publish_sync(topic, payload, event or "")
+            if mid is None:
+                self._missing(topic)
+                mid = self._backend.publish_sync(topic, payload, event or "")
+            return Published(mid or "", self._local_subscribers(topic))
         on_loop = self._loop_thread == threading.get_ident()
         try:
             # Only valid names ever become topics, so the name is checked on a miss only.
@@ -182,6 +239,50 @@ class Broker:
         if must_drain:
             self._schedule_drain()
         return Published(mid, count)
+
+    async def apublish(self, topic: str, data: Any, event: str | None = None) -> Published:
+        """:meth:`publish_message` for the event loop.
+
+        In Redis mode it returns once Redis accepted the message (``XADD``), with the
+        stream id as message id and this node's subscribers of ``topic`` as count; it
+        raises :class:`~fanwire.backends.BackendUnavailable` (503) when Redis is down.
+        """
+        if self._backend is None:
+            return self.publish_message(topic, data, event)
+        payload = _encode(data)
+        self._check_publish(payload, event)
+        mid = await self._backend.publish(topic, payload, event or "")
+        if mid is None:
+            if not self.auto_create:
+                check_topic(topic)
+                raise TopicNotFound(f"no topic {topic!r}")
+            await self.acreate_topic(topic)
+            mid = await self._backend.publish(topic, payload, event or "")
+        return Published(mid or "", self._local_subscribers(topic))
+
+    def _check_publish(self, payload: bytes, event: str | None) -> None:
+        if event is not None and not is_valid_name(event):
+            raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
+        if self._shutting_down:
+            raise ShuttingDown("server is shutting down")
+
+    def _missing(self, topic: str) -> None:
+        """A publish found no topic: create it (auto_create) or raise TopicNotFound."""
+        check_topic(topic)
+        if not self.auto_create:
+            raise TopicNotFound(f"no topic {topic!r}")
+        self.create_topic(topic)
+
+    def _local_subscribers(self, topic: str) -> int:
+        """This node's subscribers of ``topic`` (Redis mode; O(topics))."""
+        return next((row[1] for row in self._core.topic_stats() if row[0] == topic), 0)
+
+    def _announce_gap(self, topic: str, first_available: str | None) -> None:
+        """Tell every local subscriber of ``topic`` that messages may be missing."""
+        for sub in list(self._subs.values()):
+            sub._inject_gap(topic, first_available)
 
     # -- subscribing -----------------------------------------------------------------
     def subscribe(
@@ -262,6 +363,7 @@ class Subscription:
         self._policy = policy
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
+        self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._pending: list[Any] = []
         self._ready = False
         self._future: asyncio.Future[object] | None = None
@@ -290,18 +392,52 @@ class Subscription:
         self._broker._check_open()
         policy_code = _POLICIES[policy or self._policy]
         size = max(1, min(queue_size or self._queue_size, self._broker.retention))
-        try:
-            core_sub = self._broker._core.subscribe(
-                topic, self._waiter, max(0, last_n), since, policy_code, size
-            )
-        except KeyError:
-            raise TopicNotFound(f"no topic {topic!r}") from None
-        old = self._subs.pop(topic, None)
-        if old is not None:
-            old.close()
+        core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
+        self.remove(topic)
         self._subs[topic] = core_sub
-        if core_sub.gap:
+        backend = self._broker._backend
+        if backend is not None:
+            replay = backend.resume(topic, core_sub, since, last_n, self._notices)
+            if replay is not None:
+                self._held[topic] = replay
+                replay.add_done_callback(functools.partial(self._replayed, topic, core_sub))
+        elif core_sub.gap:
             self._pending.append(self._notices.gap(topic, core_sub.first_available))
+        self._wake()
+
+    def _core_subscribe(
+        self, topic: str, last_n: int, since: str | None, policy: int, size: int
+    ) -> _core.CoreSub:
+        core = self._broker._core
+        try:
+            return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+        except KeyError:
+            backend = self._broker._backend
+            if backend is None or not backend.adopt(topic):
+                raise TopicNotFound(f"no topic {topic!r}") from None
+        return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+
+    def _replayed(self, topic: str, core_sub: _core.CoreSub, task: asyncio.Task[Replay]) -> None:
+        """History from Redis arrived: queue it, then let the core go on after it."""
+        if self._held.get(topic) is not task:
+            return
+        del self._held[topic]
+        if task.cancelled():
+            return
+        replay = task.result()
+        self._pending.extend(replay.items)
+        if replay.floor is not None:
+            core_sub.skip_through(replay.floor)
+        self._wake()
+
+    def _inject_gap(self, topic: str, first_available: str | None) -> None:
+        """Queue a gap notice for ``topic`` after what its core queue holds now."""
+        core_sub = self._subs.get(topic)
+        if core_sub is None:
+            return
+        if topic not in self._held:
+            self._take(topic, core_sub, self._pending)
+        self._pending.append(self._notices.gap(topic, first_available))
         self._wake()
 
     def remove(self, topic: str) -> bool:
@@ -309,6 +445,9 @@ class Subscription:
         core_sub = self._subs.pop(topic, None)
         if core_sub is None:
             return False
+        held = self._held.pop(topic, None)
+        if held is not None:
+            held.cancel()
         core_sub.close()
         return True
 
@@ -317,6 +456,9 @@ class Subscription:
         for core_sub in self._subs.values():
             core_sub.close()
         self._subs.clear()
+        for held in self._held.values():
+            held.cancel()
+        self._held.clear()
         self._broker._subs.pop(self._waiter, None)
         if self.close_reason is None:
             self.close_reason = "closed"
@@ -363,7 +505,8 @@ class Subscription:
         """Ask every topic to wake us on its next message; False if something is ready."""
         if self._ready:
             return False
-        parked = [core_sub.arm() for core_sub in self._subs.values()]
+        held = self._held
+        parked = [sub.arm() for topic, sub in self._subs.items() if topic not in held]
         return all(parked)
 
     async def _sleep(self, timeout: float | None) -> object:
@@ -395,19 +538,26 @@ class Subscription:
         for topic, core_sub in list(self._subs.items()):
             if topic not in self._subs:  # the connection ended earlier in this loop
                 break
-            data, count, dropped = core_sub.take_sse() if sse else core_sub.take_ws()
-            self.received += count
-            if dropped:
-                self.dropped += dropped
-                out.append(self._notices.dropped(topic, dropped))
-            if data:
-                out.append(data) if sse else out.extend(data)
+            if topic in self._held:  # its history comes first
+                continue
+            self._take(topic, core_sub, out)
             reason = core_sub.close_reason
             if reason and (reason == "slow_consumer" or core_sub.pending == 0):
                 self._end_topic(topic, reason, out)
         if not sse:
             return out
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def _take(self, topic: str, core_sub: _core.CoreSub, out: list[Any]) -> None:
+        """Append what ``core_sub`` has ready (after a drop notice, if any) to ``out``."""
+        sse = self._mode == "sse"
+        data, count, dropped = core_sub.take_sse() if sse else core_sub.take_ws()
+        self.received += count
+        if dropped:
+            self.dropped += dropped
+            out.append(self._notices.dropped(topic, dropped))
+        if data:
+            out.append(data) if sse else out.extend(data)
 
     def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
         self._subs.pop(topic).close()
@@ -421,6 +571,13 @@ class Subscription:
             for core_sub in self._subs.values():
                 core_sub.close()
             self._subs.clear()
+
+
+def _encode(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        raise InvalidMessage(f"data is not JSON-serializable: {exc}") from None
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

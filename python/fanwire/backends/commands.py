@@ -1,0 +1,176 @@
+"""The Redis commands of the backend, async (redis-py asyncio) and sync (for sync callers).
+
+Every connection error or timeout becomes :class:`~fanwire.backends.BackendUnavailable`.
+Clients never retry on their own: a failed publish is reported, never silently repeated
+against a Redis that restarted empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import BackendUnavailable
+from .ids import as_text
+from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
+
+#: Errors that mean "Redis is not reachable right now".
+DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@contextlib.contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """Turn a Redis connection failure into :class:`BackendUnavailable`."""
+    try:
+        yield
+    except DOWN as exc:
+        raise BackendUnavailable(f"{what}: Redis is unavailable ({exc})") from exc
+
+
+def client_options(socket_timeout: float) -> dict[str, Any]:
+    """Fail fast, never retry: the backend decides what a failure means."""
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 2.0,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+
+
+class Commands:
+    """One Redis deployment seen through the key scheme of :class:`Keys`."""
+
+    def __init__(self, url: str, keys: Keys, maxlen: int, max_topics: int) -> None:
+        self.url = url
+        self.keys = keys
+        self.maxlen = maxlen
+        self.max_topics = max_topics
+        self.client = aioredis.Redis.from_url(url, **client_options(3.0))
+        self._publish = self.client.register_script(PUBLISH)
+        self._create = self.client.register_script(CREATE)
+        self._delete = self.client.register_script(DELETE)
+        self._sync: redis.Redis | None = None
+        self._sync_scripts: dict[str, Any] = {}
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self._sync is not None:
+            self._sync.close()
+
+    # -- writes ------------------------------------------------------------------------
+    def _publish_args(self, topic: str, payload: bytes, event: str) -> dict[str, Any]:
+        keys = [self.keys.registry, self.keys.stream(topic)]
+        return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
+
+    async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
+        """XADD to the topic's stream; its id, or None when the topic does not exist."""
+        with unavailable("publish"):
+            found = await self._publish(**self._publish_args(topic, payload, event))
+        return None if found is None else as_text(found)
+
+    async def create(self, topic: str) -> tuple[int, str]:
+        """(1 created, 0 existed, -1 too many topics; the control id to wait for)."""
+        with unavailable("create topic"):
+            status, control = await self._create(**self._topic_args(topic, True))
+        return int(status), as_text(control)
+
+    async def delete(self, topic: str) -> tuple[bool, str]:
+        """(deleted, the control id to wait for)."""
+        with unavailable("delete topic"):
+            status, control = await self._delete(**self._topic_args(topic, False))
+        return bool(status), as_text(control)
+
+    def _topic_args(self, topic: str, create: bool) -> dict[str, Any]:
+        keys = [self.keys.registry, self.keys.control, self.keys.stream(topic)]
+        args: list[Any] = [topic, self.max_topics] if create else [topic]
+        return {"keys": keys, "args": [*args, CONTROL_MAXLEN]}
+
+    # -- the sync twins (blocking; for callers outside the event loop) -----------------
+    def sync_client(self) -> redis.Redis:
+        if self._sync is None:
+            self._sync = redis.Redis.from_url(self.url, **client_options(3.0))
+            for name, lua in (("publish", PUBLISH), ("create", CREATE), ("delete", DELETE)):
+                self._sync_scripts[name] = self._sync.register_script(lua)
+        return self._sync
+
+    def _run_sync(self, name: str, what: str, args: dict[str, Any]) -> Any:
+        self.sync_client()
+        with unavailable(what):
+            return self._sync_scripts[name](**args)
+
+    def publish_sync(self, topic: str, payload: bytes, event: str) -> str | None:
+        found = self._run_sync("publish", "publish", self._publish_args(topic, payload, event))
+        return None if found is None else as_text(found)
+
+    def create_sync(self, topic: str) -> int:
+        status, _ = self._run_sync("create", "create topic", self._topic_args(topic, True))
+        return int(status)
+
+    def delete_sync(self, topic: str) -> bool:
+        status, _ = self._run_sync("delete", "delete topic", self._topic_args(topic, False))
+        return bool(status)
+
+    def is_topic_sync(self, topic: str) -> bool:
+        with unavailable("topic lookup"):
+            return bool(self.sync_client().sismember(self.keys.registry, topic))
+
+    # -- reads -------------------------------------------------------------------------
+    async def run_id(self) -> str:
+        """The Redis server's run id: it changes when Redis restarts."""
+        info = await self.client.info("server")
+        return str(info["run_id"])
+
+    async def snapshot(self) -> tuple[str, list[str]]:
+        """(last control id, registered topics), read atomically."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(self.keys.control, count=1)
+            pipe.smembers(self.keys.registry)
+            last, members = await pipe.execute()
+        control = as_text(last[0][0]) if last else "0-0"
+        return control, sorted(as_text(m) for m in members)
+
+    async def last_ids(self, topics: list[str]) -> dict[str, str]:
+        """The newest entry id of each topic's stream ("0-0" when empty)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for topic in topics:
+                pipe.xrevrange(self.keys.stream(topic), count=1)
+            replies = await pipe.execute()
+        return {t: as_text(r[0][0]) if r else "0-0" for t, r in zip(topics, replies, strict=True)}
+
+    async def reregister(self, topics: list[str]) -> None:
+        """Put ``topics`` back in the registry (after Redis restarted empty)."""
+        if topics:
+            await self.client.sadd(self.keys.registry, *topics)
+
+    async def still_has(self, topic: str, last: str) -> tuple[bool, str | None]:
+        """(whether entry ``last`` is still in the stream, the stream's first id)."""
+        key = self.keys.stream(topic)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(key, last, last, count=1)
+            pipe.xrange(key, count=1)
+            found, first = await pipe.execute()
+        return bool(found), as_text(first[0][0]) if first else None
+
+    async def history(self, topic: str, after: str | None, cap: int) -> dict[str, Any]:
+        """Up to ``cap`` newest entries after ``after`` (all retained if None), oldest
+        first, with the stream's first and last ids."""
+        key = self.keys.stream(topic)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xrange(key, count=1)
+            pipe.xrevrange(key, count=1)
+            pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=cap)
+            first, last, newest = await pipe.execute()
+        return {
+            "first": as_text(first[0][0]) if first else None,
+            "last": as_text(last[0][0]) if last else None,
+            "entries": list(reversed(newest)),
+        }

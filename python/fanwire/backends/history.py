@@ -1,0 +1,111 @@
+"""Resume and replay on any node: what the local ring lacks is read from the stream.
+
+A node's ring holds only what its reader fed since the node started following the topic.
+When a client's resume id (``since``) is older than that, or the core says it is older
+than the ring, or it is newer than anything this node has read, the missing history is
+read with ``XREVRANGE`` and delivered first (encoded with ``_core.encode`` exactly like a
+live message), then ``skip_through`` keeps the core from delivering any of it twice. A
+``gap`` notice is sent only when the stream itself no longer holds what followed the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _core
+from ..wire import Notices
+from . import BackendUnavailable
+from .commands import Commands, Entry
+from .ids import ZERO, as_text, parse_id
+from .reader import StreamReader
+
+log = logging.getLogger("fanwire.redis")
+
+
+@dataclass
+class Replay:
+    """What to deliver before the core's own messages, and the id to skip through."""
+
+    items: list[Any] = field(default_factory=list)
+    floor: str | None = None
+
+
+def encode(topic: str, entries: list[Entry], sse: bool) -> list[Any]:
+    """Each stream entry as the core would have encoded it (SSE bytes or WS text)."""
+    out: list[Any] = []
+    for raw_id, fields in entries:
+        ts = float(fields.get(b"t", b"0") or 0)
+        frame, text = _core.encode(
+            topic, as_text(raw_id), fields.get(b"d", b"null"), as_text(fields.get(b"e", b"")), ts
+        )
+        out.append(frame if sse else text)
+    return out
+
+
+class Resumer:
+    """Decides when a subscription needs history from Redis, and fetches it."""
+
+    def __init__(self, commands: Commands, reader: StreamReader, cap: int) -> None:
+        self.commands = commands
+        self.reader = reader
+        self.cap = cap
+
+    def start(
+        self,
+        topic: str,
+        core_sub: _core.CoreSub,
+        since: str | None,
+        last_n: int,
+        notices: Notices,
+    ) -> asyncio.Task[Replay] | None:
+        """A task fetching the history ``core_sub`` lacks, or None if the core has it all."""
+        if since is not None:
+            key = parse_id(since)
+            if key is not None:
+                core_sub.skip_through(since)  # never twice, even what this node reads later
+            fed = self.reader.last_fed(topic)
+            start = self.reader.feed_start.get(topic, ZERO)
+            if key is None or core_sub.gap or key < start or fed is None or key > fed:
+                return asyncio.ensure_future(self._since(topic, since, core_sub, notices))
+            return None
+        if last_n > core_sub.pending and self.reader.feed_start.get(topic, ZERO) != ZERO:
+            return asyncio.ensure_future(self._last(topic, last_n, notices))
+        return None
+
+    async def _since(
+        self, topic: str, since: str, core_sub: _core.CoreSub, notices: Notices
+    ) -> Replay:
+        key = parse_id(since)
+        try:
+            found = await self.commands.history(topic, since if key else None, self.cap + 1)
+            last = parse_id(found["last"])
+            unknown = key is None or (last is not None and key > last)
+            if unknown and key is not None:  # an id from the future: not of this log
+                found = await self.commands.history(topic, None, self.cap + 1)
+        except BackendUnavailable as exc:
+            log.warning("resume of %r after %r: no history (%s)", topic, since, exc.message)
+            return Replay([notices.gap(topic, core_sub.first_available)])
+        entries: list[Entry] = found["entries"]
+        first = parse_id(found["first"])
+        gap = unknown or (first is not None and key is not None and first > key)
+        if len(entries) > self.cap:
+            entries, gap = entries[-self.cap :], True
+        replay = Replay(encode(topic, entries, notices.sse))
+        if gap:
+            first_available = as_text(entries[0][0]) if entries else None
+            replay.items.insert(0, notices.gap(topic, first_available))
+        replay.floor = as_text(entries[-1][0]) if entries else ("0-0" if unknown else since)
+        return replay
+
+    async def _last(self, topic: str, last_n: int, notices: Notices) -> Replay:
+        try:
+            found = await self.commands.history(topic, None, last_n)
+        except BackendUnavailable as exc:
+            log.warning("replay of %r: no history (%s)", topic, exc.message)
+            return Replay()
+        entries: list[Entry] = found["entries"]
+        floor = as_text(entries[-1][0]) if entries else None
+        return Replay(encode(topic, entries, notices.sse), floor)

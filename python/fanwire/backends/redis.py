@@ -1,0 +1,251 @@
+"""Scale-out over Redis Streams: :class:`RedisBackend`, used by :class:`fanwire.Broker`
+when it is given a Redis URL (``FANWIRE_REDIS_URL`` or ``python -m fanwire --redis``).
+
+- A publish is an ``XADD`` (``MAXLEN ~ retention``) to the topic's stream, acknowledged
+  only once Redis accepted it; the stream id is the message id on every node.
+- Each process runs one reader task (:mod:`.reader`) feeding its local core.
+- Topics live in a Redis set; creations and deletions are notices on a control stream
+  that every reader applies in order (:mod:`.scripts`).
+- Resume on any node reads what the local ring lacks from the stream (:mod:`.history`).
+
+Faults. Redis unreachable at start: the server starts anyway, logs the error and retries
+with backoff (0.2 s doubling to 5 s); until it connects, publishes and topic changes fail
+with :class:`~fanwire.backends.BackendUnavailable` (HTTP 503, WebSocket ``INTERNAL``) and
+no topic is known. Redis lost while running: the same errors, client connections stay
+open (heartbeats are local); on reconnection the reader goes on from the last id it read
+per stream, and announces a ``gap`` to the subscribers of a topic whose stream no longer
+holds that id (trimmed, or lost by a Redis restart without persistence). If Redis came
+back empty (its run id changed), each node puts its topics back in the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+
+from .. import _core
+from ..errors import LimitReached
+from ..wire import Notices
+from . import BackendUnavailable
+from .commands import DOWN, Commands, client_options
+from .history import Replay, Resumer
+from .ids import parse_id
+from .reader import StreamReader
+from .scripts import Keys
+
+log = logging.getLogger("fanwire.redis")
+if not log.handlers and not logging.getLogger().handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+
+#: Seconds a topic creation or deletion waits for this node's reader to apply it.
+APPLY_TIMEOUT = 5.0
+BACKOFF = (0.2, 5.0)
+T = TypeVar("T")
+
+
+class RedisBackend:
+    """The shared log of one process's broker (see the module docstring)."""
+
+    def __init__(
+        self,
+        core: _core.Core,
+        drain: Callable[[], None],
+        announce_gap: Callable[[str, str | None], None],
+        url: str,
+        *,
+        retention: int,
+        max_topics: int,
+        prefix: str = "fanwire",
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.commands = Commands(url, self.keys, retention, max_topics)
+        block_ms = 1000
+        client = aioredis.Redis.from_url(url, **client_options(block_ms / 1000 + 5.0))
+        self.reader = StreamReader(core, drain, self.keys, client, block_ms=block_ms)
+        self.resumer = Resumer(self.commands, self.reader, retention)
+        self.announce_gap = announce_gap
+        self.ready = False
+        self._resync = False  # a command failed: check the connection and recover
+        self._run_id: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the reader task on the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the reader and close the connections."""
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self.reader.client.aclose()
+        await self.commands.close()
+
+    async def _run(self) -> None:
+        """Connect (retrying with backoff), then read until Redis is lost; repeat."""
+        delay = BACKOFF[0]
+        while True:
+            try:
+                await self._connect()
+                delay = BACKOFF[0]
+                while not self._resync:
+                    await self.reader.read_once()
+                continue
+            except DOWN as exc:
+                self._down(exc, delay)
+            except Exception:
+                log.exception("Redis reader failed; restarting it in %.1fs", delay)
+                self.ready = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF[1])
+
+    def _down(self, exc: BaseException, delay: float) -> None:
+        level = logging.ERROR if self.ready or self._run_id is None else logging.WARNING
+        self.ready = False
+        log.log(
+            level,
+            "Redis at %s is unavailable (%s); publishes answer 503 until it is back; "
+            "retrying in %.1fs",
+            self.url,
+            exc,
+            delay,
+        )
+
+    async def _connect(self) -> None:
+        """First connection: load the registry. Later ones: recover (see module doc)."""
+        self._resync = False
+        run_id = await self.commands.run_id()
+        if self._run_id is None:
+            await self._bootstrap()
+            log.info("connected to Redis at %s (%d topics)", self.url, len(self.reader.positions))
+        else:
+            await self._recover(restarted=run_id != self._run_id)
+            log.info("Redis at %s is back; reading on from the last ids seen", self.url)
+        self._run_id = run_id
+        self.ready = True
+
+    async def _bootstrap(self) -> None:
+        control, topics = await self.commands.snapshot()
+        lasts = await self.commands.last_ids(topics)
+        self.reader.control = control
+        for topic in topics:
+            self.reader.follow(topic, lasts[topic])
+
+    async def _recover(self, restarted: bool) -> None:
+        if restarted:
+            await self.commands.reregister(sorted(self.reader.positions))
+        for topic, position in list(self.reader.positions.items()):
+            if position == "0-0":
+                continue
+            present, first = await self.commands.still_has(topic, position)
+            newer = first is None or (parse_id(first) or (0, 0)) > (parse_id(position) or (0, 0))
+            if not present and (newer or restarted):
+                log.warning("topic %r: entries after %s may be lost; gap", topic, position)
+                self.announce_gap(topic, first)
+
+    # -- the broker's operations -------------------------------------------------------
+    def _check_ready(self, what: str) -> None:
+        if not self.ready:
+            raise BackendUnavailable(f"{what}: Redis is unavailable")
+
+    async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
+        """The id Redis gave the message, or None when the topic does not exist."""
+        self._check_ready("publish")
+        return await self._guard(self.commands.publish(topic, payload, event))
+
+    def publish_sync(self, topic: str, payload: bytes, event: str) -> str | None:
+        self._check_ready("publish")
+        return self._guard_sync(lambda: self.commands.publish_sync(topic, payload, event))
+
+    async def create_topic(self, name: str) -> bool:
+        """Register ``name`` everywhere; True when it is new. Returns once applied here."""
+        self._check_ready("create topic")
+        status, control = await self._guard(self.commands.create(name))
+        if status < 0:
+            raise LimitReached(f"at most {self.commands.max_topics} topics")
+        await self._applied(control)
+        if name not in self.reader.positions:  # this node's reader is late: go ahead
+            self.reader.follow(name, "0-0")
+        return status == 1
+
+    def create_topic_sync(self, name: str) -> bool:
+        self._check_ready("create topic")
+        status = self._guard_sync(lambda: self.commands.create_sync(name))
+        if status < 0:
+            raise LimitReached(f"at most {self.commands.max_topics} topics")
+        self.reader.follow(name, "0-0")
+        return status == 1
+
+    async def delete_topic(self, name: str) -> bool:
+        """Unregister ``name`` everywhere; each node's subscribers get ``topic_deleted``."""
+        self._check_ready("delete topic")
+        deleted, control = await self._guard(self.commands.delete(name))
+        await self._applied(control)
+        if deleted and name in self.reader.positions:
+            self.reader.forget(name)
+        return deleted
+
+    def delete_topic_sync(self, name: str) -> bool:
+        self._check_ready("delete topic")
+        deleted = self._guard_sync(lambda: self.commands.delete_sync(name))
+        if deleted:
+            self.reader.forget(name)
+        return deleted
+
+    def adopt(self, name: str) -> bool:
+        """On a local miss: follow ``name`` now if the registry has it (created elsewhere
+        and not yet announced here)."""
+        if not self.ready or not self._guard_sync(lambda: self.commands.is_topic_sync(name)):
+            return False
+        self.reader.follow(name, "0-0")
+        return True
+
+    def resume(
+        self,
+        topic: str,
+        core_sub: _core.CoreSub,
+        since: str | None,
+        last_n: int,
+        notices: Notices,
+    ) -> asyncio.Task[Replay] | None:
+        """History ``core_sub`` lacks, as a task (None when the local ring has it all)."""
+        return self.resumer.start(topic, core_sub, since, last_n, notices)
+
+    # -- helpers -----------------------------------------------------------------------
+    async def _applied(self, control: str) -> None:
+        if not await self.reader.caught_up(control, APPLY_TIMEOUT):
+            log.warning("control notice %s not applied here after %.0fs", control, APPLY_TIMEOUT)
+
+    def _failed(self) -> None:
+        """A command lost Redis: refuse work until the reader has checked and recovered."""
+        self.ready = False
+        self._resync = True
+
+    async def _guard(self, pending: Awaitable[T]) -> T:
+        try:
+            return await pending
+        except BackendUnavailable:
+            self._failed()
+            raise
+
+    def _guard_sync(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except BackendUnavailable:
+            self._failed()
+            raise

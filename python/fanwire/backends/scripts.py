@@ -1,0 +1,85 @@
+"""Key names and the Lua scripts that keep the topic registry and its streams consistent.
+
+- ``<prefix>:topics``: a set, the registry of topics (the cluster-wide truth);
+- ``<prefix>:control``: a stream of ``{op: create|delete, topic}`` notices that every
+  node's reader follows, so each node creates and deletes its local topics in order;
+- ``<prefix>:stream:<topic>``: the topic's messages, fields ``d`` (the JSON bytes),
+  ``e`` (event type, "" for none) and ``t`` (publish time, epoch seconds).
+
+Each script runs atomically, so a publish never lands in the stream of a topic that
+another node just deleted. (All keys of a script must live on one Redis node: no Cluster.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: How many control notices the control stream keeps (``MAXLEN ~``).
+CONTROL_MAXLEN = 10_000
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The Redis key names under one ``prefix``."""
+
+    prefix: str = "fanwire"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.prefix}:topics"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}:control"
+
+    def stream(self, topic: str) -> str:
+        return f"{self.prefix}:stream:{topic}"
+
+    def topic_of(self, stream_key: str | bytes) -> str:
+        """The topic whose stream is ``stream_key``."""
+        key = stream_key.decode() if isinstance(stream_key, bytes) else stream_key
+        return key[len(self.prefix) + len(":stream:") :]
+
+
+_LAST_CONTROL = """
+local function last_control()
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  if #last > 0 then return last[1][1] end
+  return '0-0'
+end
+"""
+
+#: KEYS registry, stream; ARGV topic, maxlen, data, event, ts -> the id, or nil (no topic).
+PUBLISH = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                  'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5])
+"""
+
+#: KEYS registry, control, stream; ARGV topic, max_topics, control maxlen
+#: -> {1 created | 0 existed | -1 too many topics, control id to wait for}.
+CREATE = (
+    _LAST_CONTROL
+    + """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {0, last_control()} end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-1, last_control()} end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+                      'op', 'create', 'topic', ARGV[1])
+return {1, id}
+"""
+)
+
+#: KEYS registry, control, stream; ARGV topic, control maxlen
+#: -> {1 deleted | 0 unknown, control id to wait for}.
+DELETE = (
+    _LAST_CONTROL
+    + """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {0, last_control()} end
+redis.call('DEL', KEYS[3])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                      'op', 'delete', 'topic', ARGV[1])
+return {1, id}
+"""
+)

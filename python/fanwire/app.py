@@ -12,6 +12,26 @@ Embedding in an existing app::
 
     app = FastAPI(lifespan=app_lifespan)
     app.include_router(fanwire.router(broker, settings))
+
+Where PROTOCOL.md is silent, the server does this (settings in ``settings.py``):
+
+- HTTP errors are ``{"error": code, "message": ...}``; a malformed parameter or body uses
+  the code ``INVALID_MESSAGE`` (400), a bad topic name ``INVALID_TOPIC`` (400).
+- ``max_connections`` (SSE + WebSocket) reached: 503 ``LIMIT_REACHED`` with
+  ``Retry-After`` (a WebSocket handshake is refused with the same HTTP answer); more
+  topics on one stream or socket than ``max_subscriptions_per_connection``: 429
+  ``LIMIT_REACHED`` (WebSocket: an ``error``, the socket stays open); over
+  ``max_topics``: 429. ``ws_publish_rate`` (off by default) answers ``RATE_LIMITED``.
+- A client's ``queue_size`` is capped at the server's default for its transport (it may
+  only ask for a smaller one); ``last_n`` above the retention is a 400 / an error.
+- ``Last-Event-ID`` wins over the ``last_event_id`` query parameter (a browser sends the
+  header after a reconnect, with the original URL).
+- A client being closed (slow consumer, shutdown) has ``close_grace`` seconds to read its
+  last frames (SSE ``event: error`` / WebSocket ``SLOW_CONSUMER``, or the shutdown
+  notice); a socket that stays full is then dropped without them.
+- ``GET /health``, ``/stats``, ``/metrics``, ``/topics`` and the dashboard need no token
+  when auth is on; publishing needs a ``publish`` claim, topic creation and deletion
+  ``admin: true``.
 """
 
 from __future__ import annotations

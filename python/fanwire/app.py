@@ -99,7 +99,7 @@ async def lifespan(
     server's own handler runs as before.
     """
     runtime = runtime_for(broker, settings)
-    broker.start()
+    await broker.astart()
     demo = asyncio.create_task(
         run_demo(broker, runtime.settings.demo_topic, runtime.settings.demo_rate)
     )
@@ -111,7 +111,7 @@ async def lifespan(
         await runtime.drain()
         demo.cancel()
         await asyncio.gather(demo, return_exceptions=True)
-        broker.close()
+        await broker.aclose()
 
 
 def _nothing() -> None:
@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_payload=settings.max_payload,
         max_topics=settings.max_topics,
         auto_create=settings.auto_create_topics,
+        redis_url=settings.redis_url,
     )
 
     @asynccontextmanager

@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     close_grace: float = Field(
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )
-    redis_url: str | None = Field(None, description="Redis scale-out (not available yet)")
+    redis_url: str | None = Field(
+        None, description="Redis URL: scale out over Redis Streams (several workers or hosts)"
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

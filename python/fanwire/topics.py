@@ -156,7 +156,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
             name = body.get("name")
             if not isinstance(name, str):
                 raise BadRequest("name is required and must be a string")
-            created = broker.create_topic(check_topic(name))
+            created = await broker.acreate_topic(check_topic(name))
         except FanwireError as exc:
             return http_error(exc)
         return {"name": name, "created": created}
@@ -171,7 +171,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
         """Delete a topic; each of its subscribers gets ``topic_deleted``."""
         try:
             claims(request).check_admin()
-            if not broker.delete_topic(check_topic(name)):
+            if not await broker.adelete_topic(check_topic(name)):
                 raise TopicNotFound(f"no topic {name!r}")
         except FanwireError as exc:
             return http_error(exc)
@@ -204,7 +204,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
             event = body.get("event")
             if event is not None and not isinstance(event, str):
                 raise InvalidMessage("event must be a string")
-            published = broker.publish_message(name, body["data"], event)
+            published = await broker.apublish(name, body["data"], event)
         except FanwireError as exc:
             return http_error(exc)
         return {"message_id": published.message_id, "subscribers": published.subscribers}

@@ -8,8 +8,9 @@ batches to the socket. A bad message gets an ``error`` and the connection stays 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
-Answer = Callable[[dict[str, Any], Any], str]
+Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
 
 
 def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -88,7 +89,7 @@ class Connection:
         }
 
     # -- answering client messages -------------------------------------------------
-    def answer(self, raw: str | bytes) -> str:
+    async def answer(self, raw: str | bytes) -> str:
         """The reply (ack, pong or error) to one client message."""
         try:
             msg = orjson.loads(raw)
@@ -104,7 +105,8 @@ class Connection:
         if handler is None:
             return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
         try:
-            return handler(msg, request_id)
+            reply = handler(msg, request_id)
+            return await reply if inspect.isawaitable(reply) else reply
         except FanwireError as exc:
             return ws_error(exc.code, exc.message, request_id)
 
@@ -137,14 +139,14 @@ class Connection:
             return ws_error("NOT_SUBSCRIBED", f"not subscribed to {topic!r}", request_id)
         return _ack("unsubscribe", topic, "unsubscribed", request_id)
 
-    def publish(self, msg: dict[str, Any], request_id: Any) -> str:
+    async def publish(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)
         if "data" not in msg:
             raise InvalidMessage("data is required")
         event = _field(msg, "event", str)
         self.claims.check_publish(topic)
         self.bucket.take()
-        published = self.runtime.broker.publish_message(topic, msg["data"], event)
+        published = await self.runtime.broker.apublish(topic, msg["data"], event)
         return _ack("publish", topic, "published", request_id, message_id=published.message_id)
 
     # -- the two tasks ----------------------------------------------------------------
@@ -157,7 +159,7 @@ class Connection:
             raw = message.get("text")
             raw = message.get("bytes") or b"" if raw is None else raw
             async with self.lock:
-                await self.ws.send_text(self.answer(raw))
+                await self.ws.send_text(await self.answer(raw))
 
     async def pump(self) -> str | None:
         """Send every batch (or a heartbeat when idle); the close reason at the end."""

@@ -1,4 +1,4 @@
-"""``python -m fanwire [--host H] [--port P] [--workers N]``: the demo server on uvicorn.
+"""``python -m fanwire [--host H] [--port P] [--workers N] [--redis URL]``: the demo server.
 
 Settings come from ``FANWIRE_*`` environment variables (see ``settings.py``); the flags
 override host and port. On SIGTERM or SIGINT the server stops accepting, tells every
@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="bind address (FANWIRE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="bind port (FANWIRE_PORT, default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="processes (needs Redis)")
+    parser.add_argument("--redis", metavar="URL", help="Redis URL (FANWIRE_REDIS_URL): scale-out")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     return parser.parse_args(argv)
 
@@ -60,12 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         settings.host = args.host
     if args.port is not None:
         settings.port = args.port
+    if args.redis:
+        settings.redis_url = args.redis
+    if args.workers > 1 and settings.redis_url:
+        from .backends.workers import run_workers
+
+        run_workers(settings, args.workers, args.log_level)
+        return 0
     if args.workers > 1:
         print(
             "fanwire: --workers above 1 needs a shared log: the in-memory broker lives in one"
             " process, so clients of different workers would not see each other's messages."
-            " Redis scale-out (FANWIRE_REDIS_URL) is not available in this version; run one"
-            " worker per port behind a proxy, one topic set each, or use --workers 1.",
+            " Give a Redis URL (--redis URL or FANWIRE_REDIS_URL) to share one log between"
+            " workers, or use --workers 1.",
             file=sys.stderr,
         )
         return 2

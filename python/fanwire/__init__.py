@@ -1,6 +1,6 @@
 """fanwire: real-time fan-out (SSE and WebSocket) for FastAPI, with a C++ core."""
 
-from .app import create_app, router  # noqa: F401  (public: create_app, router)
+from .app import create_app, lifespan, router
 from .broker import Broker, Published, Subscription, TopicInfo
 from .errors import (
     FanwireError,
@@ -11,6 +11,7 @@ from .errors import (
     ShuttingDown,
     TopicNotFound,
 )
+from .settings import Settings
 
 __all__ = [
     "Broker",
@@ -20,9 +21,13 @@ __all__ = [
     "LimitReached",
     "PayloadTooLarge",
     "Published",
+    "Settings",
     "ShuttingDown",
     "Subscription",
     "TopicInfo",
     "TopicNotFound",
+    "create_app",
+    "lifespan",
+    "router",
 ]
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from httpx_sse import EventSource, ServerSentEvent
 from .gaps import Gap
 
 #: SSE event types the server uses for notices; every other type is a message.
-CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown"})
+CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown", "error"})
 
 
 class StreamEnded(AssertionError):

@@ -72,7 +72,8 @@ class RedisBackend:
         block_ms = 1000
         client = aioredis.Redis.from_url(url, **client_options(block_ms / 1000 + 5.0))
         self.reader = StreamReader(core, drain, self.keys, client, block_ms=block_ms)
-        self.resumer = Resumer(self.commands, self.reader, retention)
+        # MAXLEN ~ keeps a little more than `retention`: deliver all the stream holds.
+        self.resumer = Resumer(self.commands, self.reader, 2 * retention + 1000)
         self.announce_gap = announce_gap
         self.ready = False
         self._resync = False  # a command failed: check the connection and recover

@@ -1,0 +1,127 @@
+"""Resume on any node of a Redis-backed cluster: ids from other nodes, history that only
+the stream still holds, trimmed history (gap), and ids that are not of this log."""
+
+import redis
+
+from fanwire.testing.aio import run
+from fanwire.testing.assertions import assert_in_order
+from fanwire.testing.clients import SSEClient, WSClient
+from fanwire.testing.gaps import Gap
+from redis_support import create_topic, http_client, node, publish, topic_name, wait_topic
+
+
+def gaps(sequence):
+    return [item for item in sequence if isinstance(item, Gap)]
+
+
+def resume_gap(item, topic, first_available):
+    """True when ``item`` is the resume gap notice of ``topic`` naming ``first_available``."""
+    return (
+        isinstance(item, Gap)
+        and item.kind == "resume"
+        and (item.topic, item.first_available) == (topic, first_available)
+    )
+
+
+def test_resume_on_b_with_an_id_received_from_a(fanwire_server, redis_server):
+    a = node(fanwire_server, redis_server.url)
+    b = node(fanwire_server, redis_server.url)
+    topic = topic_name()
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic)
+            await wait_topic(http, b, topic)
+            async with SSEClient(a.url, topics=[topic]) as first:
+                ids = [await publish(http, a, topic, {"n": n}) for n in range(10)]
+                await first.read_messages(4)
+                resume_id = first.messages[3].id
+            ids += [await publish(http, b, topic, {"n": n}) for n in range(10, 15)]
+            async with SSEClient(b.url, topics=[topic], resume_from=resume_id) as sse:
+                await sse.read_messages(11)
+                async with WSClient(b.ws_url) as ws:
+                    await ws.subscribe(topic, since=resume_id)
+                    ids.append(await publish(http, a, topic, {"n": 15}))
+                    await ws.recv_events(12, topic=topic)
+                    await sse.read_messages(12)
+        expected = ids[4:]
+        for sequence in (sse.sequence(topic), ws.sequence(topic)):
+            assert not gaps(sequence)
+            assert_in_order(sequence, expected)
+        assert len(sse.messages) == len(ws.events) == len(expected)
+
+    run(main(), timeout=60)
+
+
+def test_resume_older_than_the_local_ring_but_within_the_stream(fanwire_server, redis_server):
+    a = node(fanwire_server, redis_server.url, retention=10)
+    b = node(fanwire_server, redis_server.url, retention=10)
+    topic = topic_name()
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic)
+            await wait_topic(http, b, topic)
+            ids = [await publish(http, a, topic, {"n": n}) for n in range(40)]
+            late = node(fanwire_server, redis_server.url, retention=10)  # empty ring
+            await wait_topic(http, late, topic)
+            ids += [await publish(http, a, topic, {"n": n}) for n in range(40, 43)]
+            for srv in (b, late):
+                async with SSEClient(srv.url, topics=[topic], resume_from=ids[4]) as sse:
+                    await sse.read_messages(38)
+                    ws = WSClient(srv.ws_url)
+                    async with ws:
+                        await ws.subscribe(topic, since=ids[4])
+                        await ws.recv_events(38, topic=topic)
+                for sequence in (sse.sequence(topic), ws.sequence(topic)):
+                    assert not gaps(sequence)
+                    assert_in_order(sequence, ids[5:])
+
+    run(main(), timeout=90)
+
+
+def test_resume_from_a_trimmed_id_gets_a_gap_then_everything_retained(
+    fanwire_server, redis_server
+):
+    a = node(fanwire_server, redis_server.url)
+    b = node(fanwire_server, redis_server.url, retention=5)
+    topic = topic_name()
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic)
+            await wait_topic(http, b, topic)
+            ids = [await publish(http, a, topic, {"n": n}) for n in range(20)]
+            with redis.Redis.from_url(redis_server.url) as direct:
+                assert direct.xtrim(f"fanwire:stream:{topic}", maxlen=8, approximate=False) == 12
+            async with SSEClient(b.url, topics=[topic], resume_from=ids[2]) as sse:
+                await sse.read_messages(8)
+            async with WSClient(b.ws_url) as ws:
+                await ws.subscribe(topic, since=ids[2])
+                await ws.recv_events(8, topic=topic)
+        for sequence in (sse.sequence(topic), ws.sequence(topic)):
+            assert resume_gap(sequence[0], topic, ids[12])
+            assert_in_order(sequence, ids[3:])
+            assert sequence[1:] == ids[12:]
+
+    run(main(), timeout=60)
+
+
+def test_unparseable_and_foreign_ids_get_a_gap_then_everything_retained(
+    fanwire_server, redis_server
+):
+    a = node(fanwire_server, redis_server.url)
+    topic = topic_name()
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic)
+            ids = [await publish(http, a, topic, {"n": n}) for n in range(6)]
+            for stale in ("not-an-id", "99999999999999-0", "1715-xyz"):
+                async with SSEClient(a.url, topics=[topic], resume_from=stale) as sse:
+                    await sse.read_messages(6)
+                sequence = sse.sequence(topic)
+                assert resume_gap(sequence[0], topic, ids[0])
+                assert sequence[1:] == ids
+
+    run(main(), timeout=60)

@@ -2,7 +2,6 @@
 the stream still holds, trimmed history (gap), and ids that are not of this log."""
 
 import redis
-
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient, WSClient

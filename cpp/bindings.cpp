@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "fanwire/broker.hpp"
+#include "fanwire/writer.hpp"
 
 namespace py = pybind11;
 using namespace fanwire;
@@ -82,6 +83,17 @@ py::tuple encode(std::string_view topic, std::string_view id, py::bytes data,
                         py::str(ws.data(), ws.size()));
 }
 
+std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscriber>> subs, int fd,
+                             py::bytes preamble, double heartbeat, uint64_t waiter) {
+  Sink::Options options;
+  options.fd = fd;
+  options.preamble = std::string(std::string_view(preamble));
+  options.heartbeat_seconds = heartbeat;
+  options.loop_waiter = waiter;
+  py::gil_scoped_release release;
+  return writer.attach(std::move(subs), std::move(options));
+}
+
 py::list drain(Broker& broker) {
   std::vector<uint64_t> tokens;
   broker.drain(tokens);
@@ -138,6 +150,19 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &Subscriber::close);
   m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
         py::arg("event"), py::arg("ts"));
+
+  py::class_<Sink, std::shared_ptr<Sink>>(m, "Sink")
+      .def_property_readonly("end", [](const Sink& s) { return to_string(s.end()); })
+      .def_property_readonly("flushed", &Sink::flushed)
+      .def_property_readonly("frames", &Sink::frames_written)
+      .def("close", &Sink::close, py::call_guard<py::gil_scoped_release>());
+
+  py::class_<Writer>(m, "Writer")
+      .def(py::init([](const Broker& broker) { return std::make_unique<Writer>(broker.notifier()); }),
+           py::arg("core"), py::keep_alive<1, 2>())
+      .def("attach", &attach, py::arg("subs"), py::arg("fd"), py::arg("preamble"),
+           py::arg("heartbeat"), py::arg("waiter"))
+      .def("sink_count", &Writer::sink_count);
 
   py::class_<Broker>(m, "Core")
       .def(py::init<size_t, uint64_t, bool>(), py::arg("retention") = 1000,

@@ -18,7 +18,8 @@ const char* to_string(CloseReason reason) {
 }
 
 Subscriber::Subscriber(std::shared_ptr<Topic> topic, const SubscribeOptions& options)
-    : topic_(std::move(topic)), waiter_(options.waiter & Notifier::kWaiterMask),
+    : topic_(std::move(topic)), notifier_(topic_->notifier_),
+      waiter_(options.waiter & Notifier::kWaiterMask),
       policy_(options.policy) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -70,6 +71,13 @@ uint64_t Subscriber::dropped() const {
 CloseReason Subscriber::close_reason() const {
   std::lock_guard lock(topic_->mu_);
   return reason_;
+}
+
+void Subscriber::redirect(std::shared_ptr<Notifier> notifier, uint64_t waiter) {
+  std::lock_guard lock(topic_->mu_);
+  notifier_ = std::move(notifier);
+  waiter_ = waiter & Notifier::kWaiterMask;
+  topic_->unpark_locked(*this);
 }
 
 void Subscriber::skip_through(MessageKey key) {

@@ -84,7 +84,9 @@ void Topic::enforce_bounds() {
 void Topic::wake_parked(bool from_loop, bool& must_drain) {
   for (Subscriber* sub : parked_) {
     sub->parked_index_ = Subscriber::npos;
-    must_drain |= notifier_->push(sub->waiter_, !from_loop);
+    // Only the loop's own notifier may skip the fd when publishing from the loop.
+    const bool loop_notifier = sub->notifier_ == notifier_;
+    must_drain |= sub->notifier_->push(sub->waiter_, !(from_loop && loop_notifier));
   }
   parked_.clear();
 }
@@ -104,7 +106,7 @@ void Topic::close_locked(Subscriber& sub, CloseReason reason) {
   if (reason == CloseReason::unsubscribed) return;
   const bool ends_connection = reason == CloseReason::slow_consumer ||
                                reason == CloseReason::shutdown;
-  notifier_->push(sub.waiter_ | (ends_connection ? Notifier::kClosingBit : 0), true);
+  sub.notifier_->push(sub.waiter_ | (ends_connection ? Notifier::kClosingBit : 0), true);
 }
 
 void Topic::unpark_locked(Subscriber& sub) {

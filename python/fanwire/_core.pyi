@@ -35,6 +35,29 @@ class CoreSub:
 def encode(topic: str, message_id: str, data: bytes, event: str, ts: float) -> tuple[bytes, str]:
     """(SSE frame, WebSocket event text) of a message, encoded as the core does."""
 
+class Sink:
+    """A native SSE stream: the core writes its frames straight to the socket."""
+
+    @property
+    def end(self) -> str:
+        """"" while running, else no_topics, shutdown, slow_consumer, client_gone, closed."""
+    @property
+    def flushed(self) -> bool:
+        """True when no byte waits for the socket."""
+    @property
+    def frames(self) -> int: ...
+    def close(self) -> None: ...
+
+class Writer:
+    """The thread that writes every native SSE stream of a Core."""
+
+    def __init__(self, core: Core) -> None: ...
+    def attach(
+        self, subs: list[CoreSub], fd: int, preamble: bytes, heartbeat: float, waiter: int
+    ) -> Sink:
+        """Take ``subs`` over and write to ``fd`` (a duplicate, owned by the Sink)."""
+    def sink_count(self) -> int: ...
+
 class Core:
     def __init__(self, retention: int = 1000, epoch: int = 0, external_ids: bool = False) -> None:
         """``external_ids``: every publish brings its id (e.g. a Redis stream id)."""

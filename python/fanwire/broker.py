@@ -95,6 +95,7 @@ class Broker:
         self._loop_thread: int | None = None
         self._drain_scheduled = False
         self._shutting_down = False
+        self._writer: _core.Writer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +142,13 @@ class Broker:
     @property
     def shutting_down(self) -> bool:
         return self._shutting_down
+
+    @property
+    def writer(self) -> _core.Writer:
+        """The native writer thread (created on first use by a native SSE stream)."""
+        if self._writer is None:
+            self._writer = _core.Writer(self._core)
+        return self._writer
 
     # -- topics ----------------------------------------------------------------------
     def create_topic(self, name: str) -> bool:
@@ -368,6 +376,7 @@ class Subscription:
         self._ready = False
         self._future: asyncio.Future[object] | None = None
         self.must_close = asyncio.Event()
+        self._sink: _core.Sink | None = None
         self.close_reason: str | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
@@ -451,8 +460,21 @@ class Subscription:
         core_sub.close()
         return True
 
+    def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
+        """Hand this SSE subscription to the native writer, which from now on writes its
+        frames (as HTTP/1.1 chunks) straight to ``fd``, a duplicate it owns. Do not
+        iterate the subscription afterwards: wait for ``must_close`` instead."""
+        assert self._mode == "sse" and self._sink is None
+        preamble = b"".join(self._pending)
+        self._pending = []
+        subs = list(self._subs.values())
+        self._sink = self._broker.writer.attach(subs, fd, preamble, heartbeat, self._waiter)
+        return self._sink
+
     def close(self) -> None:
         """Unsubscribe from everything (idempotent)."""
+        if self._sink is not None:
+            self._sink.close()
         for core_sub in self._subs.values():
             core_sub.close()
         self._subs.clear()

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description='origins allowed by CORS, e.g. ["*"] (none: off)'
     )
+    native_sse: bool = Field(
+        True,
+        description="let the C++ core write SSE frames straight to the socket under uvicorn "
+        "(false: always the ASGI path; other servers always use it)",
+    )
     close_grace: float = Field(
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )

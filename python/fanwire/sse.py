@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from . import native
 from .broker import Subscription
 from .errors import FanwireError, LimitReached, ShuttingDown
 from .names import check_topic
@@ -128,17 +130,29 @@ class EventStream(Response):
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.runtime.settings
+        transport = native.transport_of(scope, receive) if settings.native_sse else None
+        headers = self.raw_headers
+        if transport is not None:  # the core will write the chunks itself
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
         try:
             async with self.sub:
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-                )
-                retry = f"retry: {self.runtime.settings.sse_retry_ms}\n\n".encode()
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                retry = f"retry: {settings.sse_retry_ms}\n\n".encode()
                 await send({"type": "http.response.body", "body": retry, "more_body": True})
-                if await self._run(receive, send):
+                if await self._stream(transport, receive, send):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.runtime.connections.release("sse")
+
+    async def _stream(self, transport: Any, receive: Receive, send: Send) -> bool:
+        """The native path when uvicorn's transport allows it, else the ASGI path."""
+        settings = self.runtime.settings
+        if transport is not None:
+            sink = native.attach(self.sub, transport, settings.heartbeat_interval)
+            if sink is not None:
+                return await native.run(self.sub, sink, transport, receive, settings.close_grace)
+        return await self._run(receive, send)
 
     async def _run(self, receive: Receive, send: Send) -> bool:
         """Stream until the subscription ends (True) or the client is gone or stalled."""

@@ -46,6 +46,7 @@ class Broker {
   uint64_t epoch() const { return ids_.epoch; }
   bool external_ids() const { return ids_.external; }
   int fd() const { return notifier_->fd(); }
+  const std::shared_ptr<Notifier>& notifier() const { return notifier_; }
 
   bool create_topic(std::string_view name);
   bool delete_topic(std::string_view name);

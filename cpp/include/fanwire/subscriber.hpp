@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fanwire/message.hpp"
+#include "fanwire/notifier.hpp"
 
 namespace fanwire {
 
@@ -55,6 +56,9 @@ class Subscriber {
   uint64_t pending() const;
   uint64_t dropped() const;
   CloseReason close_reason() const;
+  // From now on, wake-ups go to `notifier` with token `waiter` (a native Writer takes
+  // the subscriber over from the event loop).
+  void redirect(std::shared_ptr<Notifier> notifier, uint64_t waiter);
   // Skips every message whose id is not after `id` (used when older messages were
   // already delivered from a shared log's history, so none is delivered twice).
   void skip_through(MessageKey key);
@@ -68,6 +72,7 @@ class Subscriber {
   static constexpr size_t npos = static_cast<size_t>(-1);
 
   std::shared_ptr<Topic> topic_;
+  std::shared_ptr<Notifier> notifier_;  // who is woken: the loop's, or a native Writer's
   uint64_t waiter_;
   uint64_t pos_ = 0;       // next position of the topic's ring to read
   uint64_t capacity_ = 0;  // largest allowed lag (end - pos_)

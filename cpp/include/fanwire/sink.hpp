@@ -1,0 +1,90 @@
+// One SSE stream whose frames the core writes straight to the client's socket.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fanwire/notifier.hpp"
+#include "fanwire/subscriber.hpp"
+
+namespace fanwire {
+
+// Why a native stream ended (none while it runs).
+enum class SinkEnd : uint8_t { none, no_topics, shutdown, slow_consumer, client_gone, closed };
+const char* to_string(SinkEnd end);
+
+using Clock = std::chrono::steady_clock;
+
+// Once the HTTP response head is out (written by the server, in Python), a Sink owns a
+// duplicate of the socket and writes every ready frame itself, one chunk of HTTP/1.1
+// chunked encoding per wake-up, with the protocol's notices (drops as `gap`, deletion,
+// shutdown, heartbeats). Python is only told when the stream ends. Driven by one
+// Writer thread; close() may come from any thread. The socket is non-blocking: a full
+// socket leaves the rest buffered here until it drains, and meanwhile the subscriber's
+// policy deals with the lag, exactly as for a slow Python consumer.
+class Sink {
+ public:
+  struct Options {
+    int fd = -1;                    // owned: closed by the Sink
+    std::string preamble;           // SSE bytes to send first (e.g. resume gap notices)
+    double heartbeat_seconds = 15;  // heartbeat frame after this long without a write
+    std::shared_ptr<Notifier> loop; // told (waiter | closing bit) when the stream ends
+    uint64_t loop_waiter = 0;
+    std::shared_ptr<Notifier> ready;  // the Writer's: told when close() is called
+  };
+
+  Sink(uint64_t id, std::vector<std::shared_ptr<Subscriber>> subs, Options options);
+  ~Sink();
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  uint64_t id() const { return id_; }
+  int fd() const { return fd_; }
+
+  enum class Pumped : uint8_t { idle, blocked, again };
+  // Writer thread: take what is ready and write it. `blocked`: bytes wait for the socket
+  // to drain (the writer polls it for EPOLLOUT); `again`: more is ready after a bounded
+  // number of rounds (the writer comes back to this sink after the others).
+  Pumped pump(Clock::time_point now);
+  // Writer thread: a heartbeat if idle for too long; same return as pump().
+  bool tick(Clock::time_point now);
+
+  // Any thread: stop (the Python side saw the client leave, or gave up on it). The
+  // Writer then closes the socket's duplicate.
+  void close();
+  // Writer thread: closes the duplicate of the socket (the server still owns its own).
+  void release_fd();
+  SinkEnd end() const;
+  // True once nothing is left to write (the server may then finish the response).
+  bool flushed() const;
+  uint64_t frames_written() const;
+
+ private:
+  bool fill_locked(std::string& body);
+  void check_closing_locked(Clock::time_point now);
+  void take_topic_locked(size_t index, std::string& body, bool& removed);
+  bool write_locked(std::string_view body, Clock::time_point now);
+  void finish_locked(SinkEnd end);
+  bool blocked_locked() const { return out_offset_ < out_.size(); }
+
+  const uint64_t id_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<Subscriber>> subs_;
+  int fd_;
+  std::string out_;         // bytes not yet accepted by the socket
+  size_t out_offset_ = 0;
+  Clock::time_point last_write_;
+  Clock::duration heartbeat_;
+  std::shared_ptr<Notifier> loop_;
+  uint64_t loop_waiter_;
+  std::shared_ptr<Notifier> ready_;
+  uint64_t frames_ = 0;
+  SinkEnd end_ = SinkEnd::none;
+  std::vector<MessagePtr> scratch_;
+};
+
+}  // namespace fanwire

@@ -47,9 +47,12 @@ void Notifier::signal() {
 }
 
 void Notifier::drain(std::vector<uint64_t>& out) {
-  signaled_.store(false);
+  // Consume the fd's signal *before* re-arming the flag: the other order lets a push
+  // signal between the two, have its signal eaten here, and leave the flag set with no
+  // signal pending, so that no later push would ever write the fd again.
   uint64_t counter = 0;
   [[maybe_unused]] auto n = ::read(read_fd_, &counter, sizeof counter);
+  signaled_.store(false);
   queue_.consume_all([&out](uint64_t token) { out.push_back(token); });
 }
 

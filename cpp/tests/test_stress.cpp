@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
+
 #include "check.hpp"
 #include "fanwire/broker.hpp"
 
@@ -159,6 +161,33 @@ TEST(exact_accounting_with_concurrent_publishers) {
     CHECK(c.received + c.dropped == 4u * kPerThread);
     CHECK(c.dropped == c.sub->dropped());
   }
+}
+
+TEST(notifier_never_loses_a_wakeup) {
+  // Producers push while the consumer waits on the fd only: a lost signal leaves tokens
+  // queued with nothing to wake the consumer (the poll below then times out).
+  Notifier notifier;
+  constexpr int kProducers = 3, kPerProducer = 200000;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p)
+    producers.emplace_back([&notifier] {
+      for (int i = 0; i < kPerProducer; ++i) notifier.push(1, true);
+    });
+  std::vector<uint64_t> tokens;
+  size_t received = 0;
+  bool stalled = false;
+  while (received < size_t{kProducers} * kPerProducer) {
+    pollfd pfd{notifier.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 2000) == 0) {
+      stalled = true;
+      break;
+    }
+    tokens.clear();
+    notifier.drain(tokens);
+    received += tokens.size();
+  }
+  for (auto& t : producers) t.join();
+  CHECK(!stalled);
 }
 
 int main() { return fanwire_test::run_all(); }

@@ -14,16 +14,18 @@ namespace {
 
 constexpr size_t kTakeAll = static_cast<size_t>(-1) / 2;
 
-// Concatenates the SSE frames of `messages` into one bytes object: one write per wake-up.
-py::bytes join_sse(const std::vector<MessagePtr>& messages) {
+// Concatenates one encoding of `messages` into one bytes object: one write per wake-up.
+template <std::string_view (Message::*Encoding)() const>
+py::bytes join(const std::vector<MessagePtr>& messages) {
   size_t total = 0;
-  for (const auto& m : messages) total += m->sse().size();
+  for (const auto& m : messages) total += ((*m).*Encoding)().size();
   PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
   if (!bytes) throw py::error_already_set();
   char* out = PyBytes_AS_STRING(bytes);
   for (const auto& m : messages) {
-    std::memcpy(out, m->sse().data(), m->sse().size());
-    out += m->sse().size();
+    const std::string_view part = ((*m).*Encoding)();
+    std::memcpy(out, part.data(), part.size());
+    out += part.size();
   }
   return py::reinterpret_steal<py::bytes>(bytes);
 }
@@ -137,7 +139,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("close_reason",
                              [](const Subscriber& s) { return to_string(s.close_reason()); })
       .def("arm", &Subscriber::arm)
-      .def("take_sse", [](Subscriber& s, size_t max) { return take(s, max, join_sse); },
+      .def("take_sse", [](Subscriber& s, size_t max) { return take(s, max, join<&Message::sse>); },
+           py::arg("max_messages") = kTakeAll)
+      .def("take_ws_frames",
+           [](Subscriber& s, size_t max) { return take(s, max, join<&Message::ws_frame>); },
            py::arg("max_messages") = kTakeAll)
       .def("take_ws", [](Subscriber& s, size_t max) { return take(s, max, ws_texts); },
            py::arg("max_messages") = kTakeAll)
@@ -148,6 +153,8 @@ PYBIND11_MODULE(_core, m) {
              s.skip_through(*key);
            })
       .def("close", &Subscriber::close);
+  m.def("ws_frame", [](std::string_view text) { return py::bytes(fanwire::ws_frame(text)); },
+        py::arg("text"));
   m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
         py::arg("event"), py::arg("ts"));
 
@@ -155,6 +162,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("end", [](const Sink& s) { return to_string(s.end()); })
       .def_property_readonly("flushed", &Sink::flushed)
       .def_property_readonly("frames", &Sink::frames_written)
+      .def("inject", [](Sink& s, py::bytes bytes) { s.inject(std::string(std::string_view(bytes))); })
       .def("close", &Sink::close, py::call_guard<py::gil_scoped_release>());
 
   py::class_<Writer>(m, "Writer")

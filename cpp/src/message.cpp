@@ -34,10 +34,30 @@ std::string MessageKey::to_string() const {
   return std::to_string(hi) + "-" + std::to_string(lo);
 }
 
-Message::Message(MessageKey key, std::string buffer, size_t sse_len, size_t id_offset,
-                 size_t id_len)
-    : key_(key), buffer_(std::move(buffer)), sse_len_(sse_len), id_offset_(id_offset),
-      id_len_(id_len) {
+void append_ws_header(std::string& out, size_t length) {
+  out.push_back(static_cast<char>(0x81));  // FIN + text opcode; server frames are unmasked
+  if (length < 126) {
+    out.push_back(static_cast<char>(length));
+    return;
+  }
+  const int bytes = length < 65536 ? 2 : 8;
+  out.push_back(static_cast<char>(bytes == 2 ? 126 : 127));
+  for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((length >> shift) & 0xff));
+}
+
+std::string ws_frame(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 10);
+  append_ws_header(out, text.size());
+  out.append(text);
+  return out;
+}
+
+Message::Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
+                 size_t id_offset, size_t id_len)
+    : key_(key), buffer_(std::move(buffer)), sse_len_(sse_len), ws_text_offset_(ws_text_offset),
+      id_offset_(id_offset), id_len_(id_len) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -61,12 +81,19 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   buf.append(",\"ts\":").append(ts_text).append("}\n\n");
   const size_t sse_len = buf.size();
   // WebSocket event text (PROTOCOL.md); names are validated, so they need no escaping.
-  buf.append("{\"type\":\"event\",\"topic\":\"").append(topic);
-  buf.append("\",\"message_id\":\"").append(id).append("\",\"data\":").append(data);
-  buf.append(",\"ts\":").append(ts_text);
-  if (!event.empty()) buf.append(",\"event\":\"").append(event).append("\"");
-  buf.append("}");
-  return std::make_shared<const Message>(key, std::move(buf), sse_len, id_offset, id.size());
+  // Its length goes in the frame header first, so the text is built apart.
+  std::string ws;
+  ws.reserve(data.size() + topic.size() + id.size() + event.size() + ts_text.size() + 80);
+  ws.append("{\"type\":\"event\",\"topic\":\"").append(topic);
+  ws.append("\",\"message_id\":\"").append(id).append("\",\"data\":").append(data);
+  ws.append(",\"ts\":").append(ts_text);
+  if (!event.empty()) ws.append(",\"event\":\"").append(event).append("\"");
+  ws.append("}");
+  append_ws_header(buf, ws.size());
+  const size_t ws_text_offset = buf.size();
+  buf.append(ws);
+  return std::make_shared<const Message>(key, std::move(buf), sse_len, ws_text_offset, id_offset,
+                                         id.size());
 }
 
 }  // namespace fanwire

@@ -91,6 +91,8 @@ bool Sink::fill_locked(std::string& body) {
     take_topic_locked(i, body, removed);
     if (!removed) ++i;
   }
+  body.append(injected_);
+  injected_.clear();
   if (end_ == SinkEnd::none && subs_.empty()) finish_locked(SinkEnd::no_topics);
   if (end_ != SinkEnd::none) return false;
   bool more = false;
@@ -187,6 +189,15 @@ void Sink::close() {
     end_ = SinkEnd::closed;  // whatever ended it before: Python is done with it
     out_.clear();
     out_offset_ = 0;
+  }
+  if (ready_) ready_->push(id_, true);
+}
+
+void Sink::inject(std::string bytes) {
+  {
+    std::lock_guard lock(mu_);
+    if (end_ != SinkEnd::none) return;
+    injected_.append(bytes);
   }
   if (ready_) ready_->push(id_, true);
 }

@@ -26,11 +26,16 @@ class CoreSub:
         """Park until the next message; False (not parked) if something is ready now."""
     def take_sse(self, max_messages: int = ...) -> tuple[bytes, int, int]:
         """(concatenated SSE frames, how many, messages dropped just before them)."""
+    def take_ws_frames(self, max_messages: int = ...) -> tuple[bytes, int, int]:
+        """(concatenated WebSocket frames of the event texts, how many, dropped before)."""
     def take_ws(self, max_messages: int = ...) -> tuple[list[str], int, int]:
         """(WebSocket event texts, how many, messages dropped just before them)."""
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...
+
+def ws_frame(text: str) -> bytes:
+    """An unmasked WebSocket text frame carrying ``text``."""
 
 def encode(topic: str, message_id: str, data: bytes, event: str, ts: float) -> tuple[bytes, str]:
     """(SSE frame, WebSocket event text) of a message, encoded as the core does."""
@@ -46,6 +51,8 @@ class Sink:
         """True when no byte waits for the socket."""
     @property
     def frames(self) -> int: ...
+    def inject(self, data: bytes) -> None:
+        """Queue SSE bytes (e.g. a gap notice) behind what is ready now."""
     def close(self) -> None: ...
 
 class Writer:

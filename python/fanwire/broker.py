@@ -33,9 +33,15 @@ if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
 Policy = Literal["drop_oldest", "disconnect"]
-Mode = Literal["sse", "ws"]
+Mode = Literal["sse", "ws", "ws_frames"]
 _POLICIES = {"drop_oldest": _core.DROP_OLDEST, "disconnect": _core.DISCONNECT}
 _TIMEOUT = object()
+# How each mode takes a batch from a core subscriber: (data, count, dropped).
+_TAKE = {
+    "sse": _core.CoreSub.take_sse,
+    "ws": _core.CoreSub.take_ws,
+    "ws_frames": _core.CoreSub.take_ws_frames,
+}
 
 
 @dataclass(frozen=True)
@@ -444,6 +450,9 @@ class Subscription:
         core_sub = self._subs.get(topic)
         if core_sub is None:
             return
+        if self._sink is not None:  # the native writer owns the queue: it sends the notice
+            self._sink.inject(self._notices.gap(topic, first_available))  # type: ignore[arg-type]
+            return
         if topic not in self._held:
             self._take(topic, core_sub, self._pending)
         self._pending.append(self._notices.gap(topic, first_available))
@@ -460,11 +469,16 @@ class Subscription:
         core_sub.close()
         return True
 
+    @property
+    def native_ready(self) -> bool:
+        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
+        return self._mode == "sse" and not self._held and self._sink is None
+
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
         frames (as HTTP/1.1 chunks) straight to ``fd``, a duplicate it owns. Do not
         iterate the subscription afterwards: wait for ``must_close`` instead."""
-        assert self._mode == "sse" and self._sink is None
+        assert self.native_ready and self._sink is None
         preamble = b"".join(self._pending)
         self._pending = []
         subs = list(self._subs.values())
@@ -556,7 +570,6 @@ class Subscription:
         self._ready = False
         out = self._pending
         self._pending = []
-        sse = self._mode == "sse"
         for topic, core_sub in list(self._subs.items()):
             if topic not in self._subs:  # the connection ended earlier in this loop
                 break
@@ -566,20 +579,19 @@ class Subscription:
             reason = core_sub.close_reason
             if reason and (reason == "slow_consumer" or core_sub.pending == 0):
                 self._end_topic(topic, reason, out)
-        if not sse:
+        if self._mode == "ws":
             return out
         return out[0] if len(out) == 1 else b"".join(out)
 
     def _take(self, topic: str, core_sub: _core.CoreSub, out: list[Any]) -> None:
         """Append what ``core_sub`` has ready (after a drop notice, if any) to ``out``."""
-        sse = self._mode == "sse"
-        data, count, dropped = core_sub.take_sse() if sse else core_sub.take_ws()
+        data, count, dropped = _TAKE[self._mode](core_sub)
         self.received += count
         if dropped:
             self.dropped += dropped
             out.append(self._notices.dropped(topic, dropped))
         if data:
-            out.append(data) if sse else out.extend(data)
+            out.extend(data) if self._mode == "ws" else out.append(data)
 
     def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
         self._subs.pop(topic).close()

@@ -36,9 +36,22 @@ def transport_of(scope: Scope, receive: Receive) -> Any | None:
     return transport if sock is not None and sock.fileno() >= 0 else None
 
 
+def raw_transport(websocket: Any) -> Any | None:
+    """uvicorn's transport under an accepted-to-be WebSocket (None under other servers).
+
+    Writes to it must be whole frames, from the loop's thread, under the connection's
+    send lock: then they cannot interleave with the WebSocket library's own frames.
+    """
+    receive = getattr(websocket, "_receive", None)
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None or not hasattr(transport, "get_write_buffer_size"):
+        return None
+    return transport
+
+
 def attach(sub: Subscription, transport: Any, heartbeat: float) -> Any | None:
     """Give ``sub`` to the writer thread, or None if the transport still buffers bytes."""
-    if transport.is_closing() or transport.get_write_buffer_size():
+    if not sub.native_ready or transport.is_closing() or transport.get_write_buffer_size():
         return None
     fd = os.dup(transport.get_extra_info("socket").fileno())
     try:

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         description="let the C++ core write SSE frames straight to the socket under uvicorn "
         "(false: always the ASGI path; other servers always use it)",
     )
+    ws_batch_frames: bool = Field(
+        True,
+        description="under uvicorn, write each WebSocket batch of events as ready-made frames "
+        "in one transport write (false: one ASGI send per message)",
+    )
+    ws_write_buffer: int = Field(
+        1 << 20, ge=1024, description="bytes a WebSocket's transport may hold before the "
+        "server stops taking events for it (the queue's policy then deals with the lag)",
+    )
     close_grace: float = Field(
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from . import _core
+
 
 def sse_frame(event: str, data: Any) -> bytes:
     """One SSE frame with no id (control frames must not move the client's Last-Event-ID)."""
@@ -43,32 +45,47 @@ def ws_heartbeat() -> str:
 
 
 class Notices:
-    """Formats the notices of one subscription for its transport (``sse`` or ``ws``)."""
+    """Formats the notices of one subscription for its transport: ``sse`` (bytes of SSE
+    frames), ``ws`` (WebSocket texts) or ``ws_frames`` (bytes of WebSocket frames, written
+    to the socket as they are)."""
 
     def __init__(self, mode: str) -> None:
+        self.mode = mode
         self.sse = mode == "sse"
+
+    def event(self, sse: bytes, text: str) -> bytes | str:
+        """A message already encoded by the core, in this transport's form."""
+        if self.sse:
+            return sse
+        return _core.ws_frame(text) if self.mode == "ws_frames" else text
+
+    def _ws(self, text: str) -> bytes | str:
+        return _core.ws_frame(text) if self.mode == "ws_frames" else text
 
     def gap(self, topic: str, first_available: str | None) -> bytes | str:
         if self.sse:
             return sse_frame("gap", {"topic": topic, "first_available": first_available})
-        return ws_info("gap", topic=topic, first_available=first_available)
+        return self._ws(ws_info("gap", topic=topic, first_available=first_available))
 
     def dropped(self, topic: str, count: int) -> bytes | str:
         if self.sse:
             return sse_frame("gap", {"topic": topic, "dropped": count})
-        return ws_info("messages_dropped", topic=topic, dropped=count)
+        return self._ws(ws_info("messages_dropped", topic=topic, dropped=count))
 
     def topic_deleted(self, topic: str) -> bytes | str:
         if self.sse:
             return sse_frame("topic_deleted", {"topic": topic})
-        return ws_info("topic_deleted", topic=topic)
+        return self._ws(ws_info("topic_deleted", topic=topic))
 
     def shutdown(self) -> bytes | str:
         if self.sse:
             return sse_frame("shutdown", {"ts": time.time()})
-        return ws_info("shutdown")
+        return self._ws(ws_info("shutdown"))
+
+    def heartbeat(self) -> bytes | str:
+        return sse_heartbeat() if self.sse else self._ws(ws_heartbeat())
 
     def slow_consumer(self, topic: str) -> bytes | str:
         if self.sse:
             return sse_frame("error", {"code": "SLOW_CONSUMER", "topic": topic})
-        return ws_error("SLOW_CONSUMER", f"queue of topic {topic!r} overflowed; closing")
+        return self._ws(ws_error("SLOW_CONSUMER", f"queue of topic {topic!r} overflowed; closing"))

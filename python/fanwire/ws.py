@@ -17,12 +17,13 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
 from .auth import Claims
-from .broker import Subscription
+from .broker import Mode, Subscription
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .limits import TokenBucket
 from .names import check_topic
+from .native import raw_transport
 from .runtime import Runtime, http_error
-from .wire import ws_error, ws_heartbeat, ws_info, ws_text
+from .wire import Notices, ws_error, ws_info, ws_text
 
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
@@ -75,9 +76,14 @@ class Connection:
         self.client_id = secrets.token_hex(8)
         self.lock = asyncio.Lock()
         self.bucket = TokenBucket(self.settings.ws_publish_rate)
+        # Under uvicorn, event batches go to its transport as ready-made frames (one
+        # write per wake-up); elsewhere, one ASGI send per message.
+        self.transport = raw_transport(websocket) if self.settings.ws_batch_frames else None
+        self.mode: Mode = "ws" if self.transport is None else "ws_frames"
+        self.notices = Notices(self.mode)
         self.sub: Subscription = runtime.broker.subscribe(
             None,
-            mode="ws",
+            mode=self.mode,
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
@@ -169,10 +175,33 @@ class Connection:
                 batch = await self.sub.next_batch(timeout=heartbeat)
             except StopAsyncIteration:
                 return self.sub.close_reason
-            texts = [ws_heartbeat()] if batch is None else batch
+            batch = self.notices.heartbeat() if batch is None else batch
             async with self.lock:
-                for text in texts:
-                    await self.ws.send_text(text)
+                await self.send_batch(batch)
+            await self.drained()
+
+    async def send_batch(self, batch: bytes | str | list[str]) -> None:
+        """Frames in one transport write, or texts one ASGI send each."""
+        if isinstance(batch, bytes):
+            assert self.transport is not None
+            if not self.transport.is_closing():
+                self.transport.write(batch)
+            return
+        for text in [batch] if isinstance(batch, str) else batch:
+            await self.ws.send_text(text)
+
+    async def drained(self) -> None:
+        """Backpressure for direct writes: while the transport holds more than
+        ``ws_write_buffer`` bytes, take nothing more (the queue's policy handles the lag)."""
+        transport = self.transport
+        limit = self.settings.ws_write_buffer
+        while (
+            transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() > limit
+            and not self.sub.must_close.is_set()
+        ):
+            await asyncio.sleep(0.01)
 
     async def run(self) -> None:
         """Greet, then read and pump until the client leaves or the core closes it."""

@@ -23,9 +23,15 @@ struct MessageKey {
   std::string to_string() const;
 };
 
+// Appends the header of an unmasked, final WebSocket text frame of `length` bytes.
+void append_ws_header(std::string& out, size_t length);
+// A whole WebSocket text frame carrying `text` (for notices written next to events).
+std::string ws_frame(std::string_view text);
+
 // One published message: its key and id, and the bytes every subscriber receives, so
-// delivery to N subscribers copies N pointers, never N payloads. Both encodings live in
-// one buffer: [SSE frame][WebSocket event text].
+// delivery to N subscribers copies N pointers, never N payloads. The encodings live in
+// one buffer: [SSE frame][WebSocket frame header][WebSocket event text], so both the
+// text and the whole frame are contiguous views.
 class Message {
  public:
   // `data` must be compact JSON (no raw CR/LF); topic and event are validated names.
@@ -33,7 +39,8 @@ class Message {
                                              std::string_view topic, std::string_view event,
                                              std::string_view data, double ts);
 
-  Message(MessageKey key, std::string buffer, size_t sse_len, size_t id_offset, size_t id_len);
+  Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
+          size_t id_offset, size_t id_len);
   ~Message();
   Message(const Message&) = delete;
   Message& operator=(const Message&) = delete;
@@ -41,7 +48,8 @@ class Message {
   MessageKey key() const { return key_; }
   std::string_view id() const { return std::string_view(buffer_).substr(id_offset_, id_len_); }
   std::string_view sse() const { return std::string_view(buffer_).substr(0, sse_len_); }
-  std::string_view ws() const { return std::string_view(buffer_).substr(sse_len_); }
+  std::string_view ws() const { return std::string_view(buffer_).substr(ws_text_offset_); }
+  std::string_view ws_frame() const { return std::string_view(buffer_).substr(sse_len_); }
 
   // Messages alive in this process: lets tests prove that nothing leaks.
   static int64_t live_count() { return live_.load(std::memory_order_relaxed); }
@@ -50,6 +58,7 @@ class Message {
   MessageKey key_;
   std::string buffer_;
   size_t sse_len_;
+  size_t ws_text_offset_;
   size_t id_offset_;
   size_t id_len_;
   static inline std::atomic<int64_t> live_{0};

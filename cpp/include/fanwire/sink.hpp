@@ -53,6 +53,9 @@ class Sink {
   // Writer thread: a heartbeat if idle for too long; same return as pump().
   bool tick(Clock::time_point now);
 
+  // Any thread: queue `bytes` (SSE frames) behind what the subscribers hold now, e.g. a
+  // gap notice from a shared log's reader; the Writer is woken to send it.
+  void inject(std::string bytes);
   // Any thread: stop (the Python side saw the client leave, or gave up on it). The
   // Writer then closes the socket's duplicate.
   void close();
@@ -76,6 +79,7 @@ class Sink {
   std::vector<std::shared_ptr<Subscriber>> subs_;
   int fd_;
   std::string out_;         // bytes not yet accepted by the socket
+  std::string injected_;    // see inject()
   size_t out_offset_ = 0;
   Clock::time_point last_write_;
   Clock::duration heartbeat_;

@@ -33,15 +33,15 @@ class Replay:
     floor: str | None = None
 
 
-def encode(topic: str, entries: list[Entry], sse: bool) -> list[Any]:
-    """Each stream entry as the core would have encoded it (SSE bytes or WS text)."""
+def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
+    """Each stream entry as the core would have encoded it, in the subscriber's form."""
     out: list[Any] = []
     for raw_id, fields in entries:
         ts = float(fields.get(b"t", b"0") or 0)
         frame, text = _core.encode(
             topic, as_text(raw_id), fields.get(b"d", b"null"), as_text(fields.get(b"e", b"")), ts
         )
-        out.append(frame if sse else text)
+        out.append(notices.event(frame, text))
     return out
 
 
@@ -93,7 +93,7 @@ class Resumer:
         gap = unknown or (first is not None and key is not None and first > key)
         if len(entries) > self.cap:
             entries, gap = entries[-self.cap :], True
-        replay = Replay(encode(topic, entries, notices.sse))
+        replay = Replay(encode(topic, entries, notices))
         if gap:
             first_available = as_text(entries[0][0]) if entries else None
             replay.items.insert(0, notices.gap(topic, first_available))
@@ -108,4 +108,4 @@ class Resumer:
             return Replay()
         entries: list[Entry] = found["entries"]
         floor = as_text(entries[-1][0]) if entries else None
-        return Replay(encode(topic, entries, notices.sse), floor)
+        return Replay(encode(topic, entries, notices), floor)

@@ -77,6 +77,7 @@ class RedisBackend:
         self.announce_gap = announce_gap
         self.ready = False
         self._resync = False  # a command failed: check the connection and recover
+        self._stopping = False
         self._run_id: str | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -87,29 +88,43 @@ class RedisBackend:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop the reader and close the connections."""
+        """Stop the reader and close the connections.
+
+        The reader is stopped by closing its connection, not by cancelling it: redis-py
+        (8.1) sometimes never finishes a cancelled ``XREAD``.
+        """
         self.ready = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            await self.reader.client.connection_pool.disconnect()
+            done, _ = await asyncio.wait({task}, timeout=3.0)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=2.0)
+            if task.done() and not task.cancelled():
+                with contextlib.suppress(Exception):
+                    task.result()
         await self.reader.client.aclose()
         await self.commands.close()
 
     async def _run(self) -> None:
         """Connect (retrying with backoff), then read until Redis is lost; repeat."""
         delay = BACKOFF[0]
-        while True:
+        while not self._stopping:
             try:
                 await self._connect()
                 delay = BACKOFF[0]
-                while not self._resync:
+                while not (self._resync or self._stopping):
                     await self.reader.read_once()
                 continue
             except DOWN as exc:
+                if self._stopping:
+                    return
                 self._down(exc, delay)
             except Exception:
+                if self._stopping:
+                    return
                 log.exception("Redis reader failed; restarting it in %.1fs", delay)
                 self.ready = False
             await asyncio.sleep(delay)

@@ -5,14 +5,11 @@ publishes over HTTP at ``rate`` messages/s for ``duration`` s, waits up to ``dra
 deliveries to finish, and returns a :class:`LoadResult`. It reports what happened; the
 caller asserts on behaviour (every client got everything, in order), never on speed.
 
-Native load generator hook: with ``native=True`` (or ``native=None`` and a binary found
-by :func:`find_loadgen`), the run is delegated to ``bench/loadgen``, called as::
-
-    loadgen --url URL --topic T --sse N --ws M --rate R --duration D \
-            --drain S --payload-bytes B --json
-
-which must print one JSON object with the fields of :class:`LoadResult` (missing fields
-keep their defaults). Set ``FANWIRE_LOADGEN=/path/to/loadgen`` to point at it.
+Native load generator: with ``native=True`` (or ``native=None`` and a binary found by
+:func:`find_loadgen`), the run is delegated to the C++ load generator of ``bench/loadgen``
+(see :func:`run_native`); build it with ``python -c "from bench.tools import
+build_loadgen; build_loadgen()"`` from a source checkout (it lands in
+``bench/build/loadgen``), or point ``FANWIRE_LOADGEN`` at a binary.
 """
 
 from __future__ import annotations
@@ -20,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import selectors
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -75,12 +74,16 @@ def percentiles(samples: list[float], points: tuple[float, ...] = (50, 90, 99)) 
 
 
 def find_loadgen() -> Path | None:
-    """The native load generator: ``$FANWIRE_LOADGEN``, else ``bench/loadgen`` above cwd."""
+    """The native load generator binary.
+
+    ``$FANWIRE_LOADGEN``, else ``bench/build/loadgen`` in the current directory or one
+    above it (a source checkout), else ``fanwire-loadgen`` on ``PATH``; None if none.
+    """
     configured = os.environ.get("FANWIRE_LOADGEN")
     if configured:
         return Path(configured)
     for directory in [Path.cwd(), *Path.cwd().parents]:
-        candidate = directory / "bench" / "loadgen"
+        candidate = directory / "bench" / "build" / "loadgen"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which("fanwire-loadgen")
@@ -236,6 +239,84 @@ async def run_load(
     return result
 
 
+class _NativeFleet:
+    """One ``loadgen`` process: N subscribers of one transport, and its publisher.
+
+    The loadgen (``bench/loadgen/main.cpp``) takes ``--port P --transport sse|ws
+    --clients N --topic T --connect-timeout S --max-seconds S``, reads one command per
+    line on stdin (``sync <timeout>``, ``step <rate> <secs> <payload_bytes> <drain>``,
+    ``quit``) and answers each with one JSON line on stdout (first ``{"type":
+    "ready"}`` once its clients are connected).
+    """
+
+    def __init__(
+        self, binary: Path, port: int, transport: str, clients: int, topic: str, bound: float
+    ) -> None:
+        command = [
+            str(binary), "--port", str(port), "--transport", transport,
+            "--clients", str(clients), "--topic", topic,
+            "--connect-timeout", str(30 + clients / 100), "--max-seconds", str(bound),
+        ]  # fmt: skip
+        self.transport = transport
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self._buffer = b""
+
+    def send(self, line: str) -> None:
+        """Send one command line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def answer(self, kind: str, timeout: float) -> dict[str, Any]:
+        """The next JSON answer of type ``kind`` (an ``error`` answer raises)."""
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" not in self._buffer:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not selector.select(left):
+                        raise TimeoutError(f"loadgen ({self.transport}) gave no {kind!r} answer")
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        raise RuntimeError(
+                            f"loadgen ({self.transport}) exited with {self.proc.wait()}: "
+                            f"{self.stderr()}"
+                        )
+                    self._buffer += chunk
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                report: dict[str, Any] = orjson.loads(line)
+                if report.get("type") == "error":
+                    raise RuntimeError(f"loadgen ({self.transport}): {report.get('message')}")
+                if report.get("type") == kind:
+                    return report
+
+    def stderr(self) -> str:
+        """What the process wrote on stderr (once it has exited)."""
+        if self.proc.stderr is None or self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        """Ask it to quit; kill it if it does not."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.send("quit")
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
 def run_native(
     binary: Path,
     base_url: str,
@@ -248,22 +329,68 @@ def run_native(
     drain: float,
     payload_bytes: int,
 ) -> LoadResult:
-    """Delegate to the native load generator (contract in the module doc)."""
-    command = [
-        str(binary), "--url", base_url, "--topic", topic,
-        "--sse", str(sse_clients), "--ws", str(ws_clients), "--rate", str(rate),
-        "--duration", str(duration), "--drain", str(drain),
-        "--payload-bytes", str(payload_bytes), "--json",
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=duration + drain + 120, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr[-4000:]}")
-    report = orjson.loads(done.stdout)
-    known = {f.name for f in fields(LoadResult)}
-    result = LoadResult(**{k: v for k, v in report.items() if k in known})
-    result.native = True
+    """Run the load with the native load generator (``bench/loadgen``).
+
+    One loadgen process holds one transport's clients and publishes to their topic, so
+    with both transports there are two fleets, each on its own topic (``{topic}.sse``,
+    ``{topic}.ws``, created here) with its own publisher at ``rate``: every client is
+    expected to get ``rate * duration`` messages, and the server sees both publishers.
+    The loadgen counts, per client, the messages received in order (a duplicate or an
+    older one is counted apart), so a client that received them all got them in order;
+    it reports no message ids (``published_ids`` stays empty).
+    """
+    parts = urlsplit(base_url)
+    port = parts.port or 80
+    wanted = [(t, n) for t, n in (("sse", sse_clients), ("ws", ws_clients)) if n > 0]
+    bound = 120 + duration + drain + (sse_clients + ws_clients) / 50
+    result = LoadResult(sse_clients=sse_clients, ws_clients=ws_clients, native=True)
+    fleets: list[_NativeFleet] = []
+    try:
+        with httpx.Client(base_url=base_url, timeout=10.0, trust_env=False) as http:
+            for transport, _ in wanted:
+                response = http.post("/topics", json={"name": f"{topic}.{transport}"})
+                if response.status_code != 201:
+                    raise RuntimeError(f"creating {topic}.{transport}: {response.text}")
+        for transport, clients in wanted:
+            fleets.append(
+                _NativeFleet(binary, port, transport, clients, f"{topic}.{transport}", bound)
+            )
+        for fleet in fleets:
+            ready = fleet.answer("ready", 60 + (sse_clients + ws_clients) / 50)
+            result.connected += int(ready["streaming"])
+            if ready["failed"]:
+                result.errors.append(f"{fleet.transport}: {ready['failed']} clients not connected")
+        for fleet in fleets:  # every subscription is live before the measured step
+            fleet.send("sync 10")
+        for fleet in fleets:
+            fleet.answer("sync", 30)
+        for fleet in fleets:
+            fleet.send(f"step {rate} {duration} {payload_bytes} {drain}")
+        steps = [fleet.answer("step", duration + drain + 60) for fleet in fleets]
+    finally:
+        for fleet in fleets:
+            fleet.close()
+    result.published = min(int(step["publish_ok"]) for step in steps) if steps else 0
+    result.duration = max((float(step["wall_s"]) for step in steps), default=0.0)
+    samples: dict[str, float] = {}
+    for fleet, step in zip(fleets, steps, strict=True):
+        received = [int(n) for n in step["per_client_received"]]
+        in_order = int(step["out_of_order_total"]) == 0
+        result.per_client_delivered += received
+        result.per_client_lag += [int(step["publish_ok"]) - n for n in received]
+        result.per_client_in_order += [in_order] * len(received)
+        if not in_order:
+            result.errors.append(
+                f"{fleet.transport}: {step['out_of_order_total']} duplicate or reordered"
+            )
+        if step["publish_failed"] or step["publish_connection_lost"]:
+            result.errors.append(f"{fleet.transport}: publisher: {step['publish_failed']} failed")
+        if step["disconnected"]:
+            result.errors.append(f"{fleet.transport}: {step['disconnected']} clients disconnected")
+        for key in ("p50", "p90", "p99", "max"):  # the worst fleet's, in seconds
+            samples[key] = max(samples.get(key, 0.0), float(step["latency_ms"][key]) / 1e3)
+    result.delivered = sum(result.per_client_delivered)
+    result.latency = samples
     return result
 
 

@@ -688,7 +688,8 @@ async def astress(
             drain_start = time.monotonic()
             deadline = drain_start + drain
             while time.monotonic() < deadline and any(
-                c.received < messages and c.problem is None and not c.closed for c in report.clients
+                c.received < report.published and c.problem is None and not c.closed
+                for c in report.clients
             ):
                 await asyncio.sleep(0.05)
             report.drain_seconds = time.monotonic() - drain_start

@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_topics=settings.max_topics,
         auto_create=settings.auto_create_topics,
         redis_url=settings.redis_url,
+        wake_interval=settings.wake_interval,
     )
 
     @asynccontextmanager

@@ -26,6 +26,7 @@ import orjson
 from . import _core
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .names import check_topic, is_valid_name
+from .waker import Waker
 from .wire import Notices
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Broker:
         auto_create: bool = False,
         redis_url: str | None = None,
         redis_prefix: str = "fanwire",
+        wake_interval: float = 0.005,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
@@ -99,7 +101,7 @@ class Broker:
         self._subs: dict[int, Subscription] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._drain_scheduled = False
+        self._waker = Waker(self._core.fileno(), self._drain, wake_interval)
         self._shutting_down = False
         self._writer: _core.Writer | None = None
 
@@ -111,11 +113,9 @@ class Broker:
             self._backend.start()
         if self._loop is loop:
             return
-        if self._loop is not None:
-            self._loop.remove_reader(self._core.fileno())
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        loop.add_reader(self._core.fileno(), self._drain)
+        self._waker.attach(loop)
 
     async def astart(self) -> None:
         """:meth:`start` (in Redis mode the node's reader starts connecting)."""
@@ -141,7 +141,7 @@ class Broker:
         """Shut down and detach from the loop."""
         self.shutdown()
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._core.fileno())
+            self._waker.detach()
             self._drain()
         self._loop = None
 
@@ -336,13 +336,10 @@ class Broker:
             raise ShuttingDown("server is shutting down")
 
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and self._loop is not None:
-            self._drain_scheduled = True
-            self._loop.call_soon(self._drain)
+        self._waker.request()
 
     def _drain(self) -> None:
         """Wake every subscription the core reported ready (runs on the loop)."""
-        self._drain_scheduled = False
         for token in self._core.drain():
             sub = self._subs.get(token & _core.WAITER_MASK)
             if sub is not None:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         description="let the C++ core write SSE frames straight to the socket under uvicorn "
         "(false: always the ASGI path; other servers always use it)",
     )
+    wake_interval: float = Field(
+        0.005, ge=0, description="least seconds between two wake-ups of the subscribers on the "
+        "event loop: under load each wake-up then carries a batch (adds at most this latency)",
+    )
     ws_batch_frames: bool = Field(
         True,
         description="under uvicorn, write each WebSocket batch of events as ready-made frames "

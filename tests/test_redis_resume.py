@@ -124,3 +124,31 @@ def test_unparseable_and_foreign_ids_get_a_gap_then_everything_retained(
                 assert sequence[1:] == ids
 
     run(main(), timeout=60)
+
+
+def test_resume_of_a_stream_of_several_topics_on_another_node(fanwire_server, redis_server):
+    """The one Last-Event-ID of a multi-topic stream is an id of one topic's stream; for the
+    other topics it is a point in time: what followed it, no gap, no duplicate."""
+    a = node(fanwire_server, redis_server.url)
+    b = node(fanwire_server, redis_server.url)
+    busy, quiet = topic_name("busy"), topic_name("quiet")
+
+    async def main():
+        async with http_client() as http:
+            for topic in (busy, quiet):
+                await create_topic(http, a, topic)
+                await wait_topic(http, b, topic)
+            async with SSEClient(a.url, topics=[busy, quiet]) as first:
+                quiet_ids = [await publish(http, a, quiet, {"q": 0})]
+                busy_ids = [await publish(http, a, busy, {"n": n}) for n in range(3)]
+                await first.read_messages(4)
+                resume_id = first.last_id
+            busy_ids += [await publish(http, b, busy, {"n": n}) for n in range(3, 5)]
+            quiet_ids.append(await publish(http, b, quiet, {"q": 1}))
+            async with SSEClient(b.url, topics=[busy, quiet], resume_from=resume_id) as sse:
+                await sse.read_messages(3)
+        assert resume_id == busy_ids[2]
+        assert sse.sequence(busy) == busy_ids[3:]
+        assert sse.sequence(quiet) == quiet_ids[1:]
+
+    run(main(), timeout=60)

@@ -162,15 +162,21 @@ class Commands:
 
     async def history(self, topic: str, after: str | None, cap: int) -> dict[str, Any]:
         """Up to ``cap`` newest entries after ``after`` (all retained if None), oldest
-        first, with the stream's first and last ids."""
+        first; with Redis's clock (ms), the stream's first id, and whether it was trimmed.
+        """
         key = self.keys.stream(topic)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xrange(key, count=1)
-            pipe.xrevrange(key, count=1)
+            pipe.time()
+            pipe.xinfo_stream(key)
             pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=cap)
-            first, last, newest = await pipe.execute()
+            (seconds, micros), info, newest = await pipe.execute(raise_on_error=False)
+        if isinstance(newest, Exception):
+            raise newest
+        stream = info if isinstance(info, dict) else {}  # an error: no such stream
+        first = stream.get("first-entry")
         return {
-            "first": as_text(first[0][0]) if first else None,
-            "last": as_text(last[0][0]) if last else None,
+            "now_ms": int(seconds) * 1000 + int(micros) // 1000,
+            "first": as_text(first[0]) if first else None,
+            "trimmed": int(stream.get("entries-added", 0)) > int(stream.get("length", 0)),
             "entries": list(reversed(newest)),
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,28 +70,38 @@ class Resumer:
             fed = self.reader.last_fed(topic)
             start = self.reader.feed_start.get(topic, ZERO)
             if key is None or core_sub.gap or key < start or fed is None or key > fed:
-                return asyncio.ensure_future(self._since(topic, since, core_sub, notices))
+                fallback = Replay([notices.gap(topic, core_sub.first_available)])
+                fetch = self._since(topic, since, notices)
+                return asyncio.ensure_future(self._safely(fetch, fallback, topic))
             return None
         if last_n > core_sub.pending and self.reader.feed_start.get(topic, ZERO) != ZERO:
-            return asyncio.ensure_future(self._last(topic, last_n, notices))
+            fetch = self._last(topic, last_n, notices)
+            return asyncio.ensure_future(self._safely(fetch, Replay(), topic))
         return None
 
-    async def _since(
-        self, topic: str, since: str, core_sub: _core.CoreSub, notices: Notices
-    ) -> Replay:
-        key = parse_id(since)
+    async def _safely(self, fetch: Awaitable[Replay], fallback: Replay, topic: str) -> Replay:
+        """``fetch``, or ``fallback`` (a gap notice for a resume) if Redis fails."""
         try:
-            found = await self.commands.history(topic, since if key else None, self.cap + 1)
-            last = parse_id(found["last"])
-            unknown = key is None or (last is not None and key > last)
-            if unknown and key is not None:  # an id from the future: not of this log
-                found = await self.commands.history(topic, None, self.cap + 1)
+            return await fetch
         except BackendUnavailable as exc:
-            log.warning("resume of %r after %r: no history (%s)", topic, since, exc.message)
-            return Replay([notices.gap(topic, core_sub.first_available)])
+            log.warning("history of %r unavailable: %s", topic, exc.message)
+        except Exception:
+            log.exception("reading the history of %r failed", topic)
+        return fallback
+
+    async def _since(self, topic: str, since: str, notices: Notices) -> Replay:
+        key = parse_id(since)
+        found = await self.commands.history(topic, since if key else None, self.cap + 1)
+        # Stream ids are Redis's clock: one from the future is not of this log.
+        unknown = key is None or key[0] > found["now_ms"]
+        if unknown and key is not None:
+            found = await self.commands.history(topic, None, self.cap + 1)
         entries: list[Entry] = found["entries"]
         first = parse_id(found["first"])
-        gap = unknown or (first is not None and key is not None and first > key)
+        # Trimming removes the oldest entries: some after `since` may be gone only if the
+        # stream was trimmed and now starts after it. (An id of another topic, e.g. on a
+        # stream of several topics, is older than a young stream's first entry: no gap.)
+        gap = unknown or (found["trimmed"] and first is not None and first > key)
         if len(entries) > self.cap:
             entries, gap = entries[-self.cap :], True
         replay = Replay(encode(topic, entries, notices))
@@ -101,11 +112,7 @@ class Resumer:
         return replay
 
     async def _last(self, topic: str, last_n: int, notices: Notices) -> Replay:
-        try:
-            found = await self.commands.history(topic, None, last_n)
-        except BackendUnavailable as exc:
-            log.warning("replay of %r: no history (%s)", topic, exc.message)
-            return Replay()
+        found = await self.commands.history(topic, None, last_n)
         entries: list[Entry] = found["entries"]
         floor = as_text(entries[-1][0]) if entries else None
         return Replay(encode(topic, entries, notices), floor)

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import fanwire
 import orjson
+
+import fanwire
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BURST = 100  # messages published between two yields to the loop (both designs)

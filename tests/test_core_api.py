@@ -3,9 +3,10 @@
 import asyncio
 import threading
 
-import fanwire
 import pytest
 from core_helpers import drain_sse, drain_ws, sse_frames
+
+import fanwire
 
 
 def run(coro):

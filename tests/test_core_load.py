@@ -4,8 +4,9 @@ import asyncio
 import gc
 import threading
 
-import fanwire
 from core_helpers import sse_frames
+
+import fanwire
 from fanwire import _core
 
 TOPICS = ["t0", "t1", "t2", "t3"]

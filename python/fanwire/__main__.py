@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="processes (needs Redis)")
     parser.add_argument("--redis", metavar="URL", help="Redis URL (FANWIRE_REDIS_URL): scale-out")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="no per-request log line (benchmarks)"
+    )
     return parser.parse_args(argv)
 
 
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
+        access_log=not args.no_access_log,
         timeout_graceful_shutdown=max(1.0, settings.shutdown_grace),
     )
     for sig in (signal.SIGINT, signal.SIGTERM):

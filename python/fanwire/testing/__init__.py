@@ -7,7 +7,10 @@ entry point ``fanwire``. Modules:
   ASGI app under uvicorn) and :class:`RedisServer`, as subprocesses on free ports.
 - :mod:`~fanwire.testing.clients`: :class:`SSEClient` and :class:`WSClient`.
 - :mod:`~fanwire.testing.assertions`: :func:`assert_in_order`.
-- :mod:`~fanwire.testing.load`: :func:`run_load`.
+- :mod:`~fanwire.testing.load`: :func:`run_load` (and :func:`run_native`, the C++ load
+  generator of ``bench/loadgen``).
+- :mod:`~fanwire.testing.stress`: :func:`stress`: hundreds of SSE and WebSocket clients,
+  stalled ones, in-order publishing, and a :class:`StressReport` to assert on.
 - :mod:`~fanwire.testing.aio`: :func:`run` a coroutine from a plain test.
 - :mod:`~fanwire.testing.browser`: headless Chromium (Debian's) for playwright.
 

@@ -9,9 +9,12 @@ Fixtures:
   app ``app="module:attr"`` under uvicorn) on a free port and waits for ``/health``.
   The handle has ``.url``, ``.ws_url``, ``.port``, ``.pid``, ``.stop()``, ``.restart()``,
   ``.kill()``, ``.log_text()``.
+- ``fanwire_module_server``: the same factory, module-scoped: for a server shared by the
+  tests of one module (stopped after the module's last test; its log is added to the
+  report of any of them that fails).
 - ``redis_server`` -> a started :class:`RedisServer` (``.url``, ``.port``, ``.stop()``,
   ``.restart()``); ``redis_server_factory`` -> ``(args=(), port=None) -> RedisServer``.
-- ``fanwire_broker`` -> ``fanwire.Broker()`` (in-process).
+- ``fanwire_broker`` -> ``fanwire.Broker()`` (in-process), closed at teardown.
 - ``chromium_browser`` -> a headless playwright ``Browser`` (sync API) on Debian's
   Chromium.
 
@@ -43,6 +46,7 @@ _LOG_CHARS = 20000
 
 
 def _remember(request: pytest.FixtureRequest, process: ManagedProcess) -> None:
+    """Note ``process`` on the fixture's node (a test, or a module for module scope)."""
     request.node.stash.setdefault(_STARTED_BY_TEST, []).append(process)
 
 
@@ -58,11 +62,10 @@ def free_port() -> int:
     return _pick_free_port()
 
 
-@pytest.fixture
-def fanwire_server(
-    request: pytest.FixtureRequest, fanwire_log_dir: Path
+def _server_factory(
+    request: pytest.FixtureRequest, log_dir: Path
 ) -> Iterator[Callable[..., FanwireServer]]:
-    """Factory: start fanwire (or an ASGI app) on a free port; stopped at test end."""
+    """The factory behind ``fanwire_server`` and ``fanwire_module_server``."""
     from .servers import FanwireServer
 
     started: list[FanwireServer] = []
@@ -89,7 +92,7 @@ def fanwire_server(
             port=port,
             env=env,
             args=args,
-            log_dir=fanwire_log_dir,
+            log_dir=log_dir,
             start_timeout=start_timeout,
             stop_timeout=stop_timeout,
         )
@@ -100,6 +103,22 @@ def fanwire_server(
     yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture
+def fanwire_server(
+    request: pytest.FixtureRequest, fanwire_log_dir: Path
+) -> Iterator[Callable[..., FanwireServer]]:
+    """Factory: start fanwire (or an ASGI app) on a free port; stopped at test end."""
+    yield from _server_factory(request, fanwire_log_dir)
+
+
+@pytest.fixture(scope="module")
+def fanwire_module_server(
+    request: pytest.FixtureRequest, fanwire_log_dir: Path
+) -> Iterator[Callable[..., FanwireServer]]:
+    """Factory like ``fanwire_server``, for servers shared by a module's tests."""
+    yield from _server_factory(request, fanwire_log_dir)
 
 
 @pytest.fixture
@@ -130,10 +149,14 @@ def redis_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServe
 
 @pytest.fixture
 def fanwire_broker() -> Iterator[Any]:
-    """An in-process ``fanwire.Broker()`` (the compiled core is imported only here)."""
+    """An in-process ``fanwire.Broker()``, closed at teardown (core imported only here)."""
     import fanwire
 
-    yield fanwire.Broker()  # type: ignore[attr-defined]
+    broker = fanwire.Broker()  # type: ignore[attr-defined]
+    try:
+        yield broker
+    finally:
+        broker.close()
 
 
 @pytest.fixture
@@ -156,7 +179,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Add the logs of the servers a failed test started to its report."""
     report = yield
     if report.failed:
-        for process in item.stash.get(_STARTED_BY_TEST, []):
+        # The test's own servers, and those of its module (``fanwire_module_server``).
+        started = [p for node in item.listchain() for p in node.stash.get(_STARTED_BY_TEST, [])]
+        for process in started:
             title = f"{process.kind} {process.name!r} log ({process.log_path})"
             report.sections.append((title, process.log_text(_LOG_CHARS)))
     return report

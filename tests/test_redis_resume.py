@@ -2,11 +2,12 @@
 the stream still holds, trimmed history (gap), and ids that are not of this log."""
 
 import redis
+from redis_support import create_topic, http_client, node, publish, topic_name, wait_topic
+
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient, WSClient
 from fanwire.testing.gaps import Gap
-from redis_support import create_topic, http_client, node, publish, topic_name, wait_topic
 
 
 def gaps(sequence):
@@ -150,5 +151,29 @@ def test_resume_of_a_stream_of_several_topics_on_another_node(fanwire_server, re
         assert resume_id == busy_ids[2]
         assert sse.sequence(busy) == busy_ids[3:]
         assert sse.sequence(quiet) == quiet_ids[1:]
+
+    run(main(), timeout=60)
+
+
+def test_last_n_on_a_node_that_started_after_the_messages(fanwire_server, redis_server):
+    a = node(fanwire_server, redis_server.url)
+    topic = topic_name()
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic)
+            ids = [await publish(http, a, topic, {"n": n}) for n in range(8)]
+            late = node(fanwire_server, redis_server.url)
+            await wait_topic(http, late, topic)
+            async with SSEClient(late.url, topics=[topic], last_n=3) as sse:
+                await sse.read_messages(3)
+                async with WSClient(late.ws_url) as ws:
+                    await ws.subscribe(topic, last_n=3)
+                    await ws.recv_events(3, topic=topic)
+                    ids.append(await publish(http, a, topic, {"n": 8}))
+                    await ws.recv_events(4, topic=topic)
+                await sse.read_messages(4)
+        assert sse.sequence(topic) == ids[5:]
+        assert ws.sequence(topic) == ids[5:]
 
     run(main(), timeout=60)

@@ -24,17 +24,14 @@ def rs(**claims):
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_log_dir):
-    from fanwire.testing.servers import FanwireServer
-
+def server(fanwire_module_server):
     env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_AUTH_ENABLED": "true",
            "FANWIRE_JWT_SECRET": SECRET, "FANWIRE_JWT_PUBLIC_KEY": PUBLIC_PEM}
-    srv = FanwireServer(env=env, log_dir=fanwire_log_dir).start()
+    srv = fanwire_module_server(env=env)
     admin = {"Authorization": f"Bearer {hs(admin=True)}"}
     for name in ("orders.eu", "orders.us", "secret"):
         httpx.post(srv.url + "/topics", json={"name": name}, headers=admin, trust_env=False)
-    yield srv
-    srv.stop()
+    return srv
 
 
 def call(srv, method, path, token=None, **kwargs):

@@ -6,16 +6,13 @@ import os
 import httpx
 import pytest
 from fanwire.testing.clients import SSEClient
-from fanwire.testing.servers import FanwireServer
 
 _names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_log_dir):
-    srv = FanwireServer(env={"FANWIRE_DEMO_RATE": "0"}, log_dir=fanwire_log_dir).start()
-    yield srv
-    srv.stop()
+def server(fanwire_module_server):
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
 
 
 @pytest.fixture(scope="module")

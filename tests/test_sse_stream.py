@@ -11,22 +11,19 @@ import pytest
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient
-from fanwire.testing.servers import FanwireServer
 
 _names = itertools.count(1)
 RETENTION = 5
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_log_dir):
+def server(fanwire_module_server):
     """Demo off, default limits."""
-    srv = FanwireServer(env={"FANWIRE_DEMO_RATE": "0"}, log_dir=fanwire_log_dir).start()
-    yield srv
-    srv.stop()
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
 
 
 @pytest.fixture(scope="module")
-def small(fanwire_log_dir):
+def small(fanwire_module_server):
     """Retention 5, heartbeats every 0.3 s, retry 1500 ms, the demo feeding `events`."""
     env = {
         "FANWIRE_DEMO_RATE": "20",
@@ -35,9 +32,7 @@ def small(fanwire_log_dir):
         "FANWIRE_SSE_RETRY_MS": "1500",
         "FANWIRE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "3",
     }
-    srv = FanwireServer(env=env, log_dir=fanwire_log_dir).start()
-    yield srv
-    srv.stop()
+    return fanwire_module_server(env=env)
 
 
 def new_topic(srv):

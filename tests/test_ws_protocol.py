@@ -9,14 +9,13 @@ import pytest
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import WSClient
-from fanwire.testing.servers import FanwireServer
 
 _names = itertools.count(1)
 RETENTION = 50
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_log_dir):
+def server(fanwire_module_server):
     env = {
         "FANWIRE_DEMO_RATE": "0",
         "FANWIRE_RETENTION": str(RETENTION),
@@ -24,9 +23,7 @@ def server(fanwire_log_dir):
         "FANWIRE_WS_PUBLISH_RATE": "50",
         "FANWIRE_MAX_PAYLOAD": "1000",
     }
-    srv = FanwireServer(env=env, log_dir=fanwire_log_dir).start()
-    yield srv
-    srv.stop()
+    return fanwire_module_server(env=env)
 
 
 def new_topic(srv):

@@ -14,7 +14,6 @@ import pytest
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import WSClient
-from fanwire.testing.servers import FanwireServer
 
 _names = itertools.count(1)
 PAYLOAD = "x" * 30_000
@@ -23,10 +22,8 @@ STALLED = {"receive_buffer": 65536, "max_queue": 1}
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_log_dir):
-    srv = FanwireServer(env={"FANWIRE_DEMO_RATE": "0"}, log_dir=fanwire_log_dir).start()
-    yield srv
-    srv.stop()
+def server(fanwire_module_server):
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
 
 
 async def topic_stats(http, topic):

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from fanwire.testing.load import run_native
 from fanwire.testing.stress import ClientResult, StressReport, stress
 

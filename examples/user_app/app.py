@@ -21,9 +21,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import fanwire
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+
+import fanwire
 
 settings = fanwire.Settings(demo_rate=0)  # no demo feed: this app has its own producers
 broker = fanwire.Broker(retention=settings.retention, max_payload=settings.max_payload)

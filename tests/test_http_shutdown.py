@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
-
 from fanwire.testing.processes import ServerStartError
+
 GRACE = "3"
 
 

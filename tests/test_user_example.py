@@ -24,3 +24,9 @@ def test_user_example_is_short_and_uses_only_the_plugin():
     assert len(lines) < 30
     imports = [line for line in lines if line.startswith(("import ", "from "))]
     assert imports == ["from pathlib import Path", "from fanwire.testing.stress import stress"]
+
+
+def test_docs_show_the_example_that_ci_runs():
+    docs = (USER_TEST.parents[2] / "docs" / "testing.md").read_text()
+    code = USER_TEST.read_text().split('"""\n\n', 1)[1]  # all but the module docstring
+    assert f"```python\n{code}```" in docs

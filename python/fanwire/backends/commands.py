@@ -7,9 +7,7 @@ against a Redis that restarted empty.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -17,23 +15,14 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import BackendUnavailable
+from .batcher import PublishBatcher
+from .failures import DOWN, unavailable
 from .ids import as_text
 from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
 
-#: Errors that mean "Redis is not reachable right now".
-DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+__all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
 Entry = tuple[bytes, dict[bytes, bytes]]
-
-
-@contextlib.contextmanager
-def unavailable(what: str) -> Iterator[None]:
-    """Turn a Redis connection failure into :class:`BackendUnavailable`."""
-    try:
-        yield
-    except DOWN as exc:
-        raise BackendUnavailable(f"{what}: Redis is unavailable ({exc})") from exc
 
 
 def client_options(socket_timeout: float) -> dict[str, Any]:
@@ -55,7 +44,7 @@ class Commands:
         self.maxlen = maxlen
         self.max_topics = max_topics
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
-        self._publish = self.client.register_script(PUBLISH)
+        self._publish = PublishBatcher(self.client, PUBLISH)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
         self._sync: redis.Redis | None = None
@@ -72,9 +61,9 @@ class Commands:
         return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
 
     async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
-        """XADD to the topic's stream; its id, or None when the topic does not exist."""
-        with unavailable("publish"):
-            found = await self._publish(**self._publish_args(topic, payload, event))
+        """XADD to the topic's stream (pipelined with concurrent publishes); its id, or
+        None when the topic does not exist."""
+        found = await self._publish.run(**self._publish_args(topic, payload, event))
         return None if found is None else as_text(found)
 
     async def create(self, topic: str) -> tuple[int, str]:

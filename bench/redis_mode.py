@@ -3,23 +3,27 @@
 For each mode a real ``python -m fanwire`` server runs (Redis mode against a real
 ``redis-server`` on a free port). Measured through WebSocket clients in this process:
 
-- ``publish_per_s``: acknowledged publishes/s from 4 connections, 16 in flight each
+- ``publish_per_s``: acknowledged publishes/s from 8 connections, 8 in flight each
   (an ack in Redis mode means Redis accepted the message), for ``--seconds``;
 - ``delivered_per_s``: events/s a subscribed WebSocket client received meanwhile;
 - ``latency_ms``: publish sent -> event received by the subscriber, messages paced
   every 5 ms (no load), p50/p90/p99; ``loaded_latency_ms`` the same during the flood.
 
-Run: ``python -m bench.redis_mode [--seconds 3]`` (writes bench/results/redis_mode.*).
+The modes alternate for ``--rounds`` rounds; the machine may be shared, so compare rows
+of one run. Run: ``python -m bench.redis_mode [--seconds 3] [--rounds 2]`` (writes
+bench/results/redis_mode.{json,md}).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -28,11 +32,12 @@ from typing import Any
 
 import httpx
 import orjson
-from fanwire.testing.servers import FanwireServer, RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
+from fanwire.testing.servers import FanwireServer, RedisServer
+
 RESULTS = Path(__file__).resolve().parent / "results"
-PUBLISHERS, WINDOW, PACED = 4, 16, 300
+PUBLISHERS, WINDOW, PACED = 8, 8, 300
 
 
 async def ws_open(url: str) -> ClientConnection:
@@ -146,29 +151,37 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "redis": redis_version,
         "load_avg_before": os.getloadavg(),
+        "hiredis": importlib.util.find_spec("hiredis") is not None,
     }
 
 
-async def run(seconds: float) -> dict[str, Any]:
+async def run(seconds: float, rounds: int) -> dict[str, Any]:
+    """Alternate the modes ``rounds`` times (the machine is shared: its load drifts)."""
     logs = Path(tempfile.mkdtemp(prefix="fanwire-bench-redis-"))
     env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_WS_QUEUE_SIZE": "1000"}
+    info = machine()
     redis = RedisServer(log_dir=logs).start()
-    modes: dict[str, Any] = {}
+    modes: dict[str, list[Any]] = {"memory": [], "redis": []}
     try:
-        for mode, extra in (("memory", {}), ("redis", {"FANWIRE_REDIS_URL": redis.url})):
-            server = FanwireServer(env={**env, **extra}, log_dir=logs).start()
-            try:
-                modes[mode] = await measure(server, seconds)
-            finally:
-                server.stop()
+        for _ in range(rounds):
+            for mode, extra in (("memory", {}), ("redis", {"FANWIRE_REDIS_URL": redis.url})):
+                server = FanwireServer(env={**env, **extra}, log_dir=logs).start()
+                try:
+                    modes[mode].append(await measure(server, seconds))
+                finally:
+                    server.stop()
     finally:
         redis.stop()
+    info["load_avg_after"] = os.getloadavg()
+    medians = {m: statistics.median(r["publish_per_s"] for r in runs) for m, runs in modes.items()}
     return {
-        "machine": machine(),
+        "machine": info,
         "seconds": seconds,
         "publishers": PUBLISHERS,
         "window": WINDOW,
-        "modes": modes,
+        "rounds": modes,
+        "median_publish_per_s": medians,
+        "redis_over_memory": round(medians["redis"] / medians["memory"], 3),
     }
 
 
@@ -179,24 +192,33 @@ def markdown(result: dict[str, Any]) -> str:
         " | latency p50 / p99 ms, under load |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for mode, r in result["modes"].items():
-        lat, loaded = r["latency_ms"], r["loaded_latency_ms"]
-        rows.append(
-            f"| {mode} | {r['publish_per_s']:,} | {r['delivered_per_s']:,} | "
-            f"{lat['p50']} / {lat['p99']} | {loaded['p50']} / {loaded['p99']} |"
-        )
+    for mode, runs in result["rounds"].items():
+        for number, r in enumerate(runs, 1):
+            lat, loaded = r["latency_ms"], r["loaded_latency_ms"]
+            rows.append(
+                f"| {mode} #{number} | {r['publish_per_s']:,} | {r['delivered_per_s']:,} | "
+                f"{lat['p50']} / {lat['p99']} | {loaded['p50']} / {loaded['p99']} |"
+            )
+    medians = result["median_publish_per_s"]
     return "\n".join(
         [
             "# In-memory vs Redis mode (bench/redis_mode.py)",
             "",
             f"Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, Redis {m['redis']}, "
-            f"load average before the run {tuple(round(x, 2) for x in m['load_avg_before'])}; "
-            "everything on loopback, one process each for client, server and Redis.",
+            f"load average {tuple(round(x, 2) for x in m['load_avg_before'])} before the run "
+            f"and {tuple(round(x, 2) for x in m['load_avg_after'])} after (a shared machine); "
+            "everything on loopback, one process each for the clients, the server and Redis "
+            f"(redis-py with hiredis: {m['hiredis']}).",
             f"{result['publishers']} WebSocket publishers x {result['window']} in flight for "
             f"{result['seconds']} s, one subscribed WebSocket client; "
             "paced latency: one message every 5 ms.",
             "",
             *rows,
+            "",
+            f"Median acknowledged publishes/s: memory {medians['memory']:,.0f}, redis "
+            f"{medians['redis']:,.0f}: Redis mode does {result['redis_over_memory']:.0%} of "
+            "the in-memory rate (each publish is a Redis round trip, pipelined with concurrent"
+            " ones, and comes back to the node through its reader).",
             "",
         ]
     )
@@ -205,8 +227,9 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    result = asyncio.run(run(args.seconds))
+    result = asyncio.run(run(args.seconds, args.rounds))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "redis_mode.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "redis_mode.md").write_text(markdown(result))

@@ -165,6 +165,7 @@ class RedisBackend:
     async def _recover(self, restarted: bool) -> None:
         if restarted:
             await self.commands.reregister(sorted(self.reader.positions))
+        await self._sync_topics()
         for topic, position in list(self.reader.positions.items()):
             if position == "0-0":
                 continue
@@ -173,6 +174,15 @@ class RedisBackend:
             if not present and (newer or restarted):
                 log.warning("topic %r: entries after %s may be lost; gap", topic, position)
                 self.announce_gap(topic, first)
+
+    async def _sync_topics(self) -> None:
+        """Match the local topics to the registry, in case control notices were missed
+        (trimmed from the control stream while this node was cut off)."""
+        _, registered = await self.commands.snapshot()
+        for topic in set(self.reader.positions) - set(registered):
+            self.reader.forget(topic)
+        for topic in set(registered) - set(self.reader.positions):
+            self.reader.follow(topic, "0-0")
 
     # -- the broker's operations -------------------------------------------------------
     def _check_ready(self, what: str) -> None:

@@ -14,11 +14,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fastapi import FastAPI
+from pydantic import BaseModel
+
 import fanwire
 from fanwire.app import lifespan as fanwire_lifespan
 from fanwire.settings import Settings
-from fastapi import FastAPI
-from pydantic import BaseModel
 
 settings = Settings(demo_rate=0)  # this app has its own producers
 broker = fanwire.Broker(retention=settings.retention, max_payload=settings.max_payload)

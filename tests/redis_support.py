@@ -12,6 +12,7 @@ import os
 import time
 
 import httpx
+
 from fanwire.backends.ids import parse_id
 
 _names = itertools.count(1)

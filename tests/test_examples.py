@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient
 

@@ -5,6 +5,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
 

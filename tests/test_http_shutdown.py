@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
 from fanwire.testing.processes import ServerStartError

@@ -5,6 +5,7 @@ import os
 
 import httpx
 import pytest
+
 from fanwire.testing.clients import SSEClient
 
 _names = itertools.count(1)

@@ -2,10 +2,6 @@
 
 import asyncio
 
-from fanwire.testing.aio import run
-from fanwire.testing.assertions import assert_in_order
-from fanwire.testing.clients import SSEClient, WSClient
-from fanwire.testing.gaps import Gap
 from redis_support import (
     by_stream_order,
     create_topic,
@@ -15,6 +11,11 @@ from redis_support import (
     topic_name,
     wait_topic,
 )
+
+from fanwire.testing.aio import run
+from fanwire.testing.assertions import assert_in_order
+from fanwire.testing.clients import SSEClient, WSClient
+from fanwire.testing.gaps import Gap
 
 
 def test_publish_on_a_reaches_sse_and_ws_clients_on_b_in_order(fanwire_server, redis_server):

@@ -1,10 +1,6 @@
 """Redis faults: unreachable at start, and stopped then restarted under live clients."""
 
 
-from fanwire.testing.aio import run
-from fanwire.testing.assertions import assert_in_order
-from fanwire.testing.clients import SSEClient, WSClient
-from fanwire.testing.gaps import Gap
 from redis_support import (
     create_topic,
     http_client,
@@ -14,6 +10,11 @@ from redis_support import (
     until,
     wait_topic,
 )
+
+from fanwire.testing.aio import run
+from fanwire.testing.assertions import assert_in_order
+from fanwire.testing.clients import SSEClient, WSClient
+from fanwire.testing.gaps import Gap
 
 
 async def status_of_publish(http, srv, topic, data):

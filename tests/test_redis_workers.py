@@ -2,10 +2,11 @@
 
 import asyncio
 
+from redis_support import NODE_ENV, create_topic, http_client, knows_topic, publish, topic_name
+
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient, WSClient
-from redis_support import NODE_ENV, create_topic, http_client, knows_topic, publish, topic_name
 
 
 def worker_pids(srv):

@@ -8,6 +8,7 @@ import re
 import httpx
 import orjson
 import pytest
+
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient

@@ -5,6 +5,7 @@ topic, in publish order, with no gap and no duplicate (behaviour only, no timing
 import asyncio
 
 import httpx
+
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
 

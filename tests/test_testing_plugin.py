@@ -16,6 +16,7 @@ import textwrap
 import httpx
 import pytest
 from conftest import plugin_autoloaded
+
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import (

@@ -11,6 +11,7 @@ import os
 
 import httpx
 import pytest
+
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import WSClient

@@ -19,4 +19,4 @@ def unavailable(what: str) -> Iterator[None]:
     try:
         yield
     except DOWN as exc:
-        raise BackendUnavailable(f"{what}: Redis is unavailable ({exc})") from exc
+        raise BackendUnavailable(f"{what}: Redis is unavailable, try again") from exc

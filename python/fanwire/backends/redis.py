@@ -26,6 +26,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
@@ -66,7 +67,7 @@ class RedisBackend:
         max_topics: int,
         prefix: str = "fanwire",
     ) -> None:
-        self.url = url
+        self.url = redact(url)  # for logs: never a password
         self.keys = Keys(prefix)
         self.commands = Commands(url, self.keys, retention, max_topics)
         block_ms = 1000
@@ -275,3 +276,13 @@ class RedisBackend:
         except BackendUnavailable:
             self._failed()
             raise
+
+
+def redact(url: str) -> str:
+    """``url`` without its user and password (``redis://:secret@host`` -> ``redis://host``)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))

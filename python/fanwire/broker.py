@@ -460,10 +460,8 @@ class Subscription:
         core_sub = self._subs.pop(topic, None)
         if core_sub is None:
             return False
-        held = self._held.pop(topic, None)
-        if held is not None:
-            held.cancel()
-        core_sub.close()
+        self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
+        core_sub.close()  # redis-py may never finish a cancelled command
         return True
 
     @property
@@ -489,9 +487,7 @@ class Subscription:
         for core_sub in self._subs.values():
             core_sub.close()
         self._subs.clear()
-        for held in self._held.values():
-            held.cancel()
-        self._held.clear()
+        self._held.clear()  # replays on their way are dropped (see remove)
         self._broker._subs.pop(self._waiter, None)
         if self.close_reason is None:
             self.close_reason = "closed"

@@ -127,3 +127,19 @@ def test_topics_created_and_deleted_on_one_node_are_known_on_the_other(
             assert (await http.delete(f"{b.url}/topics/{topic}")).status_code == 404
 
     run(main(), timeout=60)
+
+
+def test_demo_producer_of_one_node_feeds_the_clients_of_another(fanwire_server, redis_server):
+    a = node(fanwire_server, redis_server.url, demo_rate=20)
+    b = node(fanwire_server, redis_server.url)
+
+    async def main():
+        async with http_client() as http:
+            await wait_topic(http, b, "events")
+            async with SSEClient(b.url) as sse:  # the default topic: events
+                await sse.read_messages(5)
+        assert {f.topic for f in sse.messages} == {"events"}
+        assert_in_order(sse.ids, by_stream_order(sse.ids))
+
+    run(main(), timeout=60)
+    assert "Traceback" not in a.log_text()

@@ -54,20 +54,30 @@ async def run_demo(broker: Broker, topic: str, rate: float) -> None:
     loop = asyncio.get_running_loop()
     start, sent = loop.time(), 0
     with contextlib.suppress(ShuttingDown):
-        broker.create_topic(topic)
+        await _create(broker, topic)
         while not broker.shutting_down:
             due = min(int((loop.time() - start) * rate) - sent, int(rate) + 1)
             for _ in range(max(0, due)):
-                _publish(broker, topic, ticker.next())
+                await _publish(broker, topic, ticker.next())
             sent += max(0, due)
             await asyncio.sleep(interval)
 
 
-def _publish(broker: Broker, topic: str, data: dict[str, Any]) -> None:
+async def _create(broker: Broker, topic: str) -> None:
     try:
-        broker.publish(topic, data)
+        await broker.acreate_topic(topic)
+    except ShuttingDown:
+        raise
+    except FanwireError:
+        pass  # e.g. Redis not reachable yet (503): a later publish creates it
+
+
+async def _publish(broker: Broker, topic: str, data: dict[str, Any]) -> None:
+    """Async methods: in Redis mode they never block the loop (503 while Redis is down)."""
+    try:
+        await broker.apublish(topic, data)
     except TopicNotFound:
-        broker.create_topic(topic)
+        await _create(broker, topic)
     except ShuttingDown:
         raise
     except FanwireError:

@@ -290,7 +290,10 @@ class Broker:
         self.create_topic(topic)
 
     def _local_subscribers(self, topic: str) -> int:
-        """This node's subscribers of ``topic`` (Redis mode; O(topics))."""
+        """This node's subscribers of ``topic`` (Redis mode): counted when there are few
+        topics, else as the node's reader last saw them (O(1))."""
+        if self._backend is not None and self._core.topic_count() > 100:
+            return self._backend.reader.subscribers.get(topic, 0)
         return next((row[1] for row in self._core.topic_stats() if row[0] == topic), 0)
 
     def _announce_gap(self, topic: str, first_available: str | None) -> None:

@@ -47,6 +47,8 @@ class StreamReader:
         #: topic -> the position the reader started from: the local ring never holds
         #: anything at or before it, so older resumes read their history from Redis.
         self.feed_start: dict[str, StreamKey] = {}
+        #: topic -> this process's subscribers when its last message was fed.
+        self.subscribers: dict[str, int] = {}
         #: id of the last control notice applied.
         self.control = "0-0"
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
@@ -63,6 +65,7 @@ class StreamReader:
         """Stop reading ``topic`` and delete it locally (its subscribers are told)."""
         self.positions.pop(topic, None)
         self.feed_start.pop(topic, None)
+        self.subscribers.pop(topic, None)
         self.core.delete_topic(topic)
 
     def last_fed(self, topic: str) -> StreamKey | None:
@@ -119,9 +122,10 @@ class StreamReader:
             message_id = as_text(raw_id)
             event = as_text(fields.get(b"e", b""))
             try:
-                _, _, drain = self.core.publish(
+                _, reached, drain = self.core.publish(
                     topic, fields.get(b"d", b"null"), event, message_id, True
                 )
+                self.subscribers[topic] = reached
             except KeyError:
                 self.positions.pop(topic, None)
                 return must_drain

@@ -49,14 +49,14 @@ py::tuple take(Subscriber& sub, size_t max, Encode encode) {
 }
 
 py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::string_view event,
-                  std::string_view id, bool on_loop) {
+                  std::string_view id, bool on_loop, double ts) {
   const std::string_view payload = data;  // the caller keeps `data` alive
   if (payload.find_first_of("\r\n") != std::string_view::npos)
     throw py::value_error("payload must be compact JSON with no raw newline");
   PublishResult result;
   {
     py::gil_scoped_release release;
-    result = broker.publish(topic, payload, event, id, on_loop);
+    result = broker.publish(topic, payload, event, id, on_loop, ts);
   }
   return py::make_tuple(result.id, result.subscribers, result.must_drain);
 }
@@ -183,7 +183,7 @@ PYBIND11_MODULE(_core, m) {
       .def("topic_count", &Broker::topic_count)
       .def("topic_stats", &topic_stats)
       .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
-           py::arg("message_id") = "", py::arg("on_loop") = false)
+           py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
       .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
            py::arg("since") = py::none(), py::arg("policy") = 0, py::arg("queue_size") = 1000)
       .def("drain", &drain)

@@ -75,11 +75,12 @@ std::shared_ptr<Topic> Broker::find(std::string_view name) const {
 }
 
 PublishResult Broker::publish(std::string_view topic_name, std::string_view data,
-                              std::string_view event, std::string_view id, bool from_loop) {
+                              std::string_view event, std::string_view id, bool from_loop,
+                              double ts) {
   auto topic = find(topic_name);
   if (!topic) throw TopicNotFound(std::string(topic_name));
   if (!id.empty() && !MessageKey::parse(id)) throw std::invalid_argument("bad message id");
-  const double ts = now_seconds();
+  if (ts <= 0) ts = now_seconds();
   // The id is taken under the topic's lock, so ids increase in publish order per topic.
   auto make = [&] {
     if (!id.empty()) return Message::make(*MessageKey::parse(id), id, topic_name, event, data, ts);

@@ -80,9 +80,16 @@ class Core:
     def topic_stats(self) -> list[tuple[str, int, int, int]]:
         """(name, subscribers, messages published, messages dropped) per topic."""
     def publish(
-        self, topic: str, data: bytes, event: str, message_id: str, on_loop: bool
+        self,
+        topic: str,
+        data: bytes,
+        event: str = "",
+        message_id: str = "",
+        on_loop: bool = False,
+        ts: float = 0.0,
     ) -> tuple[str, int, bool]:
-        """(id, subscribers reached, whether the caller must drain). KeyError if no topic."""
+        """(id, subscribers reached, whether the caller must drain). KeyError if no topic.
+        ``ts`` 0 means now; a shared log's reader passes the publisher's time."""
     def subscribe(
         self,
         topic: str,

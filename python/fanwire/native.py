@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope
 
-from .broker import Subscription
+from .subscription import Subscription
 
 ENDS_CLEANLY = ("no_topics", "shutdown")
 

@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from . import native
-from .broker import Subscription
 from .errors import FanwireError, LimitReached, ShuttingDown
 from .names import check_topic
 from .runtime import BadRequest, Runtime, http_error
+from .subscription import Subscription
 from .wire import sse_heartbeat
 
 FIRST = asyncio.FIRST_COMPLETED

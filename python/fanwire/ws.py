@@ -17,12 +17,12 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
 from .auth import Claims
-from .broker import Mode, Subscription
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .limits import TokenBucket
 from .names import check_topic
 from .native import raw_transport
 from .runtime import Runtime, http_error
+from .subscription import Mode, Subscription
 from .wire import Notices, ws_error, ws_info, ws_text
 
 FIRST = asyncio.FIRST_COMPLETED

@@ -54,9 +54,10 @@ class Broker {
   size_t topic_count() const;
   std::vector<TopicStats> topic_stats() const;
 
-  // Thread-safe; never waits for a subscriber. Throws TopicNotFound.
+  // Thread-safe; never waits for a subscriber. Throws TopicNotFound. `ts` 0 means now
+  // (a shared log's reader passes the publisher's time, so every node shows the same).
   PublishResult publish(std::string_view topic, std::string_view data, std::string_view event,
-                        std::string_view id = {}, bool from_loop = false);
+                        std::string_view id = {}, bool from_loop = false, double ts = 0);
   // Throws TopicNotFound.
   std::shared_ptr<Subscriber> subscribe(std::string_view topic, const SubscribeOptions& options);
 

@@ -122,8 +122,9 @@ class StreamReader:
             message_id = as_text(raw_id)
             event = as_text(fields.get(b"e", b""))
             try:
+                ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
                 _, reached, drain = self.core.publish(
-                    topic, fields.get(b"d", b"null"), event, message_id, True
+                    topic, fields.get(b"d", b"null"), event, message_id, True, ts
                 )
                 self.subscribers[topic] = reached
             except KeyError:

@@ -1,0 +1,293 @@
+"""One client's subscriptions: :class:`Subscription`, an async iterator of batches.
+
+A subscription holds one core subscriber per topic (a cursor into the topic's ring) and
+one waiter token: the broker's :class:`~fanwire.waker.Waker` resolves its future when the
+core reports it ready, and it then takes *everything* ready in one call per topic, so a
+client costs one write per wake-up. Under uvicorn an SSE subscription may instead be
+handed to the core's writer thread (:meth:`Subscription.attach_socket`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _core
+from .errors import TopicNotFound
+from .names import check_topic
+from .wire import Notices
+
+if TYPE_CHECKING:
+    from .backends.history import Replay
+    from .broker import Broker
+
+Policy = Literal["drop_oldest", "disconnect"]
+Mode = Literal["sse", "ws", "ws_frames"]
+_POLICIES = {"drop_oldest": _core.DROP_OLDEST, "disconnect": _core.DISCONNECT}
+_TIMEOUT = object()
+# How each mode takes a batch from a core subscriber: (data, count, dropped).
+_TAKE = {
+    "sse": _core.CoreSub.take_sse,
+    "ws": _core.CoreSub.take_ws,
+    "ws_frames": _core.CoreSub.take_ws_frames,
+}
+
+
+class Subscription:
+    """One client's subscriptions: an async iterator of batches, and a context manager.
+
+    ``async for batch in sub`` yields everything ready at each wake-up: ``bytes`` of SSE
+    frames, or a ``list[str]`` of WebSocket texts, with the protocol's notices (gap,
+    dropped, topic_deleted, shutdown, slow consumer) in place. It ends on shutdown, on a
+    slow-consumer disconnect, or (``end_when_empty``) when no topic is left; then
+    ``close_reason`` says why. ``must_close`` is set as soon as the core decides to close
+    the client, so a handler blocked on a stalled socket can stop waiting for it.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        waiter: int,
+        mode: Mode,
+        end_when_empty: bool,
+        policy: Policy,
+        queue_size: int,
+    ) -> None:
+        self._broker = broker
+        self._waiter = waiter
+        self._mode = mode
+        self._notices = Notices(mode)
+        self._end_when_empty = end_when_empty
+        self._policy = policy
+        self._queue_size = queue_size
+        self._subs: dict[str, _core.CoreSub] = {}
+        self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
+        self._pending: list[Any] = []
+        self._ready = False
+        self._future: asyncio.Future[object] | None = None
+        self.must_close = asyncio.Event()
+        self._sink: _core.Sink | None = None
+        self.close_reason: str | None = None
+        self.received = 0  # messages delivered to this subscription (all topics)
+        self.dropped = 0  # messages dropped by its queues' drop_oldest policy
+        broker._subs[waiter] = self
+
+    # -- topics ----------------------------------------------------------------------
+    @property
+    def topics(self) -> list[str]:
+        return list(self._subs)
+
+    def add(
+        self,
+        topic: str,
+        *,
+        last_n: int = 0,
+        since: str | None = None,
+        policy: Policy | None = None,
+        queue_size: int | None = None,
+    ) -> None:
+        """Subscribe to one more topic (re-subscribing replaces the old one)."""
+        check_topic(topic)
+        self._broker._check_open()
+        policy_code = _POLICIES[policy or self._policy]
+        size = max(1, min(queue_size or self._queue_size, self._broker.retention))
+        core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
+        self.remove(topic)
+        self._subs[topic] = core_sub
+        backend = self._broker._backend
+        if backend is not None:
+            replay = backend.resume(topic, core_sub, since, last_n, self._notices)
+            if replay is not None:
+                self._held[topic] = replay
+                replay.add_done_callback(functools.partial(self._replayed, topic, core_sub))
+        elif core_sub.gap:
+            self._pending.append(self._notices.gap(topic, core_sub.first_available))
+        self._wake()
+
+    def _core_subscribe(
+        self, topic: str, last_n: int, since: str | None, policy: int, size: int
+    ) -> _core.CoreSub:
+        core = self._broker._core
+        try:
+            return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+        except KeyError:
+            backend = self._broker._backend
+            if backend is None or not backend.adopt(topic):
+                raise TopicNotFound(f"no topic {topic!r}") from None
+        return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+
+    def _replayed(self, topic: str, core_sub: _core.CoreSub, task: asyncio.Task[Replay]) -> None:
+        """History from Redis arrived: queue it, then let the core go on after it."""
+        if self._held.get(topic) is not task:
+            return
+        del self._held[topic]
+        if task.cancelled():
+            return
+        replay = task.result()
+        self._pending.extend(replay.items)
+        if replay.floor is not None:
+            core_sub.skip_through(replay.floor)
+        self._wake()
+
+    def _inject_gap(self, topic: str, first_available: str | None) -> None:
+        """Queue a gap notice for ``topic`` after what its core queue holds now."""
+        core_sub = self._subs.get(topic)
+        if core_sub is None:
+            return
+        if self._sink is not None:  # the native writer owns the queue: it sends the notice
+            self._sink.inject(self._notices.gap(topic, first_available))  # type: ignore[arg-type]
+            return
+        if topic not in self._held:
+            self._take(topic, core_sub, self._pending)
+        self._pending.append(self._notices.gap(topic, first_available))
+        self._wake()
+
+    def remove(self, topic: str) -> bool:
+        """Unsubscribe from ``topic``; False when not subscribed."""
+        core_sub = self._subs.pop(topic, None)
+        if core_sub is None:
+            return False
+        self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
+        core_sub.close()  # redis-py may never finish a cancelled command
+        return True
+
+    @property
+    def native_ready(self) -> bool:
+        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
+        return self._mode == "sse" and not self._held and self._sink is None
+
+    def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
+        """Hand this SSE subscription to the native writer, which from now on writes its
+        frames (as HTTP/1.1 chunks) straight to ``fd``, a duplicate it owns. Do not
+        iterate the subscription afterwards: wait for ``must_close`` instead."""
+        assert self.native_ready and self._sink is None
+        preamble = b"".join(self._pending)
+        self._pending = []
+        subs = list(self._subs.values())
+        self._sink = self._broker.writer.attach(subs, fd, preamble, heartbeat, self._waiter)
+        return self._sink
+
+    def close(self) -> None:
+        """Unsubscribe from everything (idempotent)."""
+        if self._sink is not None:
+            self._sink.close()
+        for core_sub in self._subs.values():
+            core_sub.close()
+        self._subs.clear()
+        self._held.clear()  # replays on their way are dropped (see remove)
+        self._broker._subs.pop(self._waiter, None)
+        if self.close_reason is None:
+            self.close_reason = "closed"
+        self._wake()
+
+    # -- iteration -------------------------------------------------------------------
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        batch = await self.next_batch()
+        assert batch is not None
+        return batch
+
+    async def next_batch(self, timeout: float | None = None) -> Any:
+        """The next batch, or None after ``timeout`` seconds with nothing ready.
+
+        Raises StopAsyncIteration once the subscription has ended.
+        """
+        while True:
+            batch = self._collect()
+            if batch:
+                return batch
+            if self._finished():
+                raise StopAsyncIteration
+            if self._park() and await self._sleep(timeout) is _TIMEOUT:
+                return None
+
+    def _finished(self) -> bool:
+        if self.close_reason is not None:
+            return True
+        if self._end_when_empty and not self._subs:
+            self.close_reason = "no_topics"
+            return True
+        return False
+
+    def _park(self) -> bool:
+        """Ask every topic to wake us on its next message; False if something is ready."""
+        if self._ready:
+            return False
+        held = self._held
+        parked = [sub.arm() for topic, sub in self._subs.items() if topic not in held]
+        return all(parked)
+
+    async def _sleep(self, timeout: float | None) -> object:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._future = future
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, future)
+        try:
+            return await future
+        finally:
+            self._future = None
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self, closing: bool = False) -> None:
+        self._ready = True
+        if closing:
+            self.must_close.set()
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _collect(self) -> Any:
+        """Take everything ready from every topic, with notices in protocol order."""
+        self._ready = False
+        out = self._pending
+        self._pending = []
+        for topic, core_sub in list(self._subs.items()):
+            if topic not in self._subs:  # the connection ended earlier in this loop
+                break
+            if topic in self._held:  # its history comes first
+                continue
+            self._take(topic, core_sub, out)
+            reason = core_sub.close_reason
+            if reason and (reason == "slow_consumer" or core_sub.pending == 0):
+                self._end_topic(topic, reason, out)
+        if self._mode == "ws":
+            return out
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _take(self, topic: str, core_sub: _core.CoreSub, out: list[Any]) -> None:
+        """Append what ``core_sub`` has ready (after a drop notice, if any) to ``out``."""
+        data, count, dropped = _TAKE[self._mode](core_sub)
+        self.received += count
+        if dropped:
+            self.dropped += dropped
+            out.append(self._notices.dropped(topic, dropped))
+        if data:
+            out.extend(data) if self._mode == "ws" else out.append(data)
+
+    def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
+        self._subs.pop(topic).close()
+        if reason == "topic_deleted":
+            out.append(self._notices.topic_deleted(topic))
+        elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
+            # The whole connection ends: one notice, and every other topic is released.
+            self.close_reason = reason
+            notice = self._notices.shutdown() if reason == "shutdown" else None
+            out.append(notice or self._notices.slow_consumer(topic))
+            for core_sub in self._subs.values():
+                core_sub.close()
+            self._subs.clear()
+
+
+def _resolve(future: asyncio.Future[object]) -> None:
+    if not future.done():
+        future.set_result(_TIMEOUT)

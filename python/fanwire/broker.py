@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,9 @@ class Broker:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._waker.attach(loop)
+        # A broker dropped without close() must not leave its fd registered with the loop:
+        # the fd number is reused by the next broker, whose wake-ups would then be lost.
+        weakref.finalize(self, self._waker.detach)
 
     async def astart(self) -> None:
         """:meth:`start` (in Redis mode the node's reader starts connecting)."""

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     )
     wake_interval: float = Field(
         0.005, ge=0, description="least seconds between two wake-ups of the subscribers on the "
-        "event loop: under load each wake-up then carries a batch (adds at most this latency)",
+        "event loop, and a round of wake-ups never takes more than half the loop: under load "
+        "each wake-up then carries a batch (0: no rate limit)",
     )
     ws_batch_frames: bool = Field(
         True,

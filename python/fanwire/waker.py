@@ -70,7 +70,7 @@ class Waker:
         loop.call_soon(self._round_done, started)
 
     def _round_done(self, started: float) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self.interval > 0:  # 0: no rate limit at all
             now = self._loop.time()
             self._next = now + max(self.interval, now - started)
 

@@ -13,13 +13,13 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import orjson
 from httpx_sse import EventSource, ServerSentEvent
 
+from .connection import StallableClient
 from .gaps import Gap
 
 #: SSE event types the server uses for notices; every other type is a message.
@@ -69,7 +69,7 @@ def _parse(raw: str) -> Any:
         return raw
 
 
-class SSEClient:
+class SSEClient(StallableClient):
     """One SSE connection to ``{base_url}/stream``; use as ``async with SSEClient(...)``.
 
     Query parameters follow PROTOCOL.md: ``topics`` (repeated ``topic``), ``last_n``,
@@ -193,27 +193,6 @@ class SSEClient:
         if self._client is not None:
             await self._client.aclose()
         self.ended = True
-
-    async def __aenter__(self) -> Self:
-        """Connect."""
-        return await self.connect()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close."""
-        await self.close()
-
-    def stall(self) -> None:
-        """Stop reading: frames back up in the socket, then in the server."""
-        self._allowed.clear()
-
-    def resume(self) -> None:
-        """Read again after :meth:`stall` (or a ``stalled=True`` start)."""
-        self._allowed.set()
 
     # -- what arrived ------------------------------------------------------------------
     @property

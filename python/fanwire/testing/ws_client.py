@@ -15,7 +15,6 @@ import itertools
 import socket
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urlsplit
 
@@ -23,6 +22,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from .connection import StallableClient
 from .gaps import Gap
 
 _request_ids = itertools.count(1)
@@ -43,7 +43,7 @@ class WSErrorReply(AssertionError):
         self.code: str | None = reply.get("code")
 
 
-class WSClient:
+class WSClient(StallableClient):
     """One WebSocket connection; use as ``async with WSClient(server.ws_url) as ws``.
 
     ``params`` become the query string (e.g. ``access_token``). On connect the client
@@ -151,27 +151,6 @@ class WSClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         self.closed = True
-
-    async def __aenter__(self) -> Self:
-        """Connect."""
-        return await self.connect()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close."""
-        await self.close()
-
-    def stall(self) -> None:
-        """Stop reading: messages back up in the library, the socket, then the server."""
-        self._allowed.clear()
-
-    def resume(self) -> None:
-        """Read again after :meth:`stall`."""
-        self._allowed.set()
 
     # -- sending -----------------------------------------------------------------------
     async def send(self, message: Mapping[str, Any]) -> None:

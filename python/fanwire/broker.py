@@ -108,7 +108,8 @@ class Broker:
         self._waker.attach(loop)
         # A broker dropped without close() must not leave its fd registered with the loop:
         # the fd number is reused by the next broker, whose wake-ups would then be lost.
-        weakref.finalize(self, self._waker.detach)
+        # (The callback must not hold the broker, or it would never be collected.)
+        weakref.finalize(self, _forget_fd, loop, self._core.fileno())
 
     async def astart(self) -> None:
         """:meth:`start` (in Redis mode the node's reader starts connecting)."""
@@ -347,3 +348,8 @@ def _encode(data: Any) -> bytes:
         return orjson.dumps(data)
     except TypeError as exc:
         raise InvalidMessage(f"data is not JSON-serializable: {exc}") from None
+
+
+def _forget_fd(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    if not loop.is_closed():
+        loop.remove_reader(fd)

@@ -52,14 +52,14 @@ SMOKE = Mode(
 
 QUICK = Mode(
     name="quick",
-    clients=(1, 100, 1_000),
+    clients=(100, 1_000),
     payloads=(100, 4096),
     big_payload_clients=(100,),
     probe_s=1,
-    window_s=3,
+    window_s=2,
     drain_s=1.5,
     max_rate=50_000,
-    stall_s=5,
+    stall_s=3,
 )
 
 FULL = Mode(

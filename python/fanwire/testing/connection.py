@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from types import TracebackType
 from typing import Self
 
@@ -12,6 +14,19 @@ class StallableClient:
     ``self._allowed`` so a test can make it stop reading (a deliberately slow client)."""
 
     _allowed: asyncio.Event
+    _changed: asyncio.Event
+
+    def _waiting(self, what: str) -> str:
+        raise NotImplementedError
+
+    async def _await_change(self, deadline: float, limit: float | None, what: str) -> None:
+        """Wait until something arrives, or raise TimeoutError once ``deadline`` passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out after {limit}s {self._waiting(what)}")
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), left)
 
     async def connect(self) -> Self:
         raise NotImplementedError

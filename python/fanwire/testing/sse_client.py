@@ -259,12 +259,7 @@ class SSEClient(StallableClient):
                 raise StreamEnded(f"stream ended (error={self.error!r}) {self._waiting(what)}")
             if self._reader is not None and not self._allowed.is_set():
                 raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"timed out after {timeout}s {self._waiting(what)}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await self._await_change(deadline, timeout, what)
 
     def _waiting(self, what: str) -> str:
         tail = "\n  ".join(repr(f) for f in self.frames[-5:])

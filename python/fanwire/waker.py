@@ -12,6 +12,7 @@ instead of one wake-up per subscriber per publish. An idle server drains at once
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 
@@ -46,7 +47,7 @@ class Waker:
         loop = self._loop
         if loop is None or self._scheduled:
             return
-        delay = self._next - loop.time()
+        delay = self._next - time.monotonic()
         if delay <= 0 and run_now:
             self._run()
             return
@@ -63,15 +64,19 @@ class Waker:
         if loop is None:
             return
         self._watch(True)
-        started = loop.time()
-        self._next = started + self.interval
+        # time.monotonic(), not loop.time(): uvloop caches its clock for a whole loop
+        # iteration, which made a long round look instant and disabled the limit.
+        started = time.monotonic()
         self._drain()
+        self._round_done(started)  # a signal may come before the woken tasks have run
         # Scheduled after the wake-ups, so it runs once the woken tasks have had their step.
         loop.call_soon(self._round_done, started)
 
     def _round_done(self, started: float) -> None:
-        if self._loop is not None and self.interval > 0:  # 0: no rate limit at all
-            now = self._loop.time()
+        now = time.monotonic()
+        if self.interval <= 0:  # no rate limit at all
+            self._next = now
+        elif self._loop is not None:
             self._next = now + max(self.interval, now - started)
 
     def _watch(self, on: bool) -> None:

@@ -87,6 +87,9 @@ class Connection:
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
+        self.last_write = 0.0  # loop time of the last batch or heartbeat sent
+        if self.transport is not None:
+            self.sub.direct = self
         self.answers: dict[str, Answer] = {
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
@@ -169,16 +172,40 @@ class Connection:
 
     async def pump(self) -> str | None:
         """Send every batch (or a heartbeat when idle); the close reason at the end."""
+        loop = asyncio.get_running_loop()
         heartbeat = self.settings.heartbeat_interval
+        self.last_write = loop.time()
         while True:
+            idle = loop.time() - self.last_write
             try:
-                batch = await self.sub.next_batch(timeout=heartbeat)
+                batch = await self.sub.next_batch(timeout=max(0.0, heartbeat - idle))
             except StopAsyncIteration:
                 return self.sub.close_reason
-            batch = self.notices.heartbeat() if batch is None else batch
+            if batch is None:
+                if loop.time() - self.last_write < heartbeat:
+                    continue  # batches went out directly meanwhile (see write())
+                batch = self.notices.heartbeat()
             async with self.lock:
                 await self.send_batch(batch)
+            self.last_write = loop.time()
             await self.drained()
+
+    # -- the wake-up round's direct path (Subscription.direct) ----------------------
+    def writable(self) -> bool:
+        """Frames may go straight to the transport: no reply is being written and the
+        transport has room (else the pump task takes over, with its backpressure)."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not self.lock.locked()
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= self.settings.ws_write_buffer
+        )
+
+    def write(self, batch: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(batch)
+        self.last_write = asyncio.get_running_loop().time()
 
     async def send_batch(self, batch: bytes | str | list[str]) -> None:
         """Frames in one transport write, or texts one ASGI send each."""

@@ -23,6 +23,7 @@ class Mode:
     stall_clients: int = 100  # fast clients beside the one stalled client
     stall_rate: float = 100
     stall_s: float = 5
+    stall_pairs: int = 3  # alternating (alone, stalled) windows; medians are compared
     latency_clients: int = 100  # the client count plotted as latency vs offered load
 
     def payloads_for(self, clients: int) -> tuple[int, ...]:
@@ -47,6 +48,7 @@ SMOKE = Mode(
     stall_clients=10,
     stall_rate=50,
     stall_s=1,
+    stall_pairs=1,
     latency_clients=10,
 )
 
@@ -59,7 +61,8 @@ QUICK = Mode(
     window_s=2,
     drain_s=1.5,
     max_rate=50_000,
-    stall_s=3,
+    stall_s=2,
+    stall_pairs=2,
 )
 
 FULL = Mode(
@@ -71,7 +74,8 @@ FULL = Mode(
     window_s=10,
     drain_s=2,
     max_rate=100_000,
-    stall_s=10,
+    stall_s=5,
+    stall_pairs=3,
 )
 
 MODES = {m.name: m for m in (SMOKE, QUICK, FULL)}

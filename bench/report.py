@@ -14,6 +14,7 @@ from typing import Any
 from bench.modes import Mode
 from bench.scenarios import ScenarioResult
 from bench.stall import StallResult
+from bench.steps import Step
 
 
 def machine() -> dict[str, Any]:
@@ -40,7 +41,7 @@ def write_json(
         "machine": machine(),
         "skipped_servers": skipped,
         "scenarios": [asdict(r) | {"key": r.key} for r in results],
-        "stall": [asdict(s) for s in stalls],
+        "stall": [_stall_json(s) for s in stalls],
         "ratios": ratios(results),
     }
     path.write_text(json.dumps(doc, indent=1))
@@ -142,26 +143,46 @@ def _ratio_table(results: list[ScenarioResult]) -> list[str]:
     return out
 
 
+def _stall_json(s: StallResult) -> dict[str, object]:
+    return asdict(s) | {
+        "before_p99_ms": s.before_p99_ms,
+        "during_p99_ms": s.during_p99_ms,
+        "change": s.change,
+        "fast_clients_ok": s.fast_clients_ok,
+    }
+
+
 def _stall_table(stalls: list[StallResult]) -> list[str]:
     if not stalls:
         return []
     out = [
         "## One stalled client among fast ones",
         "",
-        "| design | fast clients | msg/s | p99 ms before | p99 ms during | fast clients ok "
-        "| stalled one closed | server RSS growth |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+        "Alternating windows (alone, stalled, alone, stalled, ...); p99 is the median of the "
+        "windows' p99s, and each window's p99 follows in brackets.",
+        "",
+        "| design | fast clients | msg/s | p99 ms alone | p99 ms stalled | change "
+        "| fast clients ok | server closed the stalled one | server RSS growth |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ]
     for s in stalls:
-        before = s.before.p99_ms if s.before else None
-        during = s.during.p99_ms if s.during else None
-        ok = s.error or (
-            "yes" if s.during and s.during.passed else (s.during.why if s.during else "n/a")
-        )
+        ok = s.error or ("yes" if s.fast_clients_ok else _first_failure(s.during))
         growth = None if s.rss_growth is None else s.rss_growth / 1024
+        change = None if s.change is None else 100 * s.change
         out.append(
-            f"| {s.server}/{s.transport} | {s.clients} | {s.rate:g} | {_num(before, '.2f')} "
-            f"| {_num(during, '.2f')} | {ok} | {s.stalled_closed_by_server} "
+            f"| {s.server}/{s.transport} | {s.clients} | {s.rate:g} "
+            f"| {_p99s(s.before_p99_ms, s.before)} | {_p99s(s.during_p99_ms, s.during)} "
+            f"| {_num(change, '+.0f', '%')} | {ok} "
+            f"| {s.stalled_closed_by_server} of {len(s.during)} "
             f"| {_num(growth, ',.0f', ' KiB')} |"
         )
     return out
+
+
+def _p99s(median: float | None, steps: list[Step]) -> str:
+    each = ", ".join(f"{step.p99_ms:.2f}" for step in steps)
+    return f"{_num(median, '.2f')} [{each}]" if steps else "n/a"
+
+
+def _first_failure(steps: list[Step]) -> str:
+    return next((step.why for step in steps if not step.passed), "n/a")

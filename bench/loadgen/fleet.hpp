@@ -89,8 +89,9 @@ public:
         int64_t bytes = 0;
     };
 
-    // Reads the stalled sockets for up to `seconds` and tells which ones the server closed.
-    // (A server's FIN waits behind its unsent data, so only reading can reveal it.)
+    // Reads the stalled sockets for up to `seconds` and tells which ones the server closed
+    // (a server's FIN waits behind its unsent data, so only reading can reveal it); then
+    // closes the rest, so that the next step runs without them.
     Drained drain_stalled(double seconds) {
         Drained d;
         const double deadline = mono_now() + seconds;
@@ -108,7 +109,9 @@ public:
                     d.bytes += n;
                 }
             }
+            if (c->fd >= 0) ::close(c->fd);
         }
+        stalled_.clear();
         return d;
     }
 

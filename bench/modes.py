@@ -23,7 +23,7 @@ class Mode:
     stall_clients: int = 100  # fast clients beside the one stalled client
     stall_rate: float = 100
     stall_s: float = 5
-    stall_pairs: int = 3  # alternating (alone, stalled) windows; medians are compared
+    stall_pairs: int = 2  # alternating (alone, stalled) windows; medians are compared
     latency_clients: int = 100  # the client count plotted as latency vs offered load
 
     def payloads_for(self, clients: int) -> tuple[int, ...]:
@@ -70,12 +70,12 @@ FULL = Mode(
     clients=(1, 100, 1_000, 5_000),
     payloads=(100, 4096),
     big_payload_clients=(1_000,),
-    probe_s=1.5,
+    probe_s=1,
     window_s=10,
-    drain_s=2,
+    drain_s=1.5,
     max_rate=100_000,
     stall_s=5,
-    stall_pairs=3,
+    stall_pairs=2,
 )
 
 MODES = {m.name: m for m in (SMOKE, QUICK, FULL)}

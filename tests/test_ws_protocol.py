@@ -1,5 +1,6 @@
 """WebSocket ``/ws`` (PROTOCOL.md, "WebSocket") against a real server."""
 
+import asyncio
 import itertools
 import os
 
@@ -289,5 +290,27 @@ def test_heartbeat_and_connection_limit(fanwire_server):
             with pytest.raises(Exception) as refused:
                 await WSClient(srv.ws_url).connect()
             assert "503" in str(refused.value)
+
+    run(main())
+
+
+def test_heartbeats_only_while_idle(fanwire_server):
+    """Events written straight from the wake-up round count as traffic: no heartbeat
+    while they flow faster than the interval, heartbeats again once the topic is quiet."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_HEARTBEAT_INTERVAL": "0.4"})
+    topic = new_topic(srv)
+
+    async def main():
+        async with WSClient(srv.ws_url) as ws, WSClient(srv.ws_url) as publisher:
+            await ws.subscribe(topic)
+            for i in range(25):  # 2.5 s of events, one every 0.1 s
+                await publisher.publish(topic, i)
+                await asyncio.sleep(0.1)
+            events = await ws.recv_events(25, topic=topic)
+            first, last = ws.messages.index(events[0]), ws.messages.index(events[-1])
+            during = [m for m in ws.messages[first:last] if m.get("message") == "heartbeat"]
+            assert during == [], "heartbeat sent while events were flowing"
+            beat = await ws.recv_until(lambda m: m.get("message") == "heartbeat", start=last)
+            assert beat["_received_at"] - events[-1]["_received_at"] >= 0.3
 
     run(main())

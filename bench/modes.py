@@ -74,8 +74,8 @@ FULL = Mode(
     window_s=10,
     drain_s=1.5,
     max_rate=100_000,
-    stall_s=5,
-    stall_pairs=2,
+    stall_s=4,
+    stall_pairs=3,
 )
 
 MODES = {m.name: m for m in (SMOKE, QUICK, FULL)}

@@ -85,7 +85,7 @@ def _pair(ctx: Context, server: ServerProcess, lg: Loadgen, res: StallResult) ->
     rss0 = server.rss_bytes()
     res.during.append(_step(ctx, server, lg, "stalled"))
     res.rss_growth = max(res.rss_growth or 0, server.rss_bytes() - rss0)
-    drained = lg.unstall(min(2.0, ctx.mode.stall_s))
+    drained = lg.unstall(min(1.0, ctx.mode.stall_s))
     res.stalled_closed_by_server += drained["closed_by_server"] > 0
 
 

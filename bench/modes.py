@@ -74,7 +74,7 @@ FULL = Mode(
     window_s=10,
     drain_s=1.5,
     max_rate=100_000,
-    stall_s=4,
+    stall_s=3,
     stall_pairs=3,
 )
 

@@ -83,24 +83,17 @@ class Search:
         return step.passed
 
     def highest_passing(self, start: int) -> int | None:
-        """Probe from `start` upwards two rungs at a time (the rung jumped over is probed
-        when the jump fails), or downwards to the first pass."""
+        """Probe steps from `start` up to the first failure, or down to the first pass."""
         seconds = self.ctx.mode.probe_s
-        if not self.probe(start, seconds):
-            for index in range(start - 1, -1, -1):
-                if self.probe(index, seconds):
-                    return index
-            return None
-        best, top = start, len(self.rates) - 1
-        while best < top:
-            jump = min(best + 2, top)
-            if self.probe(jump, seconds):
-                best = jump
-                continue
-            if jump - 1 > best and self.probe(jump - 1, seconds):
-                best = jump - 1
-            break
-        return best
+        if self.probe(start, seconds):
+            best = start
+            while best + 1 < len(self.rates) and self.probe(best + 1, seconds):
+                best += 1
+            return best
+        for index in range(start - 1, -1, -1):
+            if self.probe(index, seconds):
+                return index
+        return None
 
     def confirm(self, best: int | None) -> int | None:
         """Hold the best rate for the full window; rungs lower (up to 3) while that fails."""

@@ -2,7 +2,15 @@
 
 import asyncio
 
-from redis_support import NODE_ENV, create_topic, http_client, knows_topic, publish, topic_name
+from redis_support import (
+    NODE_ENV,
+    create_topic,
+    http_client,
+    knows_topic,
+    publish,
+    topic_name,
+    wait_topic,
+)
 
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
@@ -61,3 +69,21 @@ def test_two_workers_share_one_port_and_every_client_gets_everything(
     assert srv.log_text().count("fanwire.redis: connected to Redis") == 2  # one per worker
     assert srv.stop() == 0
     assert "Traceback" not in srv.log_text()
+
+
+def test_the_demo_feed_is_published_once_across_workers(fanwire_server, redis_server):
+    """Every worker runs the demo producer, but only the one holding the Redis lease
+    publishes: one feed at the configured rate, its ``seq`` counting up by one."""
+    topic = topic_name("demo")
+    env = {**NODE_ENV, "FANWIRE_DEMO_RATE": "20", "FANWIRE_DEMO_TOPIC": topic}
+    srv = fanwire_server(env=env, args=["--workers", "2", "--redis", redis_server.url])
+
+    async def main():
+        async with http_client() as http:
+            await wait_topic(http, srv, topic)
+        async with SSEClient(srv.url, topics=[topic]) as sse:
+            frames = await sse.read_messages(40, timeout=20)
+        seqs = [frame.data["data"]["seq"] for frame in frames]
+        assert seqs == list(range(seqs[0], seqs[0] + 40))
+
+    run(main(), timeout=60)

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
+from redis.asyncio.lock import Lock
+from redis.exceptions import RedisError
 
 from .broker import Broker
 from .errors import FanwireError, ShuttingDown, TopicNotFound
@@ -45,22 +48,68 @@ class Ticker:
         }
 
 
+LEASE_TTL = 3.0  # seconds the demo lease outlives a node that died holding it
+
+
 async def run_demo(broker: Broker, topic: str, rate: float) -> None:
-    """Publish ``rate`` ticks per second to ``topic`` (recreating it if deleted)."""
+    """Publish ``rate`` ticks per second to ``topic`` (recreating it if deleted).
+
+    In Redis mode every worker and host runs this, but only the one holding the lease
+    ``<prefix>:lease:demo:<topic>`` publishes: N nodes still make one feed of ``rate``,
+    and another node takes over within ``LEASE_TTL`` when that one stops.
+    """
     if rate <= 0:
         return
     ticker = Ticker()
+    backend = broker.backend
+    with contextlib.suppress(ShuttingDown):
+        if backend is None:
+            await _tick(broker, topic, rate, ticker)
+            return
+        lease = backend.lease(f"demo:{topic}", LEASE_TTL)
+        while not broker.shutting_down:
+            if await _try(lease.acquire()):
+                await _tick_while_held(broker, topic, rate, ticker, lease)
+            await asyncio.sleep(LEASE_TTL / 3)
+
+
+async def _tick(broker: Broker, topic: str, rate: float, ticker: Ticker) -> None:
     interval = max(1.0 / rate, 0.02)
     loop = asyncio.get_running_loop()
     start, sent = loop.time(), 0
-    with contextlib.suppress(ShuttingDown):
-        await _create(broker, topic)
-        while not broker.shutting_down:
-            due = min(int((loop.time() - start) * rate) - sent, int(rate) + 1)
-            for _ in range(max(0, due)):
-                await _publish(broker, topic, ticker.next())
-            sent += max(0, due)
-            await asyncio.sleep(interval)
+    await _create(broker, topic)
+    while not broker.shutting_down:
+        due = min(int((loop.time() - start) * rate) - sent, int(rate) + 1)
+        for _ in range(max(0, due)):
+            await _publish(broker, topic, ticker.next())
+        sent += max(0, due)
+        await asyncio.sleep(interval)
+
+
+async def _tick_while_held(
+    broker: Broker, topic: str, rate: float, ticker: Ticker, lease: Lock
+) -> None:
+    """Publish while the lease is renewed; stop as soon as it is lost (Redis down, or a
+    pause longer than its TTL let another node take it)."""
+    ticking = asyncio.create_task(_tick(broker, topic, rate, ticker))
+    try:
+        while not ticking.done():
+            await asyncio.sleep(LEASE_TTL / 3)
+            if not await _try(lease.reacquire()):
+                return
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+        await _try(lease.release())
+    ticking.result()  # re-raise ShuttingDown
+
+
+async def _try(pending: Awaitable[Any]) -> bool:
+    """Whether a lease operation succeeded (Redis down or the lease lost: False)."""
+    try:
+        return bool(await pending)
+    except RedisError:
+        return False
 
 
 async def _create(broker: Broker, topic: str) -> None:

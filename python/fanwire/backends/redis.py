@@ -29,6 +29,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
 
 from .. import _core
 from ..errors import LimitReached
@@ -184,6 +185,11 @@ class RedisBackend:
             self.reader.forget(topic)
         for topic in set(registered) - set(self.reader.positions):
             self.reader.follow(topic, "0-0")
+
+    def lease(self, name: str, ttl: float) -> Lock:
+        """A lock that one node at a time holds for ``ttl`` seconds unless renewed
+        (redis-py's ``Lock``): e.g. the demo producer runs once across workers and hosts."""
+        return self.commands.client.lock(self.keys.lease(name), timeout=ttl, blocking=False)
 
     # -- the broker's operations -------------------------------------------------------
     def _check_ready(self, what: str) -> None:

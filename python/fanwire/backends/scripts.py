@@ -35,6 +35,9 @@ class Keys:
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:stream:{topic}"
 
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
+
     def topic_of(self, stream_key: str | bytes) -> str:
         """The topic whose stream is ``stream_key``."""
         key = stream_key.decode() if isinstance(stream_key, bytes) else stream_key

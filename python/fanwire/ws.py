@@ -2,7 +2,10 @@
 
 One task reads client messages and answers each (under the send lock, so the ``ack`` of
 a subscribe is written before any event of it); one task pumps the subscription's
-batches to the socket. A bad message gets an ``error`` and the connection stays open.
+batches to the socket. Under uvicorn, while that task is parked and no reply is being
+written, the broker's wake-up round writes a batch itself (``writable``/``write``, see
+``Subscription.direct``): no task step per client. A bad message gets an ``error`` and the
+connection stays open.
 """
 
 from __future__ import annotations

@@ -125,3 +125,34 @@ def test_drop_oldest_policy_announces_gaps_and_keeps_streaming(server):
                 assert healthy.ids == published
 
     run(main(), timeout=120)
+
+
+def test_asgi_path_hangs_up_on_a_client_stalled_past_the_grace(fanwire_server):
+    """Without the native writer (other servers, or FANWIRE_NATIVE_SSE=0) a stream the
+    core closed but that cannot be flushed within ``close_grace`` is aborted, as on the
+    native path: the connection is freed, and uvicorn reports no unfinished response."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": "0",
+                              "FANWIRE_CLOSE_GRACE": "0.3"})
+    topic = f"slow{os.getpid()}-{next(_names)}"
+
+    async def main():
+        async with httpx.AsyncClient(base_url=srv.url, trust_env=False, timeout=30) as http:
+            await http.post("/topics", json={"name": topic})
+            async with (
+                SSEClient(srv.url, topics=[topic]) as healthy,
+                SSEClient(srv.url, topics=[topic], receive_buffer=65536, stalled=True,
+                          policy="disconnect", queue_size=10),
+            ):
+                await healthy.read_until(lambda c: c.frames)
+
+                async def cut():
+                    return await subscribers(http, topic) == 1
+
+                published = await flood(http, topic, healthy, cut)
+                await asyncio.sleep(1.0)  # past the grace
+                published.append(await await_publish(http, topic, 0))
+                await healthy.read_messages(len(published), timeout=30)
+                assert healthy.ids == published
+        assert "without completing response" not in srv.log_text()
+
+    run(main(), timeout=120)

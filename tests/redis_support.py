@@ -27,6 +27,12 @@ def node(fanwire_server, redis_url, *, args=(), **env):
     return fanwire_server(env={**NODE_ENV, "FANWIRE_REDIS_URL": redis_url, **extra}, args=args)
 
 
+def two_nodes(fanwire_server, redis_url, **env):
+    """Two nodes with the same settings sharing ``redis_url``, and a fresh topic name."""
+    a, b = (node(fanwire_server, redis_url, **env) for _ in range(2))
+    return a, b, topic_name()
+
+
 def topic_name(prefix="t"):
     return f"{prefix}{os.getpid()}-{next(_names)}"
 
@@ -56,6 +62,13 @@ async def create_topic(http, srv, name):
         return response.status_code == 201
 
     await until(attempt, what=f"creating topic {name} on {srv.url}")
+
+
+async def create_everywhere(http, name, first, *others):
+    """Create ``name`` through ``first``, then wait until each of ``others`` lists it."""
+    await create_topic(http, first, name)
+    for srv in others:
+        await wait_topic(http, srv, name)
 
 
 async def knows_topic(http, srv, name):

@@ -4,11 +4,13 @@ import asyncio
 
 from redis_support import (
     by_stream_order,
+    create_everywhere,
     create_topic,
     http_client,
     node,
     publish,
     topic_name,
+    two_nodes,
     wait_topic,
 )
 
@@ -19,14 +21,11 @@ from fanwire.testing.gaps import Gap
 
 
 def test_publish_on_a_reaches_sse_and_ws_clients_on_b_in_order(fanwire_server, redis_server):
-    a = node(fanwire_server, redis_server.url)
-    b = node(fanwire_server, redis_server.url)
-    topic = topic_name()
+    a, b, topic = two_nodes(fanwire_server, redis_server.url)
 
     async def main():
         async with http_client() as http:
-            await create_topic(http, a, topic)
-            await wait_topic(http, b, topic)
+            await create_everywhere(http, topic, a, b)
             async with SSEClient(b.url, topics=[topic]) as sse, WSClient(b.ws_url) as ws:
                 await ws.subscribe(topic)
                 ids = [await publish(http, a, topic, {"n": n}) for n in range(15)]
@@ -71,8 +70,7 @@ def test_three_publishers_on_two_nodes_every_client_gets_everything(
     async def main():
         async with http_client() as http:
             for topic in topics:
-                await create_topic(http, a, topic)
-                await wait_topic(http, b, topic)
+                await create_everywhere(http, topic, a, b)
             sse = [SSEClient(s.url, topics=topics) for s in (a, b)]
             ws = [WSClient(s.ws_url) for s in (a, b)]
             for client in (*sse, *ws):
@@ -105,9 +103,7 @@ def test_three_publishers_on_two_nodes_every_client_gets_everything(
 def test_topics_created_and_deleted_on_one_node_are_known_on_the_other(
     fanwire_server, redis_server
 ):
-    a = node(fanwire_server, redis_server.url)
-    b = node(fanwire_server, redis_server.url)
-    topic = topic_name()
+    a, b, topic = two_nodes(fanwire_server, redis_server.url)
 
     async def main():
         async with http_client() as http:

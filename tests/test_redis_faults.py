@@ -2,13 +2,14 @@
 
 
 from redis_support import (
+    create_everywhere,
     create_topic,
     http_client,
     node,
     publish,
     topic_name,
+    two_nodes,
     until,
-    wait_topic,
 )
 
 from fanwire.testing.aio import run
@@ -57,14 +58,11 @@ def test_redis_unreachable_at_start_then_reachable(fanwire_server, redis_server)
 
 
 def test_redis_stopped_and_restarted_mid_stream(fanwire_server, redis_server):
-    a = node(fanwire_server, redis_server.url)
-    b = node(fanwire_server, redis_server.url)
-    topic = topic_name()
+    a, b, topic = two_nodes(fanwire_server, redis_server.url)
 
     async def main():
         async with http_client() as http:
-            await create_topic(http, a, topic)
-            await wait_topic(http, b, topic)
+            await create_everywhere(http, topic, a, b)
             sse = [SSEClient(s.url, topics=[topic]) for s in (a, b)]
             ws = WSClient(b.ws_url)
             for client in (*sse, ws):

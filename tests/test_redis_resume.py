@@ -2,7 +2,16 @@
 the stream still holds, trimmed history (gap), and ids that are not of this log."""
 
 import redis
-from redis_support import create_topic, http_client, node, publish, topic_name, wait_topic
+from redis_support import (
+    create_everywhere,
+    create_topic,
+    http_client,
+    node,
+    publish,
+    topic_name,
+    two_nodes,
+    wait_topic,
+)
 
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
@@ -24,14 +33,11 @@ def resume_gap(item, topic, first_available):
 
 
 def test_resume_on_b_with_an_id_received_from_a(fanwire_server, redis_server):
-    a = node(fanwire_server, redis_server.url)
-    b = node(fanwire_server, redis_server.url)
-    topic = topic_name()
+    a, b, topic = two_nodes(fanwire_server, redis_server.url)
 
     async def main():
         async with http_client() as http:
-            await create_topic(http, a, topic)
-            await wait_topic(http, b, topic)
+            await create_everywhere(http, topic, a, b)
             async with SSEClient(a.url, topics=[topic]) as first:
                 ids = [await publish(http, a, topic, {"n": n}) for n in range(10)]
                 await first.read_messages(4)
@@ -54,14 +60,11 @@ def test_resume_on_b_with_an_id_received_from_a(fanwire_server, redis_server):
 
 
 def test_resume_older_than_the_local_ring_but_within_the_stream(fanwire_server, redis_server):
-    a = node(fanwire_server, redis_server.url, retention=10)
-    b = node(fanwire_server, redis_server.url, retention=10)
-    topic = topic_name()
+    a, b, topic = two_nodes(fanwire_server, redis_server.url, retention=10)
 
     async def main():
         async with http_client() as http:
-            await create_topic(http, a, topic)
-            await wait_topic(http, b, topic)
+            await create_everywhere(http, topic, a, b)
             ids = [await publish(http, a, topic, {"n": n}) for n in range(40)]
             late = node(fanwire_server, redis_server.url, retention=10)  # empty ring
             await wait_topic(http, late, topic)
@@ -89,8 +92,7 @@ def test_resume_from_a_trimmed_id_gets_a_gap_then_everything_retained(
 
     async def main():
         async with http_client() as http:
-            await create_topic(http, a, topic)
-            await wait_topic(http, b, topic)
+            await create_everywhere(http, topic, a, b)
             ids = [await publish(http, a, topic, {"n": n}) for n in range(20)]
             with redis.Redis.from_url(redis_server.url) as direct:
                 assert direct.xtrim(f"fanwire:stream:{topic}", maxlen=8, approximate=False) == 12
@@ -137,8 +139,7 @@ def test_resume_of_a_stream_of_several_topics_on_another_node(fanwire_server, re
     async def main():
         async with http_client() as http:
             for topic in (busy, quiet):
-                await create_topic(http, a, topic)
-                await wait_topic(http, b, topic)
+                await create_everywhere(http, topic, a, b)
             async with SSEClient(a.url, topics=[busy, quiet]) as first:
                 quiet_ids = [await publish(http, a, quiet, {"q": 0})]
                 busy_ids = [await publish(http, a, busy, {"n": n}) for n in range(3)]

@@ -6,6 +6,7 @@ way the healthy client beside it gets every message, in order.
 """
 
 import asyncio
+import contextlib
 import itertools
 import os
 
@@ -50,23 +51,35 @@ async def flood(http, topic, healthy, until, limit=400):
     raise AssertionError(f"the stalled client was never cut off after {limit} messages")
 
 
+@contextlib.asynccontextmanager
+async def healthy_and_stalled(url, topic):
+    """A reading client and a stalled one (``disconnect`` policy, queue of 10) on ``topic``."""
+    async with (
+        SSEClient(url, topics=[topic]) as healthy,
+        SSEClient(url, topics=[topic], receive_buffer=65536, stalled=True,
+                  policy="disconnect", queue_size=10) as slow,
+    ):
+        await healthy.read_until(lambda c: c.frames)
+        yield healthy, slow
+
+
+async def flood_until_cut(http, topic, healthy):
+    """Flood ``topic`` until the server has cut the stalled client off (one subscriber left)."""
+
+    async def cut():
+        return await subscribers(http, topic) == 1
+
+    return await flood(http, topic, healthy, cut)
+
+
 def test_disconnect_policy_ends_the_stalled_stream_and_resume_fills_in(server):
     topic = f"slow{os.getpid()}-{next(_names)}"
 
     async def main():
         async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
             await http.post("/topics", json={"name": topic})
-            async with (
-                SSEClient(server.url, topics=[topic]) as healthy,
-                SSEClient(server.url, topics=[topic], receive_buffer=65536, stalled=True,
-                          policy="disconnect", queue_size=10) as slow,
-            ):
-                await healthy.read_until(lambda c: c.frames)
-
-                async def cut():
-                    return await subscribers(http, topic) == 1
-
-                published = await flood(http, topic, healthy, cut)
+            async with healthy_and_stalled(server.url, topic) as (healthy, slow):
+                published = await flood_until_cut(http, topic, healthy)
                 slow.resume()
                 await slow.read_to_end(timeout=30)
                 errors = slow.of_event("error")
@@ -138,17 +151,8 @@ def test_asgi_path_hangs_up_on_a_client_stalled_past_the_grace(fanwire_server):
     async def main():
         async with httpx.AsyncClient(base_url=srv.url, trust_env=False, timeout=30) as http:
             await http.post("/topics", json={"name": topic})
-            async with (
-                SSEClient(srv.url, topics=[topic]) as healthy,
-                SSEClient(srv.url, topics=[topic], receive_buffer=65536, stalled=True,
-                          policy="disconnect", queue_size=10),
-            ):
-                await healthy.read_until(lambda c: c.frames)
-
-                async def cut():
-                    return await subscribers(http, topic) == 1
-
-                published = await flood(http, topic, healthy, cut)
+            async with healthy_and_stalled(srv.url, topic) as (healthy, _):
+                published = await flood_until_cut(http, topic, healthy)
                 await asyncio.sleep(1.0)  # past the grace
                 published.append(await await_publish(http, topic, 0))
                 await healthy.read_messages(len(published), timeout=30)

@@ -90,6 +90,7 @@ class Connection:
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
+        self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
         if self.transport is not None:
             self.sub.direct = self
@@ -175,7 +176,7 @@ class Connection:
 
     async def pump(self) -> str | None:
         """Send every batch (or a heartbeat when idle); the close reason at the end."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         heartbeat = self.settings.heartbeat_interval
         self.last_write = loop.time()
         while True:
@@ -208,7 +209,7 @@ class Connection:
     def write(self, batch: bytes) -> None:
         assert self.transport is not None
         self.transport.write(batch)
-        self.last_write = asyncio.get_running_loop().time()
+        self.last_write = self.loop.time()
 
     async def send_batch(self, batch: bytes | str | list[str]) -> None:
         """Frames in one transport write, or texts one ASGI send each."""

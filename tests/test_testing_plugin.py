@@ -142,7 +142,9 @@ def test_server_never_healthy_times_out_and_is_stopped(fanwire_log_dir):
     server = FanwireServer(
         app=SELFTEST,
         env={"SELFTEST_HEALTH_DELAY": "1000"},
-        start_timeout=1.5,
+        # Long enough for uvicorn to start and answer 503 on a loaded 2-core machine (at
+        # 1.5 s it sometimes had not started yet, so the log had no 503 in it).
+        start_timeout=10.0,
         log_dir=fanwire_log_dir,
     )
     with pytest.raises(ServerStartError) as error:

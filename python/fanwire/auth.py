@@ -98,6 +98,10 @@ class Authenticator:
             raise Unauthorized("a bearer token is required")
         try:
             alg = jwt.get_unverified_header(token).get("alg", "")
+            # The header is unverified: ``alg`` may be any JSON value (a list is unhashable,
+            # and the repr of a deeply nested one overflows the stack).
+            if not isinstance(alg, str):
+                raise Unauthorized("token algorithm must be a string")
             if alg not in self.keys:
                 raise Unauthorized(f"token algorithm {alg!r} is not accepted")
             payload = jwt.decode(token, self.keys[alg], algorithms=[alg])

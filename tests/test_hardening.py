@@ -1,0 +1,109 @@
+"""Hostile input and noisy logs (issue 11, probing and review), each against a real server.
+
+Every test provokes one defect the way any client could, and checks the protocol's answer:
+an error code, never a 500, a silently closed socket, altered data or an ERROR log line.
+"""
+
+import base64
+import itertools
+import os
+from pathlib import Path
+
+import httpx
+import jwt
+import orjson
+import pytest
+
+from fanwire.testing.aio import run
+from fanwire.testing.clients import WSClient
+
+SECRET = "hardening-secret-for-tests-0123456789abcdef"
+HERE = Path(__file__).parent
+_names = itertools.count(1)
+
+
+def hs(**claims):
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+ADMIN = hs(admin=True, subscribe=["*"], publish=["*"])
+
+
+@pytest.fixture(scope="module")
+def server(fanwire_module_server):
+    """No auth, topics created on first use."""
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_RETENTION": "50",
+        "FANWIRE_AUTO_CREATE_TOPICS": "true",
+    }
+    return fanwire_module_server(env=env, name="open")
+
+
+@pytest.fixture(scope="module")
+def auth_server(fanwire_module_server):
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_AUTH_ENABLED": "true",
+        "FANWIRE_JWT_SECRET": SECRET,
+        "FANWIRE_AUTO_CREATE_TOPICS": "true",
+    }
+    return fanwire_module_server(env=env, name="auth")
+
+
+def new_topic():
+    return f"h{os.getpid()}-{next(_names)}"
+
+
+def post(srv, path, token=None, **kwargs):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(srv.url + path, headers=headers, trust_env=False, **kwargs)
+
+
+def stream_status(srv, params, headers=None):
+    """Status and body of ``GET /stream`` (a 200 stream is closed at once)."""
+    with httpx.stream(
+        "GET", srv.url + "/stream", params=params, headers=headers, trust_env=False, timeout=10
+    ) as response:
+        body = response.read() if response.status_code != 200 else b""
+        return response.status_code, (orjson.loads(body) if body else None)
+
+
+def error_lines(srv):
+    return [
+        line
+        for line in srv.log_text().splitlines()
+        if line.startswith("ERROR") or "Traceback" in line
+    ]
+
+
+# -- 1. a crafted JWT header ---------------------------------------------------------------
+def _segment(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "alg",
+    [b'["HS256"]', b'{"HS256":true}', b"[" * 900 + b"]" * 900],
+    ids=["list", "object", "nested"],
+)
+def test_jwt_whose_alg_is_a_list_or_object_is_unauthorized(auth_server, alg):
+    """An unsigned token anyone can forge: 401 on REST and /stream, UNAUTHORIZED on /ws."""
+    claims = orjson.dumps({"subscribe": ["*"], "publish": ["*"], "admin": True})
+    header = b'{"alg":' + alg + b',"typ":"JWT"}'
+    token = f"{_segment(header)}.{_segment(claims)}."
+    topic = new_topic()
+    response = post(auth_server, f"/topics/{topic}/messages", token, json={"data": 1})
+    assert (response.status_code, response.json()["error"]) == (401, "UNAUTHORIZED")
+    response = post(auth_server, "/topics", token, json={"name": topic})
+    assert (response.status_code, response.json()["error"]) == (401, "UNAUTHORIZED")
+    status, body = stream_status(auth_server, {"topic": topic, "access_token": token})
+    assert (status, body["error"]) == (401, "UNAUTHORIZED")
+
+    async def main():
+        ws = WSClient(auth_server.ws_url, params={"access_token": token}, expect_connected=False)
+        await ws.connect()
+        assert await ws.wait_closed() == 1008
+        assert ws.messages[0]["code"] == "UNAUTHORIZED"
+
+    run(main())

@@ -107,3 +107,38 @@ def test_jwt_whose_alg_is_a_list_or_object_is_unauthorized(auth_server, alg):
         assert ws.messages[0]["code"] == "UNAUTHORIZED"
 
     run(main())
+
+
+# -- 2. deep nesting in a WebSocket message ------------------------------------------------
+def _deep(depth, kind="list"):
+    return ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+def _message(head, value):
+    return head + value + ',"request_id":"deep"}'
+
+
+def test_deeply_nested_websocket_message_gets_an_error_and_the_socket_keeps_working(server):
+    topic = new_topic()
+    publish = '{"type":"publish","topic":"' + topic + '","data":'
+    cases = [
+        (_message('{"type":', _deep(1000)), "INVALID_MESSAGE"),
+        (_message('{"type":', _deep(1000, "dict")), "INVALID_MESSAGE"),
+        (_message('{"type":"subscribe","topic":', _deep(1000)), "INVALID_MESSAGE"),
+        (_message(publish, _deep(1000)), "INVALID_MESSAGE"),
+        (_message('{"type":', _deep(5000)), "INVALID_JSON"),  # beyond orjson's depth limit
+    ]
+
+    async def main():
+        async with WSClient(server.ws_url) as ws:
+            for raw, code in cases:
+                start = len(ws.messages)
+                await ws.send_raw(raw)
+                reply = await ws.recv_until(type="error", start=start)
+                assert reply["code"] == code, (raw[:60], reply)
+                if code == "INVALID_MESSAGE":
+                    assert reply["request_id"] == "deep"
+                assert (await ws.ping())["type"] == "pong"  # the connection still works
+            assert not ws.closed
+
+    run(main())

@@ -114,7 +114,10 @@ class Connection:
         if request_id is not None and not isinstance(request_id, str):
             return ws_error("INVALID_MESSAGE", "request_id must be a string")
         kind = msg.get("type")
-        handler = self.answers.get(kind) if isinstance(kind, str) else None
+        if not isinstance(kind, str):  # never repr() it: it may be nested 1,000 deep
+            why = "type is required" if kind is None else "type must be a string"
+            return ws_error("INVALID_MESSAGE", why, request_id)
+        handler = self.answers.get(kind)
         if handler is None:
             return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
         try:

@@ -7,6 +7,7 @@ an error code, never a 500, a silently closed socket, altered data or an ERROR l
 import base64
 import itertools
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -142,3 +143,31 @@ def test_deeply_nested_websocket_message_gets_an_error_and_the_socket_keeps_work
             assert not ws.closed
 
     run(main())
+
+
+# -- 3. a RuntimeError is a bug, not a client gone -----------------------------------------
+def _wait_for_log(srv, text, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while text not in srv.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return srv.log_text()
+
+
+def test_a_bug_raising_runtime_error_in_a_websocket_handler_is_logged(fanwire_server):
+    """hardening_app's broker raises RuntimeError on a publish to ``bug``: the server must
+    log it (a traceback), not take it for a client that left and close the socket quietly.
+    A client that really leaves logs nothing."""
+    srv = fanwire_server(app="hardening_app:app", app_dir=str(HERE), name="buggy")
+
+    async def main():
+        async with WSClient(srv.ws_url) as ws:  # a client that subscribes and leaves
+            await ws.subscribe("fine")
+            await ws.publish("fine", 1)
+        async with WSClient(srv.ws_url) as ws:
+            await ws.send({"type": "publish", "topic": "bug", "data": 1, "request_id": "b"})
+            await ws.wait_closed()
+
+    run(main())
+    log = _wait_for_log(srv, "RuntimeError: injected bug")
+    assert "RuntimeError: injected bug" in log
+    assert log.count("Traceback") == 1, log

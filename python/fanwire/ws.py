@@ -31,7 +31,14 @@ from .wire import Notices, ws_error, ws_info, ws_text
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
-_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+_GONE = (WebSocketDisconnect, OSError)  # OSError: uvicorn's ClientDisconnected
+# The RuntimeErrors of a send or receive racing the close (Starlette's, uvicorn's): the
+# client is gone. Any other RuntimeError (a RecursionError, say) is a bug to be logged.
+_CLOSED_TEXTS = (
+    "once a close message has been sent",
+    "once a disconnect message has been received",
+    "after sending 'websocket.close'",
+)
 
 Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
 
@@ -46,6 +53,13 @@ def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
     if not isinstance(value, kind):
         raise InvalidMessage(f"{name} has the wrong type")
     return value
+
+
+def _gone(exc: BaseException) -> bool:
+    """True when ``exc`` only says the client is gone (then it is not an error)."""
+    if isinstance(exc, _GONE):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CLOSED_TEXTS)
 
 
 def _topic(msg: dict[str, Any]) -> str:
@@ -256,8 +270,8 @@ class Connection:
         if pump in done and reader not in done:
             await self.close(results[1] if isinstance(results[1], str) else None)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, (*_GONE, asyncio.CancelledError)
+            if isinstance(result, BaseException) and not (
+                isinstance(result, asyncio.CancelledError) or _gone(result)
             ):
                 raise result
 
@@ -268,6 +282,9 @@ class Connection:
             await asyncio.wait_for(self.ws.close(code), self.settings.close_grace)
         except (TimeoutError, *_GONE):
             pass
+        except RuntimeError as exc:
+            if not _gone(exc):
+                raise
 
 
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
@@ -307,7 +324,8 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
             return
         async with connection.sub:
             await connection.run()
-    except _GONE:
-        pass
+    except Exception as exc:
+        if not _gone(exc):
+            raise
     finally:
         runtime.connections.release("ws")

@@ -171,3 +171,65 @@ def test_a_bug_raising_runtime_error_in_a_websocket_handler_is_logged(fanwire_se
     log = _wait_for_log(srv, "RuntimeError: injected bug")
     assert "RuntimeError: injected bug" in log
     assert log.count("Traceback") == 1, log
+
+
+# -- 4. claim patterns match in linear time ------------------------------------------------
+GLOB_CASES = [
+    ("exact", "exact", True),
+    ("exact", "exactly", False),
+    ("exact", "xexact", False),
+    ("*", "anything", True),
+    ("**", "x", True),
+    ("pre.*", "pre.", True),
+    ("pre.*", "pre.eu", True),
+    ("pre.*", "preXeu", False),  # "." is literal
+    ("*suf", "suf", True),
+    ("*suf", "a.suf", True),
+    ("*suf", "sufx", False),
+    ("ab*ba", "abba", True),
+    ("ab*ba", "aba", False),  # head and tail may not overlap
+    ("ab*ba", "ab-x-ba", True),
+    ("m*d*e", "mde", True),
+    ("m*d*e", "m1d2e", True),
+    ("m*d*e", "m1e2d", False),
+    ("a*b*a", "abba", True),
+    ("a*b*a", "aab", False),
+    ("*a*a*", "aa", True),
+    ("*a*a*", "ba", False),
+    ("x*[y]", "x-[y]", True),  # no regex meaning
+    ("x*[y]", "x-y", False),
+]
+LONG = "a." * 127 + "a"  # 255 characters, 127 dots
+PATHOLOGICAL = ["*.*.*.*.*.*.*.*.x", "*a*a*a*a*a*a*a*a*b"]
+
+
+def test_glob_match_edge_cases():
+    from fanwire.names import glob_match
+
+    for pattern, text, expected in GLOB_CASES:
+        assert glob_match(pattern, text) is expected, (pattern, text)
+    for pattern in PATHOLOGICAL:
+        assert glob_match(pattern, LONG) is False
+    assert glob_match(PATHOLOGICAL[0], LONG[:-1] + "x") is True
+    assert glob_match(PATHOLOGICAL[1], "a" * 254 + "b") is True
+
+
+def test_claim_patterns_through_the_server(auth_server):
+    """Each pattern alone in a token's subscribe claim, against real subscribes; the
+    pathological patterns against a 255-character topic are answered (they used to block
+    the server's loop for seconds per subscribe with 4 stars, and far longer with 8)."""
+    cases = [*GLOB_CASES, *((p, LONG, False) for p in PATHOLOGICAL)]
+    cases.append((PATHOLOGICAL[0], LONG[:-1] + "x", True))
+
+    async def main():
+        for pattern, topic, allowed in cases:
+            if not topic.replace(".", "").replace("-", "").isalnum():
+                continue  # not a valid topic name: covered by the unit test only
+            token = hs(subscribe=[pattern])
+            async with WSClient(auth_server.ws_url, params={"access_token": token}) as ws:
+                reply = await ws.subscribe(topic, check=False)
+                assert reply["type"] == ("ack" if allowed else "error"), (pattern, topic, reply)
+                if not allowed:
+                    assert reply["code"] == "FORBIDDEN"
+
+    run(main())

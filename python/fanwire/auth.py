@@ -6,15 +6,14 @@ any run of characters); ``admin: true`` allows creating and deleting topics.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import jwt
 
 from .errors import FanwireError
+from .names import glob_match
 from .settings import Settings
 
 
@@ -28,13 +27,8 @@ class Forbidden(FanwireError):
     status = 403
 
 
-@cache
-def _pattern(glob: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in glob.split("*")))
-
-
 def _matches(patterns: tuple[str, ...], topic: str) -> bool:
-    return any(_pattern(p).fullmatch(topic) for p in patterns)
+    return any(glob_match(p, topic) for p in patterns)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ Every test provokes one defect the way any client could, and checks the protocol
 an error code, never a 500, a silently closed socket, altered data or an ERROR log line.
 """
 
+import asyncio
 import base64
 import itertools
 import os
@@ -231,5 +232,35 @@ def test_claim_patterns_through_the_server(auth_server):
                 assert reply["type"] == ("ack" if allowed else "error"), (pattern, topic, reply)
                 if not allowed:
                     assert reply["code"] == "FORBIDDEN"
+
+    run(main())
+
+
+# -- 5. token expiry on an open WebSocket --------------------------------------------------
+def test_websocket_token_past_exp_cannot_subscribe_or_publish(auth_server):
+    """After ``exp``: new subscribes and publishes get UNAUTHORIZED (request_id echoed);
+    the connection and its existing subscriptions keep running."""
+    kept, other = new_topic(), new_topic()
+    exp = int(time.time()) + 2
+    token = hs(subscribe=["*"], publish=["*"], exp=exp)
+
+    async def main():
+        async with WSClient(auth_server.ws_url, params={"access_token": token}) as ws:
+            await ws.subscribe(kept)
+            await ws.publish(kept, "before")
+            await asyncio.sleep(max(0.0, exp - time.time()) + 0.5)
+            for reply in (
+                await ws.subscribe(other, request_id="late-sub", check=False),
+                await ws.publish(kept, "after", request_id="late-pub", check=False),
+            ):
+                assert (reply["type"], reply["code"]) == ("error", "UNAUTHORIZED"), reply
+            assert reply["request_id"] == "late-pub"
+            assert ws.of_type("error")[0]["request_id"] == "late-sub"
+            response = post(auth_server, f"/topics/{kept}/messages", ADMIN, json={"data": "live"})
+            assert response.status_code == 202
+            events = await ws.recv_events(2, topic=kept)
+            assert [e["data"] for e in events] == ["before", "live"]
+            assert (await ws.ping())["type"] == "pong"
+            assert not ws.closed
 
     run(main())

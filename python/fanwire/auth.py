@@ -6,6 +6,7 @@ any run of characters); ``admin: true`` allows creating and deleting topics.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,20 +41,30 @@ class Claims:
     admin: bool = False
     subject: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    expires: int | None = None  # the token's ``exp`` (epoch seconds)
 
     @classmethod
     def everything(cls) -> Claims:
         return cls(subscribe=("*",), publish=("*",), admin=True)
 
+    def check_fresh(self) -> None:
+        """Raise Unauthorized once the token expired: a WebSocket outlives its token, so
+        each subscribe and publish checks again (as PyJWT does: expired at ``exp``)."""
+        if self.expires is not None and time.time() >= self.expires:
+            raise Unauthorized("token has expired")
+
     def check_subscribe(self, topic: str) -> None:
+        self.check_fresh()
         if not _matches(self.subscribe, topic):
             raise Forbidden(f"token does not allow subscribing to {topic!r}")
 
     def check_publish(self, topic: str) -> None:
+        self.check_fresh()
         if not _matches(self.publish, topic):
             raise Forbidden(f"token does not allow publishing to {topic!r}")
 
     def check_admin(self) -> None:
+        self.check_fresh()
         if not self.admin:
             raise Forbidden("token does not allow creating or deleting topics")
 
@@ -107,4 +118,6 @@ class Authenticator:
             admin=payload.get("admin") is True,
             subject=payload.get("sub") if isinstance(payload.get("sub"), str) else None,
             extra=payload,
+            # jwt.decode checked that int() takes it
+            expires=int(payload["exp"]) if "exp" in payload else None,
         )

@@ -264,3 +264,17 @@ def test_websocket_token_past_exp_cannot_subscribe_or_publish(auth_server):
             assert not ws.closed
 
     run(main())
+
+
+# -- 6. integer query parameters are plain ASCII digits ------------------------------------
+NOT_PLAIN_DIGITS = ["1_0", " 5", "5 ", "\u0665", "+3", "-0", "0x5", "1e1", "\uff15", "9" * 5000]
+
+
+def test_sse_integer_parameters_accept_only_plain_digits(server):
+    topic = new_topic()
+    assert post(server, "/topics", json={"name": topic}).status_code == 201
+    for name in ("last_n", "queue_size"):
+        for raw in NOT_PLAIN_DIGITS:
+            status, body = stream_status(server, {"topic": topic, name: raw})
+            assert (status, body and body["error"]) == (400, "INVALID_MESSAGE"), (name, raw)
+        assert stream_status(server, {"topic": topic, name: "05"})[0] == 200

@@ -57,8 +57,8 @@ def new_topic():
     return f"h{os.getpid()}-{next(_names)}"
 
 
-def post(srv, path, token=None, **kwargs):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def post(srv, path, token=None, headers=None, **kwargs):
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.post(srv.url + path, headers=headers, trust_env=False, **kwargs)
 
 
@@ -278,3 +278,46 @@ def test_sse_integer_parameters_accept_only_plain_digits(server):
             status, body = stream_status(server, {"topic": topic, name: raw})
             assert (status, body and body["error"]) == (400, "INVALID_MESSAGE"), (name, raw)
         assert stream_status(server, {"topic": topic, name: "05"})[0] == 200
+
+
+# -- 7. integers beyond 64 bits are refused, never turned into floats ----------------------
+OUT_OF_RANGE = ["18446744073709551616", "-9223372036854775809", "1" + "0" * 40]
+EDGES = '[18446744073709551615,-9223372036854775808,"123456789012345678901234567890",1.5e300]'
+JSON = {"Content-Type": "application/json"}
+
+
+def test_integers_beyond_64_bits_are_refused_on_every_publish_path(server, fanwire_broker):
+    """orjson parses them as floats: the data would reach subscribers changed."""
+    from fanwire.errors import InvalidMessage
+
+    topic = new_topic()
+    path = f"/topics/{topic}/messages"
+    ws_publish = '{"type":"publish","topic":"' + topic + '","request_id":"big","data":'
+    assert post(server, "/topics", json={"name": topic}).status_code == 201
+
+    async def main():
+        async with WSClient(server.ws_url) as ws:
+            await ws.subscribe(topic)
+            for number in OUT_OF_RANGE:
+                for data in (number, '{"a":[1,' + number + "]}"):
+                    response = post(server, path, content='{"data":' + data + "}", headers=JSON)
+                    assert response.status_code == 400, (data[:50], response.text)
+                    assert response.json()["error"] == "INVALID_MESSAGE"
+                    assert "64-bit" in response.json()["message"]
+                    start = len(ws.messages)
+                    await ws.send_raw(ws_publish + data + "}")
+                    reply = await ws.recv_until(lambda m: m.get("request_id") == "big", start=start)
+                    assert (reply["type"], reply["code"]) == ("error", "INVALID_MESSAGE")
+                    assert "64-bit" in reply["message"]
+            # what fits in 64 bits (and long digit runs in strings or floats) goes through
+            # unchanged on both paths
+            response = post(server, path, content='{"data":' + EDGES + "}", headers=JSON)
+            assert response.status_code == 202, response.text
+            await ws.send_raw(ws_publish + EDGES + "}")
+            events = await ws.recv_events(2, topic=topic)
+            assert [e["data"] for e in events] == [orjson.loads(EDGES)] * 2
+            assert not ws.closed
+
+    run(main())
+    with pytest.raises(InvalidMessage, match="64-bit"):
+        fanwire_broker.publish("anything", {"n": 2**64})

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from .errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
+from .jsoncheck import check_integers
 from .names import check_topic
 from .runtime import BadRequest, Runtime, http_error
 
@@ -100,9 +101,11 @@ async def read_json(request: Request, limit: int) -> Any:
         if len(body) > limit:
             raise PayloadTooLarge(f"body exceeds {limit} bytes")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON") from None
+    check_integers(body)
+    return value
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from .auth import Claims
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from .jsoncheck import check_integers
 from .limits import TokenBucket
 from .names import check_topic
 from .native import raw_transport
@@ -135,6 +136,7 @@ class Connection:
         if handler is None:
             return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
         try:
+            check_integers(raw)  # before a handler takes a value orjson changed
             reply = handler(msg, request_id)
             return await reply if inspect.isawaitable(reply) else reply
         except FanwireError as exc:

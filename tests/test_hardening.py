@@ -321,3 +321,38 @@ def test_integers_beyond_64_bits_are_refused_on_every_publish_path(server, fanwi
     run(main())
     with pytest.raises(InvalidMessage, match="64-bit"):
         fanwire_broker.publish("anything", {"n": 2**64})
+
+
+# -- 8. reserved event types ---------------------------------------------------------------
+RESERVED = ["heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave"]
+
+
+def test_publishing_a_reserved_event_type_is_invalid(server, fanwire_broker):
+    """The server's own notices use these: a publisher must not be able to fake one."""
+    from fanwire.errors import InvalidMessage
+
+    topic = new_topic()
+    path = f"/topics/{topic}/messages"
+    assert post(server, "/topics", json={"name": topic}).status_code == 201
+
+    async def main():
+        async with WSClient(server.ws_url) as ws:
+            await ws.subscribe(topic)
+            for event in RESERVED:
+                response = post(server, path, json={"data": 1, "event": event})
+                assert (response.status_code, response.json()["error"]) == (
+                    400,
+                    "INVALID_MESSAGE",
+                ), event
+                reply = await ws.publish(topic, 1, event=event, request_id="r", check=False)
+                assert (reply["type"], reply["code"]) == ("error", "INVALID_MESSAGE"), event
+            assert post(server, path, json={"data": 1, "event": "message"}).status_code == 202
+            await ws.publish(topic, 2, event="tick")
+            events = await ws.recv_events(2, topic=topic)
+            assert [e.get("event") for e in events] == ["message", "tick"]
+
+    run(main())
+    fanwire_broker.create_topic("t")
+    for event in RESERVED:
+        with pytest.raises(InvalidMessage):
+            fanwire_broker.publish("t", 1, event=event)

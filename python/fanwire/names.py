@@ -5,6 +5,11 @@ import re
 from .errors import InvalidTopic
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+#: The event types of the server's own notices: a publish may not use them (a client
+#: could not tell a forged ``shutdown`` or ``gap`` from the server's).
+RESERVED_EVENTS = frozenset(
+    ("heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave")
+)
 
 
 def is_valid_name(name: object) -> bool:

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import itertools
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -356,3 +357,21 @@ def test_publishing_a_reserved_event_type_is_invalid(server, fanwire_broker):
     for event in RESERVED:
         with pytest.raises(InvalidMessage):
             fanwire_broker.publish("t", 1, event=event)
+
+
+# -- 9. what a client does is not a server error -------------------------------------------
+def _settle(srv):
+    """Let the server finish with what was provoked (a request after it, then a pause)."""
+    assert httpx.get(srv.url + "/health", trust_env=False).status_code == 200
+    time.sleep(1.0)
+
+
+def test_client_leaving_mid_body_logs_no_error(fanwire_server):
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"}, name="mid-body")
+    for path in ("/topics/events/messages", "/topics"):
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode() + b'{"data": [1, 2')
+            time.sleep(0.3)  # the server is reading the body
+    _settle(srv)
+    assert error_lines(srv) == [], srv.log_text()

@@ -16,6 +16,7 @@ import httpx
 import jwt
 import orjson
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import WSClient
@@ -374,4 +375,22 @@ def test_client_leaving_mid_body_logs_no_error(fanwire_server):
             sock.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode() + b'{"data": [1, 2')
             time.sleep(0.3)  # the server is reading the body
     _settle(srv)
+    assert error_lines(srv) == [], srv.log_text()
+
+
+def test_websocket_refused_at_the_connection_limit_logs_no_error(fanwire_server):
+    env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"}
+    srv = fanwire_server(env=env, name="limit")
+
+    async def main():
+        async with WSClient(srv.ws_url):
+            for _ in range(3):
+                with pytest.raises(InvalidStatus) as refused:
+                    await WSClient(srv.ws_url).connect()
+                assert refused.value.response.status_code == 503
+                assert refused.value.response.headers["Retry-After"] == "1"
+            assert stream_status(srv, {"topic": "events"})[0] == 503
+            _settle(srv)
+
+    run(main())
     assert error_lines(srv) == [], srv.log_text()

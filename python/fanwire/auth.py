@@ -6,15 +6,15 @@ any run of characters); ``admin: true`` allows creating and deleting topics.
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import jwt
 
 from .errors import FanwireError
+from .names import glob_match
 from .settings import Settings
 
 
@@ -28,13 +28,8 @@ class Forbidden(FanwireError):
     status = 403
 
 
-@cache
-def _pattern(glob: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in glob.split("*")))
-
-
 def _matches(patterns: tuple[str, ...], topic: str) -> bool:
-    return any(_pattern(p).fullmatch(topic) for p in patterns)
+    return any(glob_match(p, topic) for p in patterns)
 
 
 @dataclass(frozen=True)
@@ -46,20 +41,30 @@ class Claims:
     admin: bool = False
     subject: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    expires: int | None = None  # the token's ``exp`` (epoch seconds)
 
     @classmethod
     def everything(cls) -> Claims:
         return cls(subscribe=("*",), publish=("*",), admin=True)
 
+    def check_fresh(self) -> None:
+        """Raise Unauthorized once the token expired: a WebSocket outlives its token, so
+        each subscribe and publish checks again (as PyJWT does: expired at ``exp``)."""
+        if self.expires is not None and time.time() >= self.expires:
+            raise Unauthorized("token has expired")
+
     def check_subscribe(self, topic: str) -> None:
+        self.check_fresh()
         if not _matches(self.subscribe, topic):
             raise Forbidden(f"token does not allow subscribing to {topic!r}")
 
     def check_publish(self, topic: str) -> None:
+        self.check_fresh()
         if not _matches(self.publish, topic):
             raise Forbidden(f"token does not allow publishing to {topic!r}")
 
     def check_admin(self) -> None:
+        self.check_fresh()
         if not self.admin:
             raise Forbidden("token does not allow creating or deleting topics")
 
@@ -98,6 +103,10 @@ class Authenticator:
             raise Unauthorized("a bearer token is required")
         try:
             alg = jwt.get_unverified_header(token).get("alg", "")
+            # The header is unverified: ``alg`` may be any JSON value (a list is unhashable,
+            # and the repr of a deeply nested one overflows the stack).
+            if not isinstance(alg, str):
+                raise Unauthorized("token algorithm must be a string")
             if alg not in self.keys:
                 raise Unauthorized(f"token algorithm {alg!r} is not accepted")
             payload = jwt.decode(token, self.keys[alg], algorithms=[alg])
@@ -109,4 +118,6 @@ class Authenticator:
             admin=payload.get("admin") is True,
             subject=payload.get("sub") if isinstance(payload.get("sub"), str) else None,
             extra=payload,
+            # jwt.decode checked that int() takes it
+            expires=int(payload["exp"]) if "exp" in payload else None,
         )

@@ -25,7 +25,7 @@ import orjson
 
 from . import _core
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
-from .names import check_topic, is_valid_name
+from .names import RESERVED_EVENTS, check_topic, is_valid_name
 from .subscription import Mode, Policy, Subscription
 from .waker import Waker
 
@@ -271,6 +271,8 @@ class Broker:
     def _check_publish(self, payload: bytes, event: str | None) -> None:
         if event is not None and not is_valid_name(event):
             raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
+        if event in RESERVED_EVENTS:
+            raise InvalidMessage(f"event type {event!r} is reserved for the server's notices")
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
         if self._shutting_down:

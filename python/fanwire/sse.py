@@ -42,10 +42,13 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    # Plain ASCII digits only: int() also takes "1_0", " 5", "+3" and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest(f"{name} must be a whole number written with the digits 0-9")
     try:
-        value = int(raw, 10)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
+        value = int(raw)
+    except ValueError:  # more digits than int() converts
+        raise BadRequest(f"{name} must be between {lo} and {hi}") from None
     if not lo <= value <= hi:
         raise BadRequest(f"{name} must be between {lo} and {hi}")
     return value

@@ -13,8 +13,10 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.requests import ClientDisconnect
 
 from .errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
+from .jsoncheck import check_integers
 from .names import check_topic
 from .runtime import BadRequest, Runtime, http_error
 
@@ -95,14 +97,19 @@ async def read_json(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is {declared} bytes, limit {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
     try:
-        return orjson.loads(body)
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body exceeds {limit} bytes")
+    except ClientDisconnect:  # the client's doing, not a server error: no traceback
+        raise BadRequest("the client left before sending the whole body") from None
+    try:
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("body is not valid JSON") from None
+    check_integers(body)
+    return value
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from .auth import Claims
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from .jsoncheck import check_integers
 from .limits import TokenBucket
 from .names import check_topic
 from .native import raw_transport
@@ -31,7 +32,14 @@ from .wire import Notices, ws_error, ws_info, ws_text
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
-_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+_GONE = (WebSocketDisconnect, OSError)  # OSError: uvicorn's ClientDisconnected
+# The RuntimeErrors of a send or receive racing the close (Starlette's, uvicorn's): the
+# client is gone. Any other RuntimeError (a RecursionError, say) is a bug to be logged.
+_CLOSED_TEXTS = (
+    "once a close message has been sent",
+    "once a disconnect message has been received",
+    "after sending 'websocket.close'",
+)
 
 Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
 
@@ -46,6 +54,13 @@ def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
     if not isinstance(value, kind):
         raise InvalidMessage(f"{name} has the wrong type")
     return value
+
+
+def _gone(exc: BaseException) -> bool:
+    """True when ``exc`` only says the client is gone (then it is not an error)."""
+    if isinstance(exc, _GONE):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CLOSED_TEXTS)
 
 
 def _topic(msg: dict[str, Any]) -> str:
@@ -114,10 +129,14 @@ class Connection:
         if request_id is not None and not isinstance(request_id, str):
             return ws_error("INVALID_MESSAGE", "request_id must be a string")
         kind = msg.get("type")
-        handler = self.answers.get(kind) if isinstance(kind, str) else None
+        if not isinstance(kind, str):  # never repr() it: it may be nested 1,000 deep
+            why = "type is required" if kind is None else "type must be a string"
+            return ws_error("INVALID_MESSAGE", why, request_id)
+        handler = self.answers.get(kind)
         if handler is None:
             return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
         try:
+            check_integers(raw)  # before a handler takes a value orjson changed
             reply = handler(msg, request_id)
             return await reply if inspect.isawaitable(reply) else reply
         except FanwireError as exc:
@@ -253,8 +272,8 @@ class Connection:
         if pump in done and reader not in done:
             await self.close(results[1] if isinstance(results[1], str) else None)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, (*_GONE, asyncio.CancelledError)
+            if isinstance(result, BaseException) and not (
+                isinstance(result, asyncio.CancelledError) or _gone(result)
             ):
                 raise result
 
@@ -265,12 +284,26 @@ class Connection:
             await asyncio.wait_for(self.ws.close(code), self.settings.close_grace)
         except (TimeoutError, *_GONE):
             pass
+        except RuntimeError as exc:
+            if not _gone(exc):
+                raise
+
+
+def _denial_done(websocket: WebSocket) -> None:
+    """uvicorn's websockets-sansio protocol does not note that a denial response completed
+    the handshake, so it logs "ASGI callable returned without completing handshake." at
+    ERROR for every refused client (uvicorn PR #3138); note it, as its wsproto one does."""
+    protocol: Any = getattr(getattr(websocket, "_receive", None), "__self__", None)
+    sent = getattr(protocol, "close_sent", False) and getattr(protocol, "initial_response", None)
+    if sent and getattr(protocol, "handshake_complete", True) is False:
+        protocol.handshake_complete = True
 
 
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
     """Refuse before the handshake: HTTP status when the server can send one."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(http_error(exc))
+        _denial_done(websocket)
         return
     await websocket.accept()
     await websocket.send_text(ws_error(exc.code, exc.message))
@@ -304,7 +337,8 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
             return
         async with connection.sub:
             await connection.run()
-    except _GONE:
-        pass
+    except Exception as exc:
+        if not _gone(exc):
+            raise
     finally:
         runtime.connections.release("ws")

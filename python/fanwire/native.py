@@ -66,8 +66,7 @@ async def client_gone(receive: Receive) -> None:
         pass
 
 
-async def run(sub: Subscription, sink: Any, transport: Any, receive: Receive,
-              grace: float) -> bool:
+async def run(sub: Subscription, sink: Any, transport: Any, receive: Receive, grace: float) -> bool:
     """Wait for the stream to end; True when the server should finish the response.
 
     A stream ended by the core (shutdown, no topic left, slow consumer) gets ``grace``
@@ -99,3 +98,13 @@ async def _wait_flushed(sink: Any, gone: asyncio.Future[None], grace: float) -> 
     deadline = loop.time() + grace
     while not sink.flushed and not gone.done() and loop.time() < deadline:
         await asyncio.sleep(0.02)
+
+
+def denial_done(websocket: Any) -> None:
+    """uvicorn's websockets-sansio protocol does not note that a denial response completed
+    the handshake, so it logs "ASGI callable returned without completing handshake." at
+    ERROR for every refused client (uvicorn PR #3138); note it, as its wsproto one does."""
+    protocol: Any = getattr(getattr(websocket, "_receive", None), "__self__", None)
+    sent = getattr(protocol, "close_sent", False) and getattr(protocol, "initial_response", None)
+    if sent and getattr(protocol, "handshake_complete", True) is False:
+        protocol.handshake_complete = True

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from . import native
 from .auth import Claims
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .jsoncheck import check_integers
@@ -289,21 +290,11 @@ class Connection:
                 raise
 
 
-def _denial_done(websocket: WebSocket) -> None:
-    """uvicorn's websockets-sansio protocol does not note that a denial response completed
-    the handshake, so it logs "ASGI callable returned without completing handshake." at
-    ERROR for every refused client (uvicorn PR #3138); note it, as its wsproto one does."""
-    protocol: Any = getattr(getattr(websocket, "_receive", None), "__self__", None)
-    sent = getattr(protocol, "close_sent", False) and getattr(protocol, "initial_response", None)
-    if sent and getattr(protocol, "handshake_complete", True) is False:
-        protocol.handshake_complete = True
-
-
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
     """Refuse before the handshake: HTTP status when the server can send one."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(http_error(exc))
-        _denial_done(websocket)
+        native.denial_done(websocket)
         return
     await websocket.accept()
     await websocket.send_text(ws_error(exc.code, exc.message))

@@ -140,11 +140,12 @@ def test_drop_oldest_policy_announces_gaps_and_keeps_streaming(server):
     run(main(), timeout=120)
 
 
-def test_asgi_path_hangs_up_on_a_client_stalled_past_the_grace(fanwire_server):
-    """Without the native writer (other servers, or FANWIRE_NATIVE_SSE=0) a stream the
-    core closed but that cannot be flushed within ``close_grace`` is aborted, as on the
-    native path: the connection is freed, and uvicorn reports no unfinished response."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": "0",
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "asgi"])
+def test_hangs_up_on_a_client_stalled_past_the_grace(fanwire_server, native):
+    """On the native writer and without it (other servers, or FANWIRE_NATIVE_SSE=0) a
+    stream the core closed but that cannot be flushed within ``close_grace`` is aborted:
+    the connection is freed, and uvicorn reports no unfinished response."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": native,
                               "FANWIRE_CLOSE_GRACE": "0.3"})
     topic = f"slow{os.getpid()}-{next(_names)}"
 

@@ -25,15 +25,40 @@ from .subscription import Subscription
 ENDS_CLEANLY = ("no_topics", "shutdown")
 
 
+def http_transport(receive: Receive) -> Any | None:
+    """uvicorn's open transport under this HTTP request (None under other servers)."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None or transport.is_closing():
+        return None
+    return transport
+
+
 def transport_of(scope: Scope, receive: Receive) -> Any | None:
     """uvicorn's transport for this request, when the native path can use it."""
     if scope.get("type") != "http" or scope.get("http_version") != "1.1":
         return None
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    if transport is None or transport.is_closing():
+    transport = http_transport(receive)
+    if transport is None:
         return None
     sock = transport.get_extra_info("socket")
     return transport if sock is not None and sock.fileno() >= 0 else None
+
+
+async def hang_up(receive: Receive) -> None:
+    """Abort a response that cannot be finished (its client stalled past ``close_grace``)
+    under uvicorn: a close would wait for a reader that never comes. Then wait until
+    uvicorn has seen the connection go (a loop turn or two), or it would log the response
+    as unfinished. Elsewhere (or when the client is already gone) the server deals with it.
+    """
+    transport = http_transport(receive)
+    if transport is None:
+        return
+    transport.abort()
+    cycle = getattr(receive, "__self__", None)
+    for _ in range(100):
+        if getattr(cycle, "disconnected", True):
+            return
+        await asyncio.sleep(0.01)
 
 
 def raw_transport(websocket: Any) -> Any | None:
@@ -66,12 +91,13 @@ async def client_gone(receive: Receive) -> None:
         pass
 
 
-async def run(sub: Subscription, sink: Any, transport: Any, receive: Receive, grace: float) -> bool:
+async def run(sub: Subscription, sink: Any, receive: Receive, grace: float) -> bool:
     """Wait for the stream to end; True when the server should finish the response.
 
     A stream ended by the core (shutdown, no topic left, slow consumer) gets ``grace``
     seconds for its last frames to reach the client; a stream that cannot end cleanly
-    (slow consumer, or bytes still stuck) is aborted, which also frees the connection.
+    (slow consumer, or bytes still stuck) answers False, and the caller aborts it
+    (:func:`hang_up`), which also frees the connection.
     """
     gone = asyncio.ensure_future(client_gone(receive))
     closing = asyncio.ensure_future(sub.must_close.wait())
@@ -87,10 +113,8 @@ async def run(sub: Subscription, sink: Any, transport: Any, receive: Receive, gr
     sink.close()
     if gone.done() and not gone.cancelled():
         return False
-    if end in ENDS_CLEANLY and flushed:
-        return True
-    transport.abort()
-    return False
+    # Otherwise the caller hangs up (hang_up): the stream could not end cleanly.
+    return end in ENDS_CLEANLY and flushed
 
 
 async def _wait_flushed(sink: Any, gone: asyncio.Future[None], grace: float) -> None:

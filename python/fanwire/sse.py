@@ -118,22 +118,6 @@ async def _client_gone(receive: Receive) -> None:
         pass
 
 
-async def _hang_up(scope: Scope, receive: Receive) -> None:
-    """A stream that could not be finished (its client stalled past ``close_grace``) is
-    aborted under uvicorn, as on the native path: a close would wait for a reader that
-    never comes, and uvicorn would log an unfinished response. Elsewhere (or when the
-    client is already gone) the server deals with it."""
-    transport = native.transport_of(scope, receive)
-    if transport is None:
-        return
-    transport.abort()
-    cycle = getattr(receive, "__self__", None)
-    for _ in range(100):  # until uvicorn has seen the connection go (a loop turn or two)
-        if getattr(cycle, "disconnected", True):
-            return
-        await asyncio.sleep(0.01)
-
-
 class EventStream(Response):
     """A raw ASGI ``text/event-stream`` response owning one subscription."""
 
@@ -162,7 +146,7 @@ class EventStream(Response):
                 if await self._stream(transport, receive, send):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
-                    await _hang_up(scope, receive)
+                    await native.hang_up(receive)
         finally:
             self.runtime.connections.release("sse")
 
@@ -172,7 +156,7 @@ class EventStream(Response):
         if transport is not None:
             sink = native.attach(self.sub, transport, settings.heartbeat_interval)
             if sink is not None:
-                return await native.run(self.sub, sink, transport, receive, settings.close_grace)
+                return await native.run(self.sub, sink, receive, settings.close_grace)
         return await self._run(receive, send)
 
     async def _run(self, receive: Receive, send: Send) -> bool:

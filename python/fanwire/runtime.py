@@ -72,10 +72,3 @@ def http_error(exc: FanwireError) -> JSONResponse:
         headers = {"Retry-After": "1"}
     body = {"error": exc.code, "message": exc.message}
     return JSONResponse(body, status_code=exc.status, headers=headers)
-
-
-class BadRequest(FanwireError):
-    """A malformed parameter or body (HTTP 400)."""
-
-    code = "INVALID_MESSAGE"
-    status = 400

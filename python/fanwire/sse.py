@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from . import native
-from .errors import FanwireError, LimitReached, ShuttingDown
+from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .names import check_topic
-from .runtime import BadRequest, Runtime, http_error
+from .runtime import Runtime, http_error
 from .subscription import Subscription
 from .wire import sse_heartbeat
 
@@ -44,13 +44,13 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
         return default
     # Plain ASCII digits only: int() also takes "1_0", " 5", "+3" and other scripts' digits.
     if not (raw.isascii() and raw.isdigit()):
-        raise BadRequest(f"{name} must be a whole number written with the digits 0-9")
+        raise InvalidMessage(f"{name} must be a whole number written with the digits 0-9")
     try:
         value = int(raw)
     except ValueError:  # more digits than int() converts
-        raise BadRequest(f"{name} must be between {lo} and {hi}") from None
+        raise InvalidMessage(f"{name} must be between {lo} and {hi}") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}")
+        raise InvalidMessage(f"{name} must be between {lo} and {hi}")
     return value
 
 
@@ -64,7 +64,7 @@ def parse_params(request: Request, runtime: Runtime) -> StreamParams:
         raise LimitReached(f"at most {limit} topics per stream")
     policy = request.query_params.get("policy") or settings.sse_policy
     if policy not in POLICIES:
-        raise BadRequest("policy must be drop_oldest or disconnect")
+        raise InvalidMessage("policy must be drop_oldest or disconnect")
     queue = _int_param(request, "queue_size", settings.sse_queue_size, 1, 2**31)
     since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     return StreamParams(

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from .errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
 from .jsoncheck import check_integers
 from .names import check_topic
-from .runtime import BadRequest, Runtime, http_error
+from .runtime import Runtime, http_error
 
 
 class ErrorBody(BaseModel):
@@ -103,18 +103,18 @@ async def read_json(request: Request, limit: int) -> Any:
             if len(body) > limit:
                 raise PayloadTooLarge(f"body exceeds {limit} bytes")
     except ClientDisconnect:  # the client's doing, not a server error: no traceback
-        raise BadRequest("the client left before sending the whole body") from None
+        raise InvalidMessage("the client left before sending the whole body") from None
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
+        raise InvalidMessage("body is not valid JSON") from None
     check_integers(body)
     return value
 
 
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise BadRequest("body must be a JSON object")
+        raise InvalidMessage("body must be a JSON object")
     return value
 
 
@@ -162,7 +162,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
             body = _object(await read_json(request, 64 * 1024))
             name = body.get("name")
             if not isinstance(name, str):
-                raise BadRequest("name is required and must be a string")
+                raise InvalidMessage("name is required and must be a string")
             created = await broker.acreate_topic(check_topic(name))
         except FanwireError as exc:
             return http_error(exc)
@@ -207,7 +207,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
             claims(request).check_publish(name)
             body = _object(await read_json(request, body_limit))
             if "data" not in body:
-                raise BadRequest("data is required")
+                raise InvalidMessage("data is required")
             event = body.get("event")
             if event is not None and not isinstance(event, str):
                 raise InvalidMessage("event must be a string")

@@ -1,9 +1,12 @@
 """Plugin fixtures added for shared servers and brokers (seen from inner pytest runs)."""
 
+from pathlib import Path
+
 import pytest
 from conftest import plugin_autoloaded
 
-SELFTEST = "fanwire.testing._selftest_app:app"
+# A tiny app speaking a subset of the protocol, with switches for failure modes (tests/).
+SELFTEST = {"app": "selftest_app:app", "app_dir": str(Path(__file__).resolve().parent)}
 
 
 def inner_args():
@@ -18,7 +21,7 @@ def test_module_server_is_shared_stopped_after_the_module_and_logged_on_failure(
 
         @pytest.fixture(scope="module")
         def server(fanwire_module_server):
-            return fanwire_module_server(app={SELFTEST!r})
+            return fanwire_module_server(**{SELFTEST!r})
 
         def test_one(server):
             pytest.shared = (server.pid, server.port)
@@ -31,7 +34,7 @@ def test_module_server_is_shared_stopped_after_the_module_and_logged_on_failure(
     result = pytester.runpytest_subprocess(*inner_args())
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the failure only, nothing left behind
-    result.stdout.fnmatch_lines(["*fanwire 'fanwire.testing._selftest_app:app' log*"])
+    result.stdout.fnmatch_lines(["*fanwire 'selftest_app:app' log*"])
     result.stdout.no_fnmatch_line("*left behind*")
 
 

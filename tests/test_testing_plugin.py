@@ -1,6 +1,6 @@
 """Tests of fanwire.testing itself (servers, clients, assertions, load, plugin hooks).
 
-They run against ``fanwire.testing._selftest_app`` (a tiny app speaking a subset of
+They run against ``tests/selftest_app.py`` (a tiny app speaking a subset of
 PROTOCOL.md) and a real redis-server and Chromium, so they need neither fanwire's server
 nor its compiled core.
 """
@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,7 +32,8 @@ from fanwire.testing.ports import port_is_free
 from fanwire.testing.processes import ServerStartError
 from fanwire.testing.servers import FanwireServer
 
-SELFTEST = "fanwire.testing._selftest_app:app"
+# A tiny app speaking a subset of the protocol, with switches for failure modes (tests/).
+SELFTEST = {"app": "selftest_app:app", "app_dir": str(Path(__file__).resolve().parent)}
 
 
 def pid_alive(pid: int) -> bool:
@@ -104,7 +106,7 @@ def test_fanwire_server_default_command_runs_fanwire_module():
 
 
 def test_server_starts_answers_health_and_stops(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     assert server.url == f"http://127.0.0.1:{server.port}"
     response = httpx.get(server.url + "/health", trust_env=False)
     assert response.status_code == 200
@@ -122,25 +124,25 @@ def test_server_starts_answers_health_and_stops(fanwire_server):
 
 def test_server_env_and_args_reach_the_process(fanwire_server):
     server = fanwire_server(
-        app=SELFTEST, env={"SELFTEST_HEALTH_DELAY": "1"}, args=["--log-level", "info"]
+        **SELFTEST, env={"SELFTEST_HEALTH_DELAY": "1"}, args=["--log-level", "info"]
     )
     log = server.log_text()
     assert '"GET /health HTTP/1.1" 503' in log  # it waited through the delay
     assert "--log-level info" in log
-    quiet = fanwire_server(app=SELFTEST, args=["--log-level", "warning"])
+    quiet = fanwire_server(**SELFTEST, args=["--log-level", "warning"])
     assert "Application startup complete" not in quiet.log_text()
 
 
 def test_server_that_fails_at_start_raises_with_its_log(fanwire_server):
     with pytest.raises(ServerStartError) as error:
-        fanwire_server(app=SELFTEST, env={"SELFTEST_FAIL_AT_START": "1"})
+        fanwire_server(**SELFTEST, env={"SELFTEST_FAIL_AT_START": "1"})
     assert "exited with code" in str(error.value)
     assert "selftest app told to fail at start" in str(error.value)
 
 
 def test_server_never_healthy_times_out_and_is_stopped(fanwire_log_dir):
     server = FanwireServer(
-        app=SELFTEST,
+        **SELFTEST,
         env={"SELFTEST_HEALTH_DELAY": "1000"},
         # Long enough for uvicorn to start and answer 503 on a loaded 2-core machine (at
         # 1.5 s it sometimes had not started yet, so the log had no 503 in it).
@@ -155,14 +157,14 @@ def test_server_never_healthy_times_out_and_is_stopped(fanwire_log_dir):
 
 
 def test_stop_kills_a_server_that_ignores_sigterm(fanwire_server):
-    server = fanwire_server(app=SELFTEST, env={"SELFTEST_IGNORE_SIGTERM": "1"})
+    server = fanwire_server(**SELFTEST, env={"SELFTEST_IGNORE_SIGTERM": "1"})
     pid = server.pid
     assert server.stop(timeout=1.0) == -9
     assert not pid_alive(pid)
 
 
 def test_restart_keeps_the_port_and_sse_resumes_with_a_gap(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     port, first_pid = server.port, server.pid
 
     async def before():
@@ -202,7 +204,7 @@ def test_redis_server_stops_and_restarts_on_the_same_port(redis_server):
 
 
 def test_sse_client_replays_resumes_and_reads_live(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     create_topic(server, "orders")
     first = [publish(server, "orders", {"n": n}) for n in range(5)]
 
@@ -228,7 +230,7 @@ def test_sse_client_replays_resumes_and_reads_live(fanwire_server):
 
 
 def test_sse_client_multiple_topics_and_heartbeats(fanwire_server):
-    server = fanwire_server(app=SELFTEST, env={"SELFTEST_HEARTBEAT": "0.2"})
+    server = fanwire_server(**SELFTEST, env={"SELFTEST_HEARTBEAT": "0.2"})
     create_topic(server, "a")
     create_topic(server, "b")
 
@@ -247,7 +249,7 @@ def test_sse_client_multiple_topics_and_heartbeats(fanwire_server):
 
 
 def test_sse_client_unexpected_status(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
 
     async def main():
         with pytest.raises(UnexpectedStatus, match="404"):
@@ -260,7 +262,7 @@ def test_sse_client_unexpected_status(fanwire_server):
 
 
 def test_stalled_sse_client_makes_the_server_drop(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
 
     async def main():
         async with SSEClient(
@@ -289,7 +291,7 @@ def test_stalled_sse_client_makes_the_server_drop(fanwire_server):
 
 
 def test_ws_client_subscribe_publish_ping_and_errors(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     create_topic(server, "orders")
     old = [publish(server, "orders", {"n": n}) for n in range(4)]
 
@@ -321,7 +323,7 @@ def test_ws_client_subscribe_publish_ping_and_errors(fanwire_server):
 
 
 def test_ws_recv_until_times_out_with_what_arrived(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
 
     async def main():
         async with WSClient(server.ws_url) as ws:
@@ -377,7 +379,7 @@ def test_assert_in_order_allows_only_announced_drops():
 
 
 def test_load_helper_delivers_everything_to_every_client(fanwire_server):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     result = run(run_load(server.url, sse_clients=5, ws_clients=5, rate=50, duration=1.0, drain=10))
     assert result.errors == []
     assert result.connected == 10 and result.published == 50
@@ -392,7 +394,7 @@ def test_load_helper_delivers_everything_to_every_client(fanwire_server):
 
 
 def test_chromium_eventsource_receives_a_replayed_message(fanwire_server, chromium_browser):
-    server = fanwire_server(app=SELFTEST)
+    server = fanwire_server(**SELFTEST)
     message_id = publish(server, "events", {"hello": "browser"})
     page = chromium_browser.new_page()
     page.goto(server.url + "/health")
@@ -419,13 +421,13 @@ def test_failed_test_report_includes_server_log(pytester):
     pytester.makepyfile(
         f"""
         def test_fails(fanwire_server):
-            fanwire_server(app={SELFTEST!r})
+            fanwire_server(**{SELFTEST!r})
             assert False, "boom"
         """
     )
     result = pytester.runpytest_subprocess(*inner_args())
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*fanwire 'fanwire.testing._selftest_app:app' log*"])
+    result.stdout.fnmatch_lines(["*fanwire 'selftest_app:app' log*"])
     result.stdout.fnmatch_lines(["*Application startup complete*"])
 
 
@@ -435,7 +437,7 @@ def test_session_fails_when_a_server_is_left_running(pytester):
         from fanwire.testing.servers import FanwireServer
 
         def test_leaks(tmp_path):
-            server = FanwireServer(app={SELFTEST!r}).start()
+            server = FanwireServer(**{SELFTEST!r}).start()
             print("PID", server.pid)
         """
     )

@@ -2,7 +2,7 @@
 
 It is *not* fanwire: it lets ``tests/test_testing_plugin.py`` exercise the servers,
 clients and assertions of :mod:`fanwire.testing` for real before fanwire's server exists.
-Run it with ``python -m uvicorn fanwire.testing._selftest_app:app``.
+Run it with ``python -m uvicorn selftest_app:app --app-dir tests``.
 
 Environment switches (for testing the plugin's error paths):
 ``SELFTEST_FAIL_AT_START=1`` fails startup; ``SELFTEST_HEALTH_DELAY=S`` answers 503 on

@@ -23,7 +23,7 @@ from .auth import Claims
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .limits import TokenBucket
 from .names import check_topic
-from .native import raw_transport
+from .native import hang_up_ws, raw_transport
 from .runtime import Runtime, http_error
 from .subscription import Mode, Subscription
 from .wire import Notices, ws_error, ws_info, ws_text
@@ -235,36 +235,82 @@ class Connection:
             await asyncio.sleep(0.01)
 
     async def run(self) -> None:
-        """Greet, then read and pump until the client leaves or the core closes it."""
+        """Greet, then read and pump until the client leaves or the server ends it."""
         await self.ws.send_text(ws_info("connected", client_id=self.client_id))
         reader = asyncio.ensure_future(self.read())
         pump = asyncio.ensure_future(self.pump())
         closing = asyncio.ensure_future(self.sub.must_close.wait())
-        tasks = (reader, pump, closing)
+        stopping = self.runtime.when_stopping()
+        tasks = (reader, pump, closing, stopping)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if not done & {reader, pump}:  # the core closes us: let the last texts out
-                grace = self.settings.close_grace
-                done, _ = await asyncio.wait((reader, pump), timeout=grace, return_when=FIRST)
+            await self.serve(reader, pump, closing, stopping)
         finally:
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
-        if pump in done and reader not in done:
-            await self.close(results[1] if isinstance(results[1], str) else None)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(
                 result, (*_GONE, asyncio.CancelledError)
             ):
                 raise result
 
-    async def close(self, reason: str | None) -> None:
-        """Close with the protocol's code for ``reason`` (1000 when the client is done)."""
+    async def serve(
+        self,
+        reader: asyncio.Future[None],
+        pump: asyncio.Future[str | None],
+        closing: asyncio.Future[Any],
+        stopping: asyncio.Future[None],
+    ) -> None:
+        """Until the client leaves, or the server ends the connection: then the last
+        frames, the close and the close handshake all fit in one grace, after which a
+        socket that still has not gone is reset (see ``native.hang_up_ws``)."""
+        waiting: set[asyncio.Future[Any]] = {reader, pump, closing, stopping}
+        sub = self.sub
+        while True:
+            # Once the shutdown began, look again now and then: a client may unsubscribe
+            # from its last topic before the core's shutdown notice of it was taken.
+            timeout = 0.1 if stopping.done() else None
+            done, waiting = await asyncio.wait(waiting, timeout=timeout, return_when=FIRST)
+            if reader in done:
+                return  # the client left
+            if pump in done or closing in done:
+                break
+            if stopping.done() and not sub.topics and sub.close_reason is None:
+                break  # no subscription left for the core's shutdown to end
+        deadline = self.loop.time() + self.runtime.close_grace()
+        reason: str | None = None
+        if pump.done() or closing.done():  # the core ends us: let the last texts out
+            await asyncio.wait((reader, pump), timeout=self._left(deadline), return_when=FIRST)
+            if reader.done():
+                return
+            if pump.done() and not pump.cancelled() and pump.exception() is None:
+                reason = pump.result()
+        else:  # shutdown, and no subscription the core could end: say goodbye here
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            if await self._within(deadline, self._say(self.notices.shutdown())):
+                reason = "shutdown"
+        reader.cancel()  # nothing more is answered: no reply may follow the close
+        await asyncio.gather(reader, return_exceptions=True)
+        if reason is not None:
+            await self._within(deadline, self.ws.close(CLOSE_CODES.get(reason, 1000)))
+        await hang_up_ws(self.ws, deadline)
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.loop.time())
+
+    async def _within(self, deadline: float, step: Awaitable[None]) -> bool:
+        """``step`` done by loop time ``deadline``; False if it timed out or the client
+        is gone."""
         try:
-            code = CLOSE_CODES.get(reason or "", 1000)
-            await asyncio.wait_for(self.ws.close(code), self.settings.close_grace)
+            await asyncio.wait_for(step, self._left(deadline))
         except (TimeoutError, *_GONE):
-            pass
+            return False
+        return True
+
+    async def _say(self, notice: bytes | str) -> None:
+        async with self.lock:
+            await self.send_batch(notice)
 
 
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:

@@ -1,11 +1,16 @@
-"""WebSocket lifecycle against a real server (PROTOCOL.md, "WebSocket": closing).
+"""WebSocket lifecycle against a real server (PROTOCOL.md, "WebSocket": keepalive, closing).
 
-A stalled client under ``disconnect`` loses its socket after ``close_grace``.
+A stalled client under ``disconnect`` loses its socket after ``close_grace``; keepalive
+is protocol-level pings (a client that never answers is closed) and ``info heartbeat``
+only on ``/ws?heartbeat=<seconds>``; no event of a topic follows its ``unsubscribe`` ack.
 """
 
 import asyncio
+import base64
 import itertools
 import os
+import socket
+import struct
 import time
 
 import httpx
@@ -105,3 +110,149 @@ def test_stalled_client_under_disconnect_loses_its_socket_after_close_grace(fanw
         assert "Traceback" not in srv.log_text()
 
     run(main(), timeout=120)
+
+
+# -- 4. keepalive -----------------------------------------------------------------------
+
+
+def test_no_unsolicited_frame_on_an_idle_connection_without_heartbeat(fanwire_server):
+    """Without ``?heartbeat`` an idle WebSocket gets nothing it did not ask for, whatever
+    the (SSE) heartbeat interval."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_HEARTBEAT_INTERVAL": "0.2"})
+    topic = new_topic(srv)
+
+    async def main():
+        async with WSClient(srv.ws_url) as subscribed, WSClient(srv.ws_url) as bare:
+            await subscribed.subscribe(topic)
+            before = (len(subscribed.messages), len(bare.messages))
+            await asyncio.sleep(1.5)  # 7 heartbeat intervals
+            assert subscribed.messages[before[0] :] == []
+            assert bare.messages[before[1] :] == []
+            assert (await subscribed.ping())["type"] == "pong"  # still open
+
+    run(main())
+
+
+def test_heartbeat_query_parameter_sends_heartbeats_while_idle(fanwire_server):
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"})  # the SSE interval stays 15 s
+    topic = new_topic(srv)
+
+    async def main():
+        async with WSClient(srv.ws_url, params={"heartbeat": "0.3"}) as ws:
+            await ws.subscribe(topic)
+            beats = []
+            for _ in range(3):
+                beat = await ws.recv_until(
+                    lambda m: m.get("message") == "heartbeat", start=len(ws.messages), timeout=10
+                )
+                assert beat["type"] == "info" and isinstance(beat["ts"], float)
+                beats.append(beat)
+        async with WSClient(srv.ws_url, params={"heartbeat": "1"}) as bare:  # no topic
+            beat = await bare.recv_until(lambda m: m.get("message") == "heartbeat", timeout=10)
+            assert beat["type"] == "info"
+
+    run(main())
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "inf", "", "1e999", "0x10", "\u0665"])
+def test_a_bad_heartbeat_parameter_refuses_the_handshake(server, value):
+    srv = server
+    response = httpx.get(
+        srv.url + "/ws",
+        params={"heartbeat": value},
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        },
+        trust_env=False,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "INVALID_MESSAGE"
+
+
+class RawWS:
+    """A WebSocket client on a plain socket that never answers pings (nor reads unless
+    told): the frames it reads are kept as (opcode, payload)."""
+
+    def __init__(self, port, path="/ws"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _recv(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        return data
+
+    def _need(self, n):
+        while len(self.buffer) < n:
+            self.buffer += self._recv()
+
+    def frame(self):
+        """The next frame from the server: (opcode, payload); EOFError at the end."""
+        self._need(2)
+        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        start = 2
+        if length == 126:
+            self._need(4)
+            (length,) = struct.unpack("!H", self.buffer[2:4])
+            start = 4
+        elif length == 127:
+            self._need(10)
+            (length,) = struct.unpack("!Q", self.buffer[2:10])
+            start = 10
+        self._need(start + length)
+        payload = self.buffer[start : start + length]
+        self.buffer = self.buffer[start + length :]
+        return opcode, payload
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_client_that_does_not_answer_pings_is_closed(fanwire_server):
+    srv = fanwire_server(
+        env={
+            "FANWIRE_DEMO_RATE": "0",
+            "FANWIRE_WS_PING_INTERVAL": "0.3",
+            "FANWIRE_WS_PING_TIMEOUT": "0.3",
+        }
+    )
+
+    def mute_client():
+        raw = RawWS(srv.port)
+        frames = []
+        try:
+            while True:
+                frames.append(raw.frame())
+        except EOFError:
+            pass
+        finally:
+            raw.close()
+        return frames
+
+    async def main():
+        async with WSClient(srv.ws_url) as answering:  # the websockets client answers
+            frames = await asyncio.wait_for(asyncio.to_thread(mute_client), 20)
+            opcodes = [opcode for opcode, _ in frames]
+            assert opcodes[0] == 0x1  # info connected
+            assert 0x9 in opcodes  # a ping it did not answer
+            assert opcodes[-1] == 0x8  # then the server closed it
+            code = struct.unpack("!H", frames[-1][1][:2])[0]
+            assert code == 1011, frames[-1]
+            assert (await answering.ping())["type"] == "pong"  # pongs keep it open
+            assert not answering.closed
+
+    run(main())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +33,9 @@ from .wire import Notices, ws_error, ws_info, ws_text
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
+# ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+MIN_HEARTBEAT = 0.1
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
@@ -71,7 +76,13 @@ def _ack(request_type: str, topic: str, message: str, request_id: Any, **more: A
 class Connection:
     """One WebSocket client: its subscription, claims, publish budget and send lock."""
 
-    def __init__(self, websocket: WebSocket, runtime: Runtime, claims: Claims) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        runtime: Runtime,
+        claims: Claims,
+        heartbeat: float | None = None,
+    ) -> None:
         self.ws = websocket
         self.runtime = runtime
         self.settings = runtime.settings
@@ -92,6 +103,7 @@ class Connection:
         )
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
+        self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
         if self.transport is not None:
             self.sub.direct = self
         self.answers: dict[str, Answer] = {
@@ -175,17 +187,21 @@ class Connection:
                 await self.ws.send_text(await self.answer(raw))
 
     async def pump(self) -> str | None:
-        """Send every batch (or a heartbeat when idle); the close reason at the end."""
+        """Send every batch (and, if asked for, a heartbeat when idle); the close reason
+        at the end."""
         loop = self.loop
-        heartbeat = self.settings.heartbeat_interval
+        heartbeat = self.heartbeat
         self.last_write = loop.time()
         while True:
-            idle = loop.time() - self.last_write
+            timeout = None
+            if heartbeat is not None:
+                timeout = max(0.0, heartbeat - (loop.time() - self.last_write))
             try:
-                batch = await self.sub.next_batch(timeout=max(0.0, heartbeat - idle))
+                batch = await self.sub.next_batch(timeout=timeout)
             except StopAsyncIteration:
                 return self.sub.close_reason
             if batch is None:
+                assert heartbeat is not None
                 if loop.time() - self.last_write < heartbeat:
                     continue  # batches went out directly meanwhile (see write())
                 batch = self.notices.heartbeat()
@@ -320,7 +336,17 @@ async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
         return
     await websocket.accept()
     await websocket.send_text(ws_error(exc.code, exc.message))
-    await websocket.close(1013)
+    await websocket.close(1008 if exc.status == 400 else 1013)
+
+
+def heartbeat_of(value: str | None) -> float | None:
+    """``/ws?heartbeat=<seconds>``: plain decimal seconds above 0 (at least
+    ``MIN_HEARTBEAT``), or None when absent; anything else is refused."""
+    if value is None:
+        return None
+    if not _SECONDS.fullmatch(value) or not 0 < float(value) < math.inf:
+        raise InvalidMessage("heartbeat must be a positive number of seconds")
+    return max(float(value), MIN_HEARTBEAT)
 
 
 async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
@@ -334,6 +360,7 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
         await websocket.close(1008)
         return
     try:
+        heartbeat = heartbeat_of(websocket.query_params.get("heartbeat"))
         if runtime.broker.shutting_down:
             raise ShuttingDown("server is shutting down")
         runtime.connections.acquire("ws")
@@ -343,7 +370,7 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
     try:
         await websocket.accept()
         try:
-            connection = Connection(websocket, runtime, claims)
+            connection = Connection(websocket, runtime, claims, heartbeat)
         except FanwireError as exc:  # shutdown began during the handshake
             await websocket.send_text(ws_error(exc.code, exc.message))
             await websocket.close(1001)

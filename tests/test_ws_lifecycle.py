@@ -256,3 +256,64 @@ def test_a_client_that_does_not_answer_pings_is_closed(fanwire_server):
             assert not answering.closed
 
     run(main())
+
+
+# -- 5. no event after an unsubscribe ack ---------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_frames", ["1", "0"])
+def test_no_event_of_a_topic_after_its_unsubscribe_ack(fanwire_server, batch_frames):
+    """A busy topic, unsubscribed while the server is still writing a batch of it (the
+    client had paused reading): after the ack, nothing of that topic arrives."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_WS_BATCH_FRAMES": batch_frames})
+    topic = new_topic(srv)
+
+    async def main():
+        stop = asyncio.Event()
+
+        async def feed(publisher):
+            n = 0
+            while not stop.is_set():
+                await publisher.send(
+                    {"type": "publish", "topic": topic, "data": {"n": n, "pad": PAYLOAD}}
+                )
+                n += 1
+                if n % 10 == 0:
+                    await publisher.ping()
+
+        async with (
+            WSClient(srv.ws_url) as publisher,
+            WSClient(srv.ws_url, receive_buffer=65536, max_queue=1) as ws,
+        ):
+            feeding = asyncio.create_task(feed(publisher))
+            try:
+                for round in range(6):
+                    seen = len(ws.event_ids(topic))
+                    await ws.subscribe(topic)
+                    await ws.wait_for(
+                        lambda c, seen=seen: len(c.event_ids(topic)) >= seen + 3,
+                        what="a few events",
+                    )
+                    ws.stall()  # the server's buffers fill up: it is mid-batch
+                    await asyncio.sleep(0.5)
+                    rid = f"unsub-{round}"
+                    await ws.send({"type": "unsubscribe", "topic": topic, "request_id": rid})
+                    await asyncio.sleep(0.2)
+                    ws.resume()
+                    ack = await ws.recv_until(
+                        lambda m, rid=rid: m.get("request_id") == rid, timeout=30
+                    )
+                    assert ack["type"] == "ack", ack
+                    after = ws.messages.index(ack) + 1
+                    await ws.ping()
+                    late = [
+                        m
+                        for m in ws.messages[after:]
+                        if m.get("type") == "event" and m.get("topic") == topic
+                    ]
+                    assert late == [], f"{len(late)} events after the unsubscribe ack"
+            finally:
+                stop.set()
+                await feeding
+
+    run(main(), timeout=120)

@@ -104,6 +104,8 @@ class Connection:
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
         self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
+        # A batch the pump took but has not written yet (it waits for the send lock).
+        self.held: bytes | str | list[str] | None = None
         if self.transport is not None:
             self.sub.direct = self
         self.answers: dict[str, Answer] = {
@@ -184,6 +186,11 @@ class Connection:
             raw = message.get("text")
             raw = message.get("bytes") or b"" if raw is None else raw
             async with self.lock:
+                # What the pump took before this message goes out before its reply:
+                # after an unsubscribe's ack, no event of that topic may follow.
+                while self.held is not None:
+                    batch, self.held = self.held, None
+                    await self.send_batch(batch)
                 await self.ws.send_text(await self.answer(raw))
 
     async def pump(self) -> str | None:
@@ -205,8 +212,11 @@ class Connection:
                 if loop.time() - self.last_write < heartbeat:
                     continue  # batches went out directly meanwhile (see write())
                 batch = self.notices.heartbeat()
+            self.held = batch  # the reader may write it first (see read())
             async with self.lock:
-                await self.send_batch(batch)
+                batch, self.held = self.held, None
+                if batch is not None:
+                    await self.send_batch(batch)
             self.last_write = loop.time()
             await self.drained()
 

@@ -150,6 +150,47 @@ def test_stalled_websockets_do_not_stretch_the_shutdown_grace(fanwire_server):
     assert "CancelledError" not in log
 
 
+@pytest.mark.parametrize("native_sse", ["1", "0"])
+def test_stalled_sse_streams_do_not_stretch_the_shutdown_grace(fanwire_server, native_sse):
+    """The same for SSE, on the native writer and on the ASGI path."""
+    grace = 3.0
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_SHUTDOWN_GRACE": str(grace),
+        "FANWIRE_CLOSE_GRACE": "30",
+        "FANWIRE_NATIVE_SSE": native_sse,
+    }
+    srv = fanwire_server(env=env)
+    assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
+
+    async def main():
+        stalled = [
+            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True,
+                      policy="drop_oldest", queue_size=100)
+            for _ in range(3)
+        ]
+        async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:
+            for client in stalled:
+                await client.connect()
+            async with SSEClient(srv.url, topics=["t"]) as healthy:
+                for n in range(150):  # 4.5 MB: every stalled socket is full
+                    data = {"n": n, "pad": "x" * 30_000}
+                    await http.post("/topics/t/messages", json={"data": data})
+                await healthy.read_messages(150, timeout=30)
+                os.kill(srv.pid, signal.SIGTERM)
+                await healthy.read_to_end()
+                assert healthy.frames[-1].event == "shutdown"
+                code = await asyncio.to_thread(wait_exit, srv, grace + 2.5)
+        for client in stalled:
+            await client.close()
+        return code
+
+    assert run(main(), timeout=90) == 0
+    log = srv.log_text()
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
+
+
 def test_several_workers_without_redis_are_refused(fanwire_server):
     with pytest.raises(ServerStartError, match="exited with code 2 before it was ready") as no:
         fanwire_server(env={"FANWIRE_REDIS_URL": None}, args=["--workers", "2"])

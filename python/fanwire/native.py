@@ -22,6 +22,7 @@ import contextlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive, Scope
@@ -118,19 +119,22 @@ async def client_gone(receive: Receive) -> None:
         pass
 
 
-async def run(sub: Subscription, sink: Any, transport: Any, receive: Receive, grace: float) -> bool:
+async def run(
+    sub: Subscription, sink: Any, transport: Any, receive: Receive, grace: Callable[[], float]
+) -> bool:
     """Wait for the stream to end; True when the server should finish the response.
 
-    A stream ended by the core (shutdown, no topic left, slow consumer) gets ``grace``
-    seconds for its last frames to reach the client; a stream that cannot end cleanly
-    (slow consumer, or bytes still stuck) is aborted, which also frees the connection.
+    A stream ended by the core (shutdown, no topic left, slow consumer) gets ``grace()``
+    seconds (asked when it ends: a shutdown shortens it) for its last frames to reach the
+    client; a stream that cannot end cleanly (slow consumer, or bytes still stuck) is
+    aborted, which also frees the connection.
     """
     gone = asyncio.ensure_future(client_gone(receive))
     closing = asyncio.ensure_future(sub.must_close.wait())
     try:
         await asyncio.wait((gone, closing), return_when=asyncio.FIRST_COMPLETED)
         if not gone.done():
-            await _wait_flushed(sink, gone, grace)
+            await _wait_flushed(sink, gone, grace())
     finally:
         for task in (gone, closing):
             task.cancel()

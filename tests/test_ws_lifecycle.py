@@ -75,10 +75,19 @@ async def until(check, *, timeout=20.0, what="condition"):
 # -- 1. a stalled client under disconnect loses its socket --------------------------------
 
 
-def test_stalled_client_under_disconnect_loses_its_socket_after_close_grace(fanwire_server):
+@pytest.mark.parametrize("batch_frames", ["1", "0"])
+def test_stalled_client_under_disconnect_loses_its_socket_after_close_grace(
+    fanwire_server, batch_frames
+):
     """The core cuts a client that stopped reading; after ``close_grace`` the server
-    aborts the socket instead of waiting forever for room for the close frame."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_CLOSE_GRACE": "0.5"})
+    aborts the socket instead of waiting forever for room for the close frame (with
+    ready-made frames, and with one ASGI send per message)."""
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_CLOSE_GRACE": "0.5",
+        "FANWIRE_WS_BATCH_FRAMES": batch_frames,
+    }
+    srv = fanwire_server(env=env)
     topic = new_topic(srv)
 
     async def main():

@@ -93,6 +93,104 @@ def test_stalled_clients_do_not_hold_the_exit_and_health_says_draining(fanwire_s
     assert "Traceback" not in srv.log_text()
 
 
+def test_websockets_without_a_subscription_are_told_and_closed_1001(fanwire_server):
+    """A socket that never subscribed, or unsubscribed from everything, has nothing the
+    core could close: it still gets ``info shutdown`` and 1001, before the grace ends."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": "30"})
+    assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
+
+    async def main():
+        async with WSClient(srv.ws_url) as bare, WSClient(srv.ws_url) as left:
+            await left.subscribe("t")
+            await left.unsubscribe("t")
+            os.kill(srv.pid, signal.SIGTERM)
+            for ws in (bare, left):
+                assert await ws.wait_closed(timeout=15) == 1001
+                assert ws.messages[-1]["type"] == "info"
+                assert ws.messages[-1]["message"] == "shutdown"
+            return await asyncio.to_thread(wait_exit, srv, 15)
+
+    assert run(main()) == 0
+    assert "Traceback" not in srv.log_text()
+
+
+def test_stalled_websockets_do_not_stretch_the_shutdown_grace(fanwire_server):
+    """Clients that stopped reading cannot take their shutdown notice: they are dropped
+    when the shutdown grace ends (even with a longer ``close_grace``), so the process
+    exits within the grace plus uvicorn's own closing (the 2.5 s margin bounds a hang,
+    it is no benchmark), with no cancelled task in the log."""
+    grace = 3.0
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": str(grace),
+                              "FANWIRE_CLOSE_GRACE": "30"})
+    assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
+
+    async def main():
+        async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:
+            stalled = [WSClient(srv.ws_url, receive_buffer=65536, max_queue=1) for _ in range(5)]
+            for ws in stalled:
+                await ws.connect()
+                await ws.subscribe("t")
+                ws.stall()
+            async with WSClient(srv.ws_url) as healthy:
+                await healthy.subscribe("t")
+                for n in range(150):  # 4.5 MB: every stalled socket is full
+                    await http.post("/topics/t/messages",
+                                    json={"data": {"n": n, "pad": "x" * 30_000}})
+                await healthy.recv_events(150, timeout=30)
+                os.kill(srv.pid, signal.SIGTERM)
+                assert await healthy.wait_closed(timeout=15) == 1001
+                code = await asyncio.to_thread(wait_exit, srv, grace + 2.5)
+            for ws in stalled:
+                await ws.close()
+            return code
+
+    assert run(main(), timeout=90) == 0
+    log = srv.log_text()
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
+
+
+@pytest.mark.parametrize("native_sse", ["1", "0"])
+def test_stalled_sse_streams_do_not_stretch_the_shutdown_grace(fanwire_server, native_sse):
+    """The same for SSE, on the native writer and on the ASGI path."""
+    grace = 3.0
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_SHUTDOWN_GRACE": str(grace),
+        "FANWIRE_CLOSE_GRACE": "30",
+        "FANWIRE_NATIVE_SSE": native_sse,
+    }
+    srv = fanwire_server(env=env)
+    assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
+
+    async def main():
+        stalled = [
+            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True,
+                      policy="drop_oldest", queue_size=100)
+            for _ in range(3)
+        ]
+        async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:
+            for client in stalled:
+                await client.connect()
+            async with SSEClient(srv.url, topics=["t"]) as healthy:
+                for n in range(150):  # 4.5 MB: every stalled socket is full
+                    data = {"n": n, "pad": "x" * 30_000}
+                    await http.post("/topics/t/messages", json={"data": data})
+                await healthy.read_messages(150, timeout=30)
+                os.kill(srv.pid, signal.SIGTERM)
+                await healthy.read_to_end()
+                assert healthy.frames[-1].event == "shutdown"
+                code = await asyncio.to_thread(wait_exit, srv, grace + 2.5)
+        for client in stalled:
+            await client.close()
+        return code
+
+    assert run(main(), timeout=90) == 0
+    log = srv.log_text()
+    assert "Traceback" not in log
+    assert "CancelledError" not in log
+
+
 def test_several_workers_without_redis_are_refused(fanwire_server):
     with pytest.raises(ServerStartError, match="exited with code 2 before it was ready") as no:
         fanwire_server(env={"FANWIRE_REDIS_URL": None}, args=["--workers", "2"])

@@ -64,7 +64,7 @@ def test_redis_stopped_and_restarted_mid_stream(fanwire_server, redis_server):
         async with http_client() as http:
             await create_everywhere(http, topic, a, b)
             sse = [SSEClient(s.url, topics=[topic]) for s in (a, b)]
-            ws = WSClient(b.ws_url)
+            ws = WSClient(b.ws_url, params={"heartbeat": "0.5"})  # heartbeats on request
             for client in (*sse, ws):
                 await client.connect()
             await ws.subscribe(topic)

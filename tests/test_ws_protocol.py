@@ -280,11 +280,10 @@ def test_topic_deleted_info(server):
 
 
 def test_heartbeat_and_connection_limit(fanwire_server):
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_HEARTBEAT_INTERVAL": "0.2",
-                              "FANWIRE_MAX_CONNECTIONS": "1"})
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"})
 
     async def main():
-        async with WSClient(srv.ws_url) as ws:
+        async with WSClient(srv.ws_url, params={"heartbeat": "0.2"}) as ws:
             beat = await ws.recv_until(lambda m: m.get("message") == "heartbeat")
             assert beat["type"] == "info" and isinstance(beat["ts"], float)
             with pytest.raises(Exception) as refused:
@@ -297,11 +296,14 @@ def test_heartbeat_and_connection_limit(fanwire_server):
 def test_heartbeats_only_while_idle(fanwire_server):
     """Events written straight from the wake-up round count as traffic: no heartbeat
     while they flow faster than the interval, heartbeats again once the topic is quiet."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_HEARTBEAT_INTERVAL": "0.4"})
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"})
     topic = new_topic(srv)
 
     async def main():
-        async with WSClient(srv.ws_url) as ws, WSClient(srv.ws_url) as publisher:
+        async with (
+            WSClient(srv.ws_url, params={"heartbeat": "0.4"}) as ws,
+            WSClient(srv.ws_url) as publisher,
+        ):
             await ws.subscribe(topic)
             for i in range(25):  # 2.5 s of events, one every 0.1 s
                 await publisher.publish(topic, i)

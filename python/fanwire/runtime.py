@@ -27,24 +27,53 @@ class Runtime:
     connections: Connections
     auth: Authenticator
     started: float = field(default_factory=time.monotonic)
+    #: ``time.monotonic()`` when the shutdown grace ends (None until the shutdown begins).
+    shutdown_deadline: float | None = field(default=None, init=False)
+    _stopping: set[asyncio.Future[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
     def begin_shutdown(self) -> None:
-        """Tell every client the server is going away (idempotent)."""
+        """Tell every client the server is going away (idempotent; on the loop's thread)."""
+        if self.shutdown_deadline is None:
+            self.shutdown_deadline = time.monotonic() + self.settings.shutdown_grace
         if not self.broker.shutting_down:
             self.broker.shutdown()
+        for future in list(self._stopping):
+            if not future.done():
+                future.set_result(None)
+
+    def when_stopping(self) -> asyncio.Future[None]:
+        """A future resolved when the shutdown begins: a WebSocket with no subscription
+        has nothing the core would close, so it waits on this to say goodbye itself."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.shutdown_deadline is not None:
+            future.set_result(None)
+        else:
+            self._stopping.add(future)
+            future.add_done_callback(self._stopping.discard)
+        return future
+
+    def close_grace(self) -> float:
+        """Seconds a client being closed now may take to read its last frames:
+        ``close_grace``, but never past the end of the shutdown grace (a stalled client
+        must not hold the exit)."""
+        grace = self.settings.close_grace
+        if self.shutdown_deadline is not None:
+            grace = min(grace, max(0.0, self.shutdown_deadline - time.monotonic()))
+        return grace
 
     async def drain(self, grace: float | None = None) -> bool:
-        """Shut the broker down and wait (at most ``grace`` s) for streams to end.
+        """Shut the broker down and wait (at most ``grace`` s, by default until the end
+        of the shutdown grace) for streams to end.
 
         True when every SSE stream and WebSocket ended in time.
         """
         self.begin_shutdown()
-        grace = self.settings.shutdown_grace if grace is None else grace
-        deadline = time.monotonic() + grace
+        assert self.shutdown_deadline is not None
+        deadline = self.shutdown_deadline if grace is None else time.monotonic() + grace
         while self.connections.total and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         return self.connections.total == 0

@@ -39,7 +39,24 @@ class Settings(BaseSettings):
         0.0, ge=0, description="publishes/s allowed per WebSocket (0: no limit)"
     )
 
-    heartbeat_interval: float = Field(15.0, gt=0, description="idle seconds between heartbeats")
+    heartbeat_interval: float = Field(
+        15.0,
+        gt=0,
+        description="idle seconds between SSE heartbeats (a WebSocket asks for "
+        "its own with `/ws?heartbeat=<seconds>`)",
+    )
+    ws_ping_interval: float = Field(
+        20.0,
+        ge=0,
+        description="seconds between the protocol-level pings `python -m fanwire` "
+        "(uvicorn) sends each WebSocket (0: none)",
+    )
+    ws_ping_timeout: float = Field(
+        20.0,
+        ge=0,
+        description="seconds a WebSocket may take to answer a ping before it is "
+        "closed with 1011 (0: no limit)",
+    )
     sse_retry_ms: int = Field(3000, ge=0, description="the SSE `retry:` sent to clients")
 
     demo_rate: float = Field(10.0, ge=0, description="demo producer messages/s (0: off)")

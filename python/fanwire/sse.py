@@ -156,7 +156,8 @@ class EventStream(Response):
         if transport is not None:
             sink = native.attach(self.sub, transport, settings.heartbeat_interval)
             if sink is not None:
-                return await native.run(self.sub, sink, receive, settings.close_grace)
+                grace = self.runtime.close_grace  # asked when the stream ends
+                return await native.run(self.sub, sink, receive, grace)
         return await self._run(receive, send)
 
     async def _run(self, receive: Receive, send: Send) -> bool:
@@ -168,7 +169,7 @@ class EventStream(Response):
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not done & {pump, gone}:  # the core closes us: let the last frames out
-                grace = self.runtime.settings.close_grace
+                grace = self.runtime.close_grace()  # never past the shutdown grace
                 done, _ = await asyncio.wait((pump, gone), timeout=grace, return_when=FIRST)
         finally:
             for task in tasks:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +27,7 @@ from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .jsoncheck import check_integers
 from .limits import TokenBucket
 from .names import check_topic
-from .native import raw_transport
+from .native import hang_up_ws, raw_transport
 from .runtime import Runtime, http_error
 from .subscription import Mode, Subscription
 from .wire import Notices, ws_error, ws_info, ws_text
@@ -33,6 +35,9 @@ from .wire import Notices, ws_error, ws_info, ws_text
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
+# ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+MIN_HEARTBEAT = 0.1
 _GONE = (WebSocketDisconnect, OSError)  # OSError: uvicorn's ClientDisconnected
 # The RuntimeErrors of a send or receive racing the close (Starlette's, uvicorn's): the
 # client is gone. Any other RuntimeError (a RecursionError, say) is a bug to be logged.
@@ -87,7 +92,13 @@ def _ack(request_type: str, topic: str, message: str, request_id: Any, **more: A
 class Connection:
     """One WebSocket client: its subscription, claims, publish budget and send lock."""
 
-    def __init__(self, websocket: WebSocket, runtime: Runtime, claims: Claims) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        runtime: Runtime,
+        claims: Claims,
+        heartbeat: float | None = None,
+    ) -> None:
         self.ws = websocket
         self.runtime = runtime
         self.settings = runtime.settings
@@ -108,6 +119,9 @@ class Connection:
         )
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
+        self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
+        # A batch the pump took but has not written yet (it waits for the send lock).
+        self.held: bytes | str | list[str] | None = None
         if self.transport is not None:
             self.sub.direct = self
         self.answers: dict[str, Answer] = {
@@ -192,25 +206,37 @@ class Connection:
             raw = message.get("text")
             raw = message.get("bytes") or b"" if raw is None else raw
             async with self.lock:
+                # What the pump took before this message goes out before its reply:
+                # after an unsubscribe's ack, no event of that topic may follow.
+                while self.held is not None:
+                    batch, self.held = self.held, None
+                    await self.send_batch(batch)
                 await self.ws.send_text(await self.answer(raw))
 
     async def pump(self) -> str | None:
-        """Send every batch (or a heartbeat when idle); the close reason at the end."""
+        """Send every batch (and, if asked for, a heartbeat when idle); the close reason
+        at the end."""
         loop = self.loop
-        heartbeat = self.settings.heartbeat_interval
+        heartbeat = self.heartbeat
         self.last_write = loop.time()
         while True:
-            idle = loop.time() - self.last_write
+            timeout = None
+            if heartbeat is not None:
+                timeout = max(0.0, heartbeat - (loop.time() - self.last_write))
             try:
-                batch = await self.sub.next_batch(timeout=max(0.0, heartbeat - idle))
+                batch = await self.sub.next_batch(timeout=timeout)
             except StopAsyncIteration:
                 return self.sub.close_reason
             if batch is None:
+                assert heartbeat is not None
                 if loop.time() - self.last_write < heartbeat:
                     continue  # batches went out directly meanwhile (see write())
                 batch = self.notices.heartbeat()
+            self.held = batch  # the reader may write it first (see read())
             async with self.lock:
-                await self.send_batch(batch)
+                batch, self.held = self.held, None
+                if batch is not None:
+                    await self.send_batch(batch)
             self.last_write = loop.time()
             await self.drained()
 
@@ -255,39 +281,86 @@ class Connection:
             await asyncio.sleep(0.01)
 
     async def run(self) -> None:
-        """Greet, then read and pump until the client leaves or the core closes it."""
+        """Greet, then read and pump until the client leaves or the server ends it."""
         await self.ws.send_text(ws_info("connected", client_id=self.client_id))
         reader = asyncio.ensure_future(self.read())
         pump = asyncio.ensure_future(self.pump())
         closing = asyncio.ensure_future(self.sub.must_close.wait())
-        tasks = (reader, pump, closing)
+        stopping = self.runtime.when_stopping()
+        tasks = (reader, pump, closing, stopping)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if not done & {reader, pump}:  # the core closes us: let the last texts out
-                grace = self.settings.close_grace
-                done, _ = await asyncio.wait((reader, pump), timeout=grace, return_when=FIRST)
+            await self.serve(reader, pump, closing, stopping)
         finally:
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
-        if pump in done and reader not in done:
-            await self.close(results[1] if isinstance(results[1], str) else None)
         for result in results:
             if isinstance(result, BaseException) and not (
                 isinstance(result, asyncio.CancelledError) or _gone(result)
             ):
                 raise result
 
-    async def close(self, reason: str | None) -> None:
-        """Close with the protocol's code for ``reason`` (1000 when the client is done)."""
+    async def serve(
+        self,
+        reader: asyncio.Future[None],
+        pump: asyncio.Future[str | None],
+        closing: asyncio.Future[Any],
+        stopping: asyncio.Future[None],
+    ) -> None:
+        """Until the client leaves, or the server ends the connection: then the last
+        frames, the close and the close handshake all fit in one grace, after which a
+        socket that still has not gone is reset (see ``native.hang_up_ws``)."""
+        waiting: set[asyncio.Future[Any]] = {reader, pump, closing, stopping}
+        sub = self.sub
+        while True:
+            # Once the shutdown began, look again now and then: a client may unsubscribe
+            # from its last topic before the core's shutdown notice of it was taken.
+            timeout = 0.1 if stopping.done() else None
+            done, waiting = await asyncio.wait(waiting, timeout=timeout, return_when=FIRST)
+            if reader in done:
+                return  # the client left
+            if pump in done or closing in done:
+                break
+            if stopping.done() and not sub.topics and sub.close_reason is None:
+                break  # no subscription left for the core's shutdown to end
+        deadline = self.loop.time() + self.runtime.close_grace()
+        reason: str | None = None
+        if pump.done() or closing.done():  # the core ends us: let the last texts out
+            await asyncio.wait((reader, pump), timeout=self._left(deadline), return_when=FIRST)
+            if reader.done():
+                return
+            if pump.done() and not pump.cancelled() and pump.exception() is None:
+                reason = pump.result()
+        else:  # shutdown, and no subscription the core could end: say goodbye here
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            if await self._within(deadline, self._say(self.notices.shutdown())):
+                reason = "shutdown"
+        reader.cancel()  # nothing more is answered: no reply may follow the close
+        await asyncio.gather(reader, return_exceptions=True)
+        if reason is not None:
+            await self._within(deadline, self.ws.close(CLOSE_CODES.get(reason, 1000)))
+        await hang_up_ws(self.ws, deadline)
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self.loop.time())
+
+    async def _within(self, deadline: float, step: Awaitable[None]) -> bool:
+        """``step`` done by loop time ``deadline``; False if it timed out or the client
+        is gone."""
         try:
-            code = CLOSE_CODES.get(reason or "", 1000)
-            await asyncio.wait_for(self.ws.close(code), self.settings.close_grace)
+            await asyncio.wait_for(step, self._left(deadline))
         except (TimeoutError, *_GONE):
-            pass
+            return False
         except RuntimeError as exc:
             if not _gone(exc):
                 raise
+            return False
+        return True
+
+    async def _say(self, notice: bytes | str) -> None:
+        async with self.lock:
+            await self.send_batch(notice)
 
 
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
@@ -298,7 +371,17 @@ async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
         return
     await websocket.accept()
     await websocket.send_text(ws_error(exc.code, exc.message))
-    await websocket.close(1013)
+    await websocket.close(1008 if exc.status == 400 else 1013)
+
+
+def heartbeat_of(value: str | None) -> float | None:
+    """``/ws?heartbeat=<seconds>``: plain decimal seconds above 0 (at least
+    ``MIN_HEARTBEAT``), or None when absent; anything else is refused."""
+    if value is None:
+        return None
+    if not _SECONDS.fullmatch(value) or not 0 < float(value) < math.inf:
+        raise InvalidMessage("heartbeat must be a positive number of seconds")
+    return max(float(value), MIN_HEARTBEAT)
 
 
 async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
@@ -312,6 +395,7 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
         await websocket.close(1008)
         return
     try:
+        heartbeat = heartbeat_of(websocket.query_params.get("heartbeat"))
         if runtime.broker.shutting_down:
             raise ShuttingDown("server is shutting down")
         runtime.connections.acquire("ws")
@@ -321,7 +405,7 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
     try:
         await websocket.accept()
         try:
-            connection = Connection(websocket, runtime, claims)
+            connection = Connection(websocket, runtime, claims, heartbeat)
         except FanwireError as exc:  # shutdown began during the handshake
             await websocket.send_text(ws_error(exc.code, exc.message))
             await websocket.close(1001)

@@ -37,4 +37,6 @@ def run_workers(settings: Settings, workers: int, log_level: str) -> None:
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
+        ws_ping_interval=settings.ws_ping_interval or None,
+        ws_ping_timeout=settings.ws_ping_timeout or None,
     )

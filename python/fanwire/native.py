@@ -25,12 +25,24 @@ from .subscription import Subscription
 ENDS_CLEANLY = ("no_topics", "shutdown")
 
 
-def transport_of(scope: Scope, receive: Receive) -> Any | None:
-    """uvicorn's transport for this request, when the native path can use it."""
+def transport_of(scope: Scope, receive: Receive, *, native: bool = True) -> Any | None:
+    """uvicorn's transport for this request, when the native path can use it (not TLS).
+
+    With ``native=False``, uvicorn's transport even under TLS (to abort the connection).
+    """
     if scope.get("type") != "http" or scope.get("http_version") != "1.1":
         return None
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None or transport.is_closing():
+        return None
+    if not native:
+        return transport
+    # Under TLS the socket carries encrypted records: the core cannot encrypt, so bytes it
+    # wrote there would be plaintext in the middle of the TLS stream (the client sees
+    # "wrong version number"). The transport, not scope["scheme"], tells: behind a
+    # TLS-terminating proxy the scheme may say https while the socket is plain.
+    tls = (transport.get_extra_info(key) for key in ("sslcontext", "ssl_object"))
+    if any(info is not None for info in tls):
         return None
     sock = transport.get_extra_info("socket")
     return transport if sock is not None and sock.fileno() >= 0 else None

@@ -120,7 +120,7 @@ async def _hang_up(scope: Scope, receive: Receive) -> None:
     aborted under uvicorn, as on the native path: a close would wait for a reader that
     never comes, and uvicorn would log an unfinished response. Elsewhere (or when the
     client is already gone) the server deals with it."""
-    transport = native.transport_of(scope, receive)
+    transport = native.transport_of(scope, receive, native=False)
     if transport is None:
         return
     transport.abort()

@@ -5,8 +5,10 @@ Fixtures:
 - ``free_port`` -> ``int``: a free TCP port on 127.0.0.1.
 - ``fanwire_server`` -> factory ``(env=None, args=(), app=None, *, factory=False,
   app_dir=None, port=None, name=None, start_timeout=30.0, stop_timeout=10.0,
-  health_path="/health") -> FanwireServer``: starts ``python -m fanwire`` (or the ASGI
-  app ``app="module:attr"`` under uvicorn) on a free port and waits for ``/health``.
+  health_path="/health", tls=False) -> FanwireServer``: starts ``python -m fanwire`` (or
+  the ASGI app ``app="module:attr"`` under uvicorn) on a free port and waits for
+  ``/health``; ``tls=True`` serves HTTPS/WSS with a self-signed certificate that the
+  clients of :mod:`fanwire.testing.clients` trust (``.verify`` for httpx).
   The handle has ``.url``, ``.ws_url``, ``.port``, ``.pid``, ``.stop()``, ``.restart()``,
   ``.kill()``, ``.log_text()``.
 - ``fanwire_module_server``: the same factory, module-scoped: for a server shared by the
@@ -82,6 +84,7 @@ def _server_factory(
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         health_path: str = "/health",
+        tls: bool = False,
     ) -> FanwireServer:
         server = FanwireServer(
             app=app,
@@ -95,6 +98,7 @@ def _server_factory(
             log_dir=log_dir,
             start_timeout=start_timeout,
             stop_timeout=stop_timeout,
+            tls=tls,
         )
         started.append(server)
         _remember(request, server)

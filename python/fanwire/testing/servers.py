@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from .processes import ManagedProcess, ServerStartError, python_command
+from .tls import Certificate, certificate
+
+#: The app factory that ``python -m uvicorn ... --factory`` and the other servers run.
+APP_FACTORY = "fanwire.app:create_app"
 
 
 class FanwireServer(ManagedProcess):
@@ -23,7 +28,11 @@ class FanwireServer(ManagedProcess):
     With ``app=None`` the command is ``python -m fanwire --host 127.0.0.1 --port P``;
     with ``app="package.module:attr"`` it is ``python -m uvicorn package.module:attr
     [--factory] [--app-dir D] --host 127.0.0.1 --port P``. ``args`` go after those.
-    Ready means ``GET /health`` answers 200.
+    With ``tls`` uvicorn serves HTTPS/WSS with the self-signed certificate of
+    :mod:`fanwire.testing.tls` (``--ssl-keyfile/--ssl-certfile``; with ``app=None`` the
+    app is fanwire's own factory, since ``python -m fanwire`` has no TLS options);
+    :attr:`url` and :attr:`ws_url` are then ``https://``/``wss://`` and :attr:`verify`
+    is the context to verify them with. Ready means ``GET /health`` answers 200.
     """
 
     kind = "fanwire"
@@ -43,8 +52,11 @@ class FanwireServer(ManagedProcess):
         log_dir: str | os.PathLike[str] | None = None,
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        tls: bool = False,
     ) -> None:
         """Describe the server; call :meth:`start` to run it."""
+        if tls and app is None:
+            app, factory = APP_FACTORY, True
         super().__init__(
             name=name or app or "fanwire",
             port=port,
@@ -59,16 +71,30 @@ class FanwireServer(ManagedProcess):
         self.factory = factory
         self.app_dir = app_dir
         self.health_path = health_path
+        self.certificate: Certificate | None = certificate() if tls else None
 
     @property
     def url(self) -> str:
         """Base HTTP URL, e.g. ``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        """The WebSocket endpoint, ``ws://127.0.0.1:PORT/ws``."""
-        return f"ws://{self.host}:{self.port}/ws"
+        """The WebSocket endpoint, ``ws://127.0.0.1:PORT/ws`` (``wss://`` under TLS)."""
+        scheme = "wss" if self.certificate else "ws"
+        return f"{scheme}://{self.host}:{self.port}/ws"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's ``verify=`` for this server: a context trusting its certificate."""
+        return self.certificate.client_context() if self.certificate else True
+
+    def _tls_args(self) -> list[str]:
+        if self.certificate is None:
+            return []
+        cert = self.certificate
+        return ["--ssl-keyfile", str(cert.keyfile), "--ssl-certfile", str(cert.certfile)]
 
     def command(self) -> list[str]:
         """``python -m fanwire ...`` or ``python -m uvicorn APP ...``."""
@@ -80,12 +106,15 @@ class FanwireServer(ManagedProcess):
             extra.append("--factory")
         if self.app_dir is not None:
             extra += ["--app-dir", str(self.app_dir)]
+        extra += self._tls_args()
         return python_command("-m", "uvicorn", self.app, *extra, *where, *self.args)
 
     def probe(self) -> bool:
         """True when ``GET /health`` answers 200."""
         try:
-            response = httpx.get(self.url + self.health_path, timeout=1.0, trust_env=False)
+            response = httpx.get(
+                self.url + self.health_path, timeout=1.0, trust_env=False, verify=self.verify
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200

@@ -1,7 +1,9 @@
-"""Real servers for tests: fanwire (or any ASGI app) under uvicorn, and redis-server.
+"""Real servers for tests: fanwire (or any ASGI app) under uvicorn, hypercorn or granian,
+and redis-server.
 
 Each runs as a subprocess on a free 127.0.0.1 port, is ready when its probe answers,
-and logs to a file (see :class:`fanwire.testing.processes.ManagedProcess`).
+and logs to a file (see :class:`fanwire.testing.processes.ManagedProcess`). The way
+fanwire is served can be any row of the matrix (:class:`fanwire.testing.matrix.Serving`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .matrix import APP_FACTORY, Serving
 from .processes import ManagedProcess, ServerStartError, python_command
 from .tls import Certificate, certificate
 
-#: The app factory that ``python -m uvicorn ... --factory`` and the other servers run.
-APP_FACTORY = "fanwire.app:create_app"
+if TYPE_CHECKING:
+    from .sse_client import SSEClient
+    from .ws_client import WSClient
 
 
 class FanwireServer(ManagedProcess):
@@ -33,6 +38,10 @@ class FanwireServer(ManagedProcess):
     app is fanwire's own factory, since ``python -m fanwire`` has no TLS options);
     :attr:`url` and :attr:`ws_url` are then ``https://``/``wss://`` and :attr:`verify`
     is the context to verify them with. Ready means ``GET /health`` answers 200.
+
+    With ``serving`` (a :class:`Serving` row) the app (default: fanwire's factory) runs
+    the way the row says: its server, implementations, native settings (added to
+    ``env``, which wins) and TLS; ``app_dir`` then goes on ``PYTHONPATH``.
     """
 
     kind = "fanwire"
@@ -53,14 +62,20 @@ class FanwireServer(ManagedProcess):
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         tls: bool = False,
+        serving: Serving | None = None,
     ) -> None:
         """Describe the server; call :meth:`start` to run it."""
-        if tls and app is None:
+        if (tls or serving is not None) and app is None:
             app, factory = APP_FACTORY, True
+        environment: dict[str, str | None] = dict(serving.env() if serving else {})
+        environment.update(env or {})
+        if serving is not None and app_dir is not None:
+            path = [str(app_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+            environment.setdefault("PYTHONPATH", os.pathsep.join(path))
         super().__init__(
-            name=name or app or "fanwire",
+            name=name or (serving.name if serving else None) or app or "fanwire",
             port=port,
-            env=env,
+            env=environment,
             args=args,
             cwd=cwd,
             log_dir=log_dir,
@@ -71,6 +86,8 @@ class FanwireServer(ManagedProcess):
         self.factory = factory
         self.app_dir = app_dir
         self.health_path = health_path
+        self.serving = serving
+        tls = tls or (serving is not None and serving.tls)
         self.certificate: Certificate | None = certificate() if tls else None
 
     @property
@@ -96,9 +113,29 @@ class FanwireServer(ManagedProcess):
         cert = self.certificate
         return ["--ssl-keyfile", str(cert.keyfile), "--ssl-certfile", str(cert.certfile)]
 
+    def ws_client(self, **options: Any) -> WSClient:
+        """A :class:`WSClient` of :attr:`ws_url`, negotiating deflate if the row says so."""
+        from .ws_client import WSClient
+
+        if self.serving is not None and self.serving.ws_compression:
+            options.setdefault("compression", self.serving.ws_compression)
+        return WSClient(self.ws_url, **options)
+
+    def sse_client(self, **options: Any) -> SSEClient:
+        """An :class:`SSEClient` of :attr:`url` (``/stream``)."""
+        from .sse_client import SSEClient
+
+        return SSEClient(self.url, **options)
+
     def command(self) -> list[str]:
-        """``python -m fanwire ...`` or ``python -m uvicorn APP ...``."""
+        """``python -m fanwire ...``, ``python -m uvicorn APP ...`` or the row's server."""
         where = ["--host", self.host, "--port", str(self.port)]
+        if self.serving is not None:
+            assert self.app is not None
+            line = self.serving.command(
+                self.app, self.factory, self.host, self.port, self.certificate
+            )
+            return [*line, *self.args]
         if self.app is None:
             return python_command("-m", "fanwire", *where, *self.args)
         extra: list[str] = []

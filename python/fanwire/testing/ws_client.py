@@ -258,6 +258,13 @@ class WSClient(StallableClient):
         return await self.request(body)
 
     # -- what arrived ------------------------------------------------------------------
+    @property
+    def extensions(self) -> list[str]:
+        """The extensions the handshake agreed on, e.g. ``["permessage-deflate"]``."""
+        if self._ws is None:
+            raise RuntimeError("not connected")
+        return [str(extension.name) for extension in self._ws.protocol.extensions]
+
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """Received messages whose ``type`` is ``kind``."""
         return [m for m in self.messages if m.get("type") == kind]

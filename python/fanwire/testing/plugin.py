@@ -47,7 +47,8 @@ from .ports import free_port as _pick_free_port
 from .processes import ManagedProcess, started_processes
 
 if TYPE_CHECKING:
-    from .servers import FanwireServer, RedisServer, Serving
+    from .matrix import Serving
+    from .servers import FanwireServer, RedisServer
 
 _STARTED_BY_TEST = pytest.StashKey[list[ManagedProcess]]()
 _LOG_CHARS = 20000

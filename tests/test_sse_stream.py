@@ -1,4 +1,8 @@
-"""``GET /stream`` (PROTOCOL.md, "Server-Sent Events") against a real server."""
+"""``GET /stream`` (PROTOCOL.md, "Server-Sent Events") against a real server.
+
+Every test runs once per row of the server matrix (fanwire.testing.matrix.SERVINGS,
+docs/testing.md): ``-k uvicorn-httptools-native`` picks one row.
+"""
 
 import asyncio
 import itertools
@@ -12,19 +16,28 @@ import pytest
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient
+from fanwire.testing.matrix import SERVINGS, serving_params
 
 _names = itertools.count(1)
 RETENTION = 5
 
 
+@pytest.fixture(scope="module", params=serving_params(SERVINGS))
+def serving(request):
+    """One row of the matrix: the module's servers run this way (one row at a time)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server(fanwire_module_server):
+def server(fanwire_module_server, serving):
     """Demo off, default limits."""
-    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
+    srv = fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"}, serving=serving)
+    yield srv
+    srv.stop()  # now, not at the module's end: the next row starts its own
 
 
 @pytest.fixture(scope="module")
-def small(fanwire_module_server):
+def small(fanwire_module_server, serving):
     """Retention 5, heartbeats every 0.3 s, retry 1500 ms, the demo feeding `events`."""
     env = {
         "FANWIRE_DEMO_RATE": "20",
@@ -33,18 +46,28 @@ def small(fanwire_module_server):
         "FANWIRE_SSE_RETRY_MS": "1500",
         "FANWIRE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "3",
     }
-    return fanwire_module_server(env=env)
+    srv = fanwire_module_server(env=env, serving=serving)
+    yield srv
+    srv.stop()
 
 
 def new_topic(srv):
     name = f"s{os.getpid()}-{next(_names)}"
-    assert httpx.post(srv.url + "/topics", json={"name": name}, trust_env=False).status_code == 201
+    response = httpx.post(srv.url + "/topics", json={"name": name}, verify=srv.verify,
+                          trust_env=False)
+    assert response.status_code == 201
     return name
+
+
+def delete(srv, topic):
+    return httpx.delete(f"{srv.url}/topics/{topic}", verify=srv.verify,
+                        trust_env=False).status_code
 
 
 def publish(srv, topic, data, event=None):
     body = {"data": data} if event is None else {"data": data, "event": event}
-    response = httpx.post(f"{srv.url}/topics/{topic}/messages", json=body, trust_env=False)
+    response = httpx.post(f"{srv.url}/topics/{topic}/messages", json=body, verify=srv.verify,
+                          trust_env=False)
     assert response.status_code == 202, response.text
     return response.json()["message_id"]
 
@@ -67,7 +90,7 @@ def test_frame_format_on_the_wire(server):
     """Exact bytes: id, event (``message`` by default), compact JSON data, blank line."""
     topic = new_topic(server)
     with httpx.stream("GET", server.url + "/stream", params={"topic": topic},
-                      trust_env=False, timeout=10) as response:
+                      verify=server.verify, trust_env=False, timeout=10) as response:
         chunks = response.iter_raw()
         first = next(chunks)
         assert first.startswith(b"retry: 3000\n\n")
@@ -224,13 +247,13 @@ def test_topic_deletion_notice_and_end_of_stream(server):
     async def main():
         async with SSEClient(server.url, topics=[a, b]) as sse:
             await sse.read_until(lambda c: c.frames)
-            assert httpx.delete(f"{server.url}/topics/{a}", trust_env=False).status_code == 204
+            assert delete(server, a) == 204
             frame = await sse.read_until_event("topic_deleted")
             assert frame.data == {"topic": a}
             mid = publish(server, b, "still here")
             await sse.read_messages(1)
             assert sse.ids == [mid]
-            assert httpx.delete(f"{server.url}/topics/{b}", trust_env=False).status_code == 204
+            assert delete(server, b) == 204
             frames = await sse.read_to_end()
             assert [f.data for f in frames if f.event == "topic_deleted"] == [
                 {"topic": a}, {"topic": b}]
@@ -239,7 +262,7 @@ def test_topic_deletion_notice_and_end_of_stream(server):
 
 
 async def wait_connections(srv, count):
-    async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:
+    async with httpx.AsyncClient(base_url=srv.url, verify=srv.verify, trust_env=False) as http:
         for _ in range(200):
             open_ = (await http.get("/stats")).json()["connections"]
             if sum(open_.values()) == count:
@@ -249,7 +272,8 @@ async def wait_connections(srv, count):
 
 
 def _status(srv, params, headers=None):
-    response = httpx.get(srv.url + "/stream", params=params, headers=headers, trust_env=False)
+    response = httpx.get(srv.url + "/stream", params=params, headers=headers,
+                         verify=srv.verify, trust_env=False)
     return response.status_code, response.json()
 
 
@@ -301,8 +325,9 @@ def test_server_keeps_serving_after_bad_input(server):
     run(main())
 
 
-def test_connection_limit_is_503(fanwire_server):
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"})
+def test_connection_limit_is_503(fanwire_server, serving):
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"},
+                         serving=serving)
     topic = new_topic(srv)
 
     async def main():

@@ -1,4 +1,9 @@
-"""WebSocket ``/ws`` (PROTOCOL.md, "WebSocket") against a real server."""
+"""WebSocket ``/ws`` (PROTOCOL.md, "WebSocket") against a real server.
+
+Every test runs once per row of the server matrix (fanwire.testing.matrix.SERVINGS,
+docs/testing.md), and again with a client that negotiates permessage-deflate
+(``-deflate`` rows): ``-k uvicorn-httptools-native`` picks the default row.
+"""
 
 import asyncio
 import itertools
@@ -10,14 +15,23 @@ import pytest
 
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
-from fanwire.testing.clients import WSClient
+from fanwire.testing.matrix import SERVINGS, serving_params
 
 _names = itertools.count(1)
 RETENTION = 50
 
 
+ROWS = [row for serving in SERVINGS for row in (serving, serving.with_deflate())]
+
+
+@pytest.fixture(scope="module", params=serving_params(ROWS))
+def serving(request):
+    """One row of the matrix: the module's server runs this way (one row at a time)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server(fanwire_module_server):
+def server(fanwire_module_server, serving):
     env = {
         "FANWIRE_DEMO_RATE": "0",
         "FANWIRE_RETENTION": str(RETENTION),
@@ -25,33 +39,56 @@ def server(fanwire_module_server):
         "FANWIRE_WS_PUBLISH_RATE": "50",
         "FANWIRE_MAX_PAYLOAD": "1000",
     }
-    return fanwire_module_server(env=env)
+    srv = fanwire_module_server(env=env, serving=serving)
+    yield srv
+    srv.stop()  # now, not at the module's end: the next row starts its own
 
 
 def new_topic(srv):
     name = f"w{os.getpid()}-{next(_names)}"
-    assert httpx.post(srv.url + "/topics", json={"name": name}, trust_env=False).status_code == 201
+    response = httpx.post(srv.url + "/topics", json={"name": name}, verify=srv.verify,
+                          trust_env=False)
+    assert response.status_code == 201
     return name
 
 
 def publish(srv, topic, data):
     response = httpx.post(f"{srv.url}/topics/{topic}/messages", json={"data": data},
-                          trust_env=False)
+                          verify=srv.verify, trust_env=False)
     assert response.status_code == 202, response.text
     return response.json()["message_id"]
 
 
 def test_connected_info_and_ping(server):
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             hello = ws.messages[0]
             assert hello["type"] == "info" and hello["message"] == "connected"
             assert isinstance(hello["client_id"], str) and hello["client_id"]
             pong = await ws.ping(request_id="p-1")
             assert {k: v for k, v in pong.items() if k != "_received_at"} == {
                 "type": "pong", "request_id": "p-1"}
-        async with WSClient(server.ws_url) as other:
+        async with server.ws_client() as other:
             assert other.client_id != hello["client_id"]
+
+    run(main())
+
+
+def test_permessage_deflate_as_negotiated(server, serving):
+    """The ``-deflate`` rows' client offers permessage-deflate: every server accepts it
+    but granian (a documented exception, see fanwire.testing.matrix), which declines it;
+    either way events, replies and batched frames arrive whole."""
+    topic = new_topic(server)
+
+    async def main():
+        async with server.ws_client() as ws:
+            expected = ["permessage-deflate"] if serving.negotiates_deflate else []
+            assert ws.extensions == expected
+            await ws.subscribe(topic)
+            sent = [publish(server, topic, {"n": i, "pad": "z" * 200}) for i in range(30)]
+            await ws.recv_events(30)
+            assert ws.event_ids() == sent
+            assert (await ws.ping())["type"] == "pong"
 
     run(main())
 
@@ -61,7 +98,7 @@ def test_subscribe_ack_comes_before_replayed_and_live_events(server):
     old = [publish(server, topic, i) for i in range(10)]
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             ack = await ws.subscribe(topic, last_n=4, request_id="sub-1")
             assert ack["type"] == "ack" and ack["request_type"] == "subscribe"
             assert ack["topic"] == topic and ack["request_id"] == "sub-1"
@@ -80,7 +117,7 @@ def test_ack_before_events_under_a_busy_topic(server):
     topic = new_topic(server)
 
     async def main():
-        async with WSClient(server.ws_url) as publisher, WSClient(server.ws_url) as ws:
+        async with server.ws_client() as publisher, server.ws_client() as ws:
             for i in range(20):
                 await publisher.send({"type": "publish", "topic": topic, "data": i})
             await ws.send({"type": "subscribe", "topic": topic, "last_n": 20, "request_id": "s"})
@@ -104,7 +141,7 @@ def test_publish_ack_and_event_shape(server):
     topic = new_topic(server)
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic)
             plain = await ws.publish(topic, {"qty": 3}, request_id="pub-1")
             typed = await ws.publish(topic, [1, 2], event="tick")
@@ -124,7 +161,7 @@ def test_unsubscribe_and_not_subscribed(server):
     topic = new_topic(server)
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic)
             ack = await ws.unsubscribe(topic, request_id="u1")
             assert (ack["request_type"], ack["topic"], ack["request_id"]) == (
@@ -144,12 +181,12 @@ def test_since_resumes_without_dup_or_gap_and_stale_ids_get_a_gap(server):
     published = [publish(server, topic, i) for i in range(6)]
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic, since=published[2])
             published.append(publish(server, topic, 6))
             await ws.recv_events(4)
             assert ws.event_ids() == published[3:]
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic, since="garbage")
             await ws.recv_events(7)
             gap = ws.infos("gap")
@@ -202,7 +239,7 @@ def test_bad_messages_get_an_error_and_the_connection_stays_open(server, raw, co
     raw = raw.replace(b'"T"', orjson.dumps(topic))
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.send_raw(raw.decode())
             error = await ws.recv_until(type="error")
             assert error["code"] == code, error
@@ -222,7 +259,7 @@ def test_bad_messages_get_an_error_and_the_connection_stays_open(server, raw, co
 
 def test_request_id_is_echoed_on_errors(server):
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             reply = await ws.request({"type": "subscribe", "topic": "??", "request_id": "x"},
                                      check=False)
             assert (reply["code"], reply["request_id"]) == ("INVALID_TOPIC", "x")
@@ -236,7 +273,7 @@ def test_subscription_limit_per_connection(server):
     topics = [new_topic(server) for _ in range(4)]
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             for topic in topics[:3]:
                 await ws.subscribe(topic)
             await ws.subscribe(topics[0])  # re-subscribing is not one more
@@ -252,7 +289,7 @@ def test_publish_rate_limit(server):
     topic = new_topic(server)
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             for i in range(120):
                 await ws.send({"type": "publish", "topic": topic, "data": i, "request_id": str(i)})
             await ws.wait_for(lambda c: len(c.of_type("ack")) + len(c.of_type("error")) >= 120)
@@ -267,9 +304,11 @@ def test_topic_deleted_info(server):
     topic = new_topic(server)
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic)
-            assert httpx.delete(f"{server.url}/topics/{topic}", trust_env=False).status_code == 204
+            deleted = httpx.delete(f"{server.url}/topics/{topic}", verify=server.verify,
+                                   trust_env=False)
+            assert deleted.status_code == 204
             info = await ws.recv_until(lambda m: m.get("message") == "topic_deleted")
             assert info["type"] == "info" and info["topic"] == topic
             reply = await ws.unsubscribe(topic, check=False)
@@ -279,31 +318,29 @@ def test_topic_deleted_info(server):
     run(main())
 
 
-def test_heartbeat_and_connection_limit(fanwire_server):
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"})
+def test_heartbeat_and_connection_limit(fanwire_server, serving):
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"},
+                         serving=serving)
 
     async def main():
-        async with WSClient(srv.ws_url, params={"heartbeat": "0.2"}) as ws:
+        async with srv.ws_client(params={"heartbeat": "0.2"}) as ws:
             beat = await ws.recv_until(lambda m: m.get("message") == "heartbeat")
             assert beat["type"] == "info" and isinstance(beat["ts"], float)
             with pytest.raises(Exception) as refused:
-                await WSClient(srv.ws_url).connect()
+                await srv.ws_client().connect()
             assert "503" in str(refused.value)
 
     run(main())
 
 
-def test_heartbeats_only_while_idle(fanwire_server):
+def test_heartbeats_only_while_idle(fanwire_server, serving):
     """Events written straight from the wake-up round count as traffic: no heartbeat
     while they flow faster than the interval, heartbeats again once the topic is quiet."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"})
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"}, serving=serving)
     topic = new_topic(srv)
 
     async def main():
-        async with (
-            WSClient(srv.ws_url, params={"heartbeat": "0.4"}) as ws,
-            WSClient(srv.ws_url) as publisher,
-        ):
+        async with srv.ws_client(params={"heartbeat": "0.4"}) as ws, srv.ws_client() as publisher:
             await ws.subscribe(topic)
             for i in range(25):  # 2.5 s of events, one every 0.1 s
                 await publisher.publish(topic, i)

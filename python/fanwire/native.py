@@ -33,7 +33,8 @@ ENDS_CLEANLY = ("no_topics", "shutdown")
 
 
 def http_transport(receive: Receive) -> Any | None:
-    """uvicorn's open transport under this HTTP request (None under other servers)."""
+    """uvicorn's open transport under this HTTP request (None under other servers), TLS
+    or not: enough to abort the connection."""
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None or transport.is_closing():
         return None
@@ -41,11 +42,18 @@ def http_transport(receive: Receive) -> Any | None:
 
 
 def transport_of(scope: Scope, receive: Receive) -> Any | None:
-    """uvicorn's transport for this request, when the native path can use it."""
+    """uvicorn's transport for this request, when the native path can use it (not TLS)."""
     if scope.get("type") != "http" or scope.get("http_version") != "1.1":
         return None
     transport = http_transport(receive)
     if transport is None:
+        return None
+    # Under TLS the socket carries encrypted records: the core cannot encrypt, so bytes it
+    # wrote there would be plaintext in the middle of the TLS stream (the client sees
+    # "wrong version number"). The transport, not scope["scheme"], tells: behind a
+    # TLS-terminating proxy the scheme may say https while the socket is plain.
+    tls = (transport.get_extra_info(key) for key in ("sslcontext", "ssl_object"))
+    if any(info is not None for info in tls):
         return None
     sock = transport.get_extra_info("socket")
     return transport if sock is not None and sock.fileno() >= 0 else None

@@ -4,7 +4,12 @@ The pytest plugin (:mod:`fanwire.testing.plugin`) is registered through the ``py
 entry point ``fanwire``. Modules:
 
 - :mod:`~fanwire.testing.servers`: :class:`FanwireServer` (``python -m fanwire`` or any
-  ASGI app under uvicorn) and :class:`RedisServer`, as subprocesses on free ports.
+  ASGI app under uvicorn, hypercorn or granian) and :class:`RedisServer`, as
+  subprocesses on free ports.
+- :mod:`~fanwire.testing.matrix`: :class:`Serving`, one way to serve fanwire (server,
+  HTTP/WebSocket implementations, native paths, TLS), and :data:`SERVINGS`, the matrix
+  the protocol suite runs on.
+- :mod:`~fanwire.testing.tls`: a self-signed test certificate and contexts trusting it.
 - :mod:`~fanwire.testing.clients`: :class:`SSEClient` and :class:`WSClient`.
 - :mod:`~fanwire.testing.assertions`: :func:`assert_in_order`.
 - :mod:`~fanwire.testing.load`: :func:`run_load` (and :func:`run_native`, the C++ load

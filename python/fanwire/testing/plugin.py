@@ -5,10 +5,15 @@ Fixtures:
 - ``free_port`` -> ``int``: a free TCP port on 127.0.0.1.
 - ``fanwire_server`` -> factory ``(env=None, args=(), app=None, *, factory=False,
   app_dir=None, port=None, name=None, start_timeout=30.0, stop_timeout=10.0,
-  health_path="/health") -> FanwireServer``: starts ``python -m fanwire`` (or the ASGI
-  app ``app="module:attr"`` under uvicorn) on a free port and waits for ``/health``.
-  The handle has ``.url``, ``.ws_url``, ``.port``, ``.pid``, ``.stop()``, ``.restart()``,
-  ``.kill()``, ``.log_text()``.
+  health_path="/health", tls=False, serving=None) -> FanwireServer``: starts
+  ``python -m fanwire`` (or the ASGI app ``app="module:attr"`` under uvicorn) on a free
+  port and waits for ``/health``. ``tls=True`` serves HTTPS/WSS with a self-signed
+  certificate that the clients of :mod:`fanwire.testing.clients` trust (``.verify``
+  for httpx); ``serving=Serving(...)`` (a row of
+  :data:`fanwire.testing.matrix.SERVINGS`) runs the app under that row's server,
+  implementations, native settings and TLS. The handle has ``.url``, ``.ws_url``,
+  ``.verify``, ``.port``, ``.pid``, ``.stop()``, ``.restart()``, ``.kill()``,
+  ``.log_text()``, ``.ws_client()``, ``.sse_client()``.
 - ``fanwire_module_server``: the same factory, module-scoped: for a server shared by the
   tests of one module (stopped after the module's last test; its log is added to the
   report of any of them that fails).
@@ -17,6 +22,9 @@ Fixtures:
 - ``fanwire_broker`` -> ``fanwire.Broker()`` (in-process), closed at teardown.
 - ``chromium_browser`` -> a headless playwright ``Browser`` (sync API) on Debian's
   Chromium.
+
+Marker ``fanwire_exception(reason)``: a documented exception of the server matrix (see
+:func:`fanwire.testing.matrix.serving_params`); the reasons are listed after the run.
 
 Everything a fixture starts is stopped when its test ends; the log of every server a
 failed test started is added to its report. At session end, every process started
@@ -39,6 +47,7 @@ from .ports import free_port as _pick_free_port
 from .processes import ManagedProcess, started_processes
 
 if TYPE_CHECKING:
+    from .matrix import Serving
     from .servers import FanwireServer, RedisServer
 
 _STARTED_BY_TEST = pytest.StashKey[list[ManagedProcess]]()
@@ -82,6 +91,8 @@ def _server_factory(
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         health_path: str = "/health",
+        tls: bool = False,
+        serving: Serving | None = None,
     ) -> FanwireServer:
         server = FanwireServer(
             app=app,
@@ -95,6 +106,8 @@ def _server_factory(
             log_dir=log_dir,
             start_timeout=start_timeout,
             stop_timeout=stop_timeout,
+            tls=tls,
+            serving=serving,
         )
         started.append(server)
         _remember(request, server)
@@ -179,12 +192,48 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Add the logs of the servers a failed test started to its report."""
     report = yield
     if report.failed:
-        # The test's own servers, and those of its module (``fanwire_module_server``).
+        # The test's own servers, and those of its module (``fanwire_module_server``),
+        # but not those stopped before it began (a module's earlier matrix rows).
         started = [p for node in item.listchain() for p in node.stash.get(_STARTED_BY_TEST, [])]
         for process in started:
+            if process.stopped_at is not None and process.stopped_at < call.start:
+                continue
             title = f"{process.kind} {process.name!r} log ({process.log_path})"
             report.sections.append((title, process.log_text(_LOG_CHARS)))
     return report
+
+
+_EXCEPTIONS = pytest.StashKey[dict[str, list[str]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``fanwire_exception`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "fanwire_exception(reason): a documented exception of the server matrix "
+        "(fanwire.testing.matrix): on this row the test asserts the documented behaviour "
+        "instead; the reasons are listed after the run",
+    )
+    config.stash[_EXCEPTIONS] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the selected tests that run under a documented matrix exception."""
+    found = session.config.stash.get(_EXCEPTIONS, {})
+    for item in session.items:
+        for mark in item.iter_markers("fanwire_exception"):
+            reason = str(mark.args[0] if mark.args else mark.kwargs.get("reason"))
+            found.setdefault(reason, []).append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """List the documented matrix exceptions of the collected tests (never silent)."""
+    found = config.stash.get(_EXCEPTIONS, {})
+    if not found:
+        return
+    terminalreporter.write_sep("-", "fanwire matrix: documented exceptions (docs/testing.md)")
+    for reason, nodeids in found.items():
+        terminalreporter.write_line(f"{reason} [{len(nodeids)} test(s) on such rows]")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -122,6 +122,8 @@ class ManagedProcess:
         #: session-end report.
         self.problems: list[str] = []
         self.start_count = 0
+        #: ``time.time()`` when :meth:`stop` last stopped it (None while it runs).
+        self.stopped_at: float | None = None
 
     # -- to override -------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -189,6 +191,7 @@ class ManagedProcess:
             )
         self._pgid = self._proc.pid
         self.returncode = None
+        self.stopped_at = None
         self.start_count += 1
         if self not in _STARTED:
             _STARTED.append(self)
@@ -257,6 +260,7 @@ class ManagedProcess:
                 proc.wait(10)
         self.returncode = proc.returncode
         self._proc = None
+        self.stopped_at = time.time()
         # Children (e.g. uvicorn workers) should go with their parent; give them a moment.
         deadline = time.monotonic() + max(wait, 2.0)
         while self.leftover_pids() and time.monotonic() < deadline:

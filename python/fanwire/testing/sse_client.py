@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from .connection import StallableClient
 from .gaps import Gap
+from .tls import client_context_for
 
 #: SSE event types the server uses for notices; every other type is a message.
 CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown", "error"})
@@ -77,6 +79,8 @@ class SSEClient(StallableClient):
     the ``Last-Event-ID`` header. ``receive_buffer`` shrinks the socket's receive buffer
     so a stalled client backs up the server quickly. ``expect_status`` is the status
     :meth:`connect` requires (the body of any other answer is kept in :attr:`body`).
+    An ``https://`` URL is verified with ``ssl_context`` (default: a context trusting
+    the test certificate of :mod:`fanwire.testing.tls`).
     """
 
     def __init__(
@@ -96,9 +100,11 @@ class SSEClient(StallableClient):
         stalled: bool = False,
         expect_status: int = 200,
         connect_timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
         self.url = base_url.rstrip("/") + path
+        self.ssl_context = ssl_context or client_context_for(self.url)
         query: list[tuple[str, Any]] = [("topic", t) for t in topics or ()]
         for key, value in (
             ("last_n", last_n),
@@ -134,6 +140,8 @@ class SSEClient(StallableClient):
     async def connect(self) -> Self:
         """Send the request, check the status, and start reading (unless stalled)."""
         transport_options: dict[str, Any] = {}
+        if self.ssl_context is not None:
+            transport_options["verify"] = self.ssl_context
         if self.receive_buffer is not None:
             option = (socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             transport_options["socket_options"] = [option]

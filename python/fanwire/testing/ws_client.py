@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import itertools
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Self
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from .connection import StallableClient
 from .gaps import Gap
+from .tls import client_context_for
 
 _request_ids = itertools.count(1)
 _HAS_PROXY_OPTION = "proxy" in inspect.signature(connect.__init__).parameters
@@ -50,6 +52,9 @@ class WSClient(StallableClient):
     waits for the server's ``info`` ``connected`` message (``expect_connected``) and keeps
     its ``client_id``. ``receive_buffer`` (bytes) and ``max_queue`` (messages buffered by
     the library) bound how much a stalled client absorbs before the server backs up.
+    ``compression="deflate"`` negotiates permessage-deflate (default: none). A ``wss://``
+    URL is verified with ``ssl_context`` (default: a context trusting the test
+    certificate of :mod:`fanwire.testing.tls`).
     """
 
     def __init__(
@@ -65,9 +70,11 @@ class WSClient(StallableClient):
         stalled: bool = False,
         open_timeout: float = 10.0,
         timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
         self.url = url + ("?" + urlencode(dict(params)) if params else "")
+        self.ssl_context = ssl_context or client_context_for(self.url)
         self.request_headers = dict(headers or {})
         self.receive_buffer = receive_buffer
         self.max_queue = max_queue
@@ -100,13 +107,15 @@ class WSClient(StallableClient):
         }
         if _HAS_PROXY_OPTION:
             options["proxy"] = None
+        if self.ssl_context is not None:
+            options["ssl"] = self.ssl_context
         if self.receive_buffer is not None:
             parts = urlsplit(self.url)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             sock.setblocking(False)
             await asyncio.get_running_loop().sock_connect(
-                sock, (parts.hostname or "127.0.0.1", parts.port or 80)
+                sock, (parts.hostname or "127.0.0.1", parts.port or self._default_port)
             )
             options["sock"] = sock
         self._ws = await connect(self.url, **options)
@@ -118,6 +127,10 @@ class WSClient(StallableClient):
             )
             self.client_id = hello.get("client_id")
         return self
+
+    @property
+    def _default_port(self) -> int:
+        return 443 if self.url.startswith("wss://") else 80
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -245,6 +258,13 @@ class WSClient(StallableClient):
         return await self.request(body)
 
     # -- what arrived ------------------------------------------------------------------
+    @property
+    def extensions(self) -> list[str]:
+        """The extensions the handshake agreed on, e.g. ``["permessage-deflate"]``."""
+        if self._ws is None:
+            raise RuntimeError("not connected")
+        return [str(extension.name) for extension in self._ws.protocol.extensions]
+
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         """Received messages whose ``type`` is ``kind``."""
         return [m for m in self.messages if m.get("type") == kind]

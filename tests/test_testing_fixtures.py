@@ -79,7 +79,7 @@ def test_matrix_rows_run_one_at_a_time_with_their_own_logs_and_listed_exceptions
 
         @pytest.fixture(scope="module", params=serving_params(ROWS))
         def server(fanwire_module_server, request):
-            srv = fanwire_module_server(app={SELFTEST!r}, serving=request.param)
+            srv = fanwire_module_server(**{SELFTEST!r}, serving=request.param)
             yield srv
             srv.stop()
 

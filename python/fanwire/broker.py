@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,7 @@ class Broker:
                 retention=retention,
                 max_topics=max_topics,
                 prefix=redis_prefix,
+                backlog=self._backlog,
             )
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
@@ -295,6 +296,11 @@ class Broker:
         for sub in list(self._subs.values()):
             sub._inject_gap(topic, first_available)
 
+    def _backlog(self, topics: Collection[str]) -> int:
+        """Messages of ``topics`` that local subscribers have not taken yet (the Redis
+        reader paces a catch-up with it)."""
+        return sum(sub.backlog(topics) for sub in list(self._subs.values()))
+
     # -- subscribing -----------------------------------------------------------------
     def subscribe(
         self,
@@ -321,7 +327,7 @@ class Broker:
         names = [topics] if isinstance(topics, str) else list(topics or ())
         try:
             for name in names:
-                sub.add(name, last_n=last_n, since=since)
+                sub.add(name, last_n=last_n, since=since, since_group=names)
         except BaseException:
             sub.close()
             raise

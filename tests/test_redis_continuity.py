@@ -2,9 +2,11 @@
 tells its clients of the hole (and only of it), and a resume id that Redis does not hold
 gets a ``gap``."""
 
+import asyncio
 import os
 import signal
 
+import pytest
 import redis
 from redis_support import (
     create_everywhere,
@@ -139,3 +141,37 @@ def test_resume_ids_of_a_redis_that_lost_its_data_get_a_gap(fanwire_server, redi
             assert sequence[1:] == new
 
     run(main(), timeout=60)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_slow_redis_never_blocks_the_event_loop(fanwire_server, redis_server_factory, transport):
+    """Subscribing to a topic that must first be created (auto-create) or looked up in
+    Redis waits for Redis without blocking the node: meanwhile it still answers others."""
+    slow = redis_server_factory(args=["--enable-debug-command", "yes"])
+    a = node(fanwire_server, slow.url, auto_create_topics="true")
+
+    async def sleeping_redis(seconds):
+        """Make Redis unresponsive for ``seconds`` (from now until the task ends)."""
+        with redis.Redis.from_url(slow.url) as direct:
+            await asyncio.to_thread(direct.execute_command, "DEBUG", "SLEEP", seconds)
+
+    async def main():
+        async with http_client() as http:
+            await create_topic(http, a, topic_name())  # connected to Redis
+            async with WSClient(a.ws_url) as ws:
+                sse = SSEClient(a.url, topics=[topic_name()], connect_timeout=30)
+                stall = asyncio.ensure_future(sleeping_redis(2))
+                await asyncio.sleep(0.2)
+                if transport == "ws":
+                    pending = asyncio.ensure_future(ws.subscribe(topic_name(), timeout=30))
+                else:
+                    pending = asyncio.ensure_future(sse.connect())
+                await asyncio.sleep(0.3)  # the node now waits for Redis on `pending`
+                health = await http.get(a.url + "/health")
+                assert health.status_code == 200
+                assert not pending.done(), "the loop was blocked until Redis answered"
+                await pending
+                await stall
+                await sse.close()
+
+    run(main(), timeout=90)

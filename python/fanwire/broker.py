@@ -187,6 +187,17 @@ class Broker:
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
 
+    async def aknow_topics(self, names: Iterable[str]) -> None:
+        """Redis mode: follow each of ``names`` that this node has not heard of yet but
+        the registry has (created on another node a moment ago), so that a subscribe
+        right after finds it. Call it before :meth:`subscribe` on the event loop: the
+        subscribe itself never asks Redis (it would block the loop)."""
+        if self._backend is None:
+            return
+        for name in names:
+            if is_valid_name(name) and not self._core.has_topic(name):
+                await self._backend.adopt(name)
+
     def topics(self) -> list[TopicInfo]:
         return [TopicInfo(*row) for row in self._core.topic_stats()]
 

@@ -129,14 +129,12 @@ class Subscription:
     def _core_subscribe(
         self, topic: str, last_n: int, since: str | None, policy: int, size: int
     ) -> _core.CoreSub:
-        core = self._broker._core
+        # (Redis mode: a topic created on another node a moment ago, not yet announced
+        # here, is looked up beforehand, without blocking: Broker.aknow_topics.)
         try:
-            return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+            return self._broker._core.subscribe(topic, self._waiter, last_n, since, policy, size)
         except KeyError:
-            backend = self._broker._backend
-            if backend is None or not backend.adopt(topic):
-                raise TopicNotFound(f"no topic {topic!r}") from None
-        return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+            raise TopicNotFound(f"no topic {topic!r}") from None
 
     def _replayed(self, topic: str, core_sub: _core.CoreSub, task: asyncio.Task[Replay]) -> None:
         """History from Redis arrived: queue it, then let the core go on after it."""

@@ -114,11 +114,11 @@ class Commands:
         status, _ = self._run_sync("delete", "delete topic", self._topic_args(topic, False))
         return bool(status)
 
-    def is_topic_sync(self, topic: str) -> bool:
-        with unavailable("topic lookup"):
-            return bool(self.sync_client().sismember(self.keys.registry, topic))
-
     # -- reads -------------------------------------------------------------------------
+    async def is_topic(self, topic: str) -> bool:
+        with unavailable("topic lookup"):
+            return bool(await self.client.sismember(self.keys.registry, topic))
+
     async def run_id(self) -> str:
         """The Redis server's run id: it changes when Redis restarts."""
         info = await self.client.info("server")

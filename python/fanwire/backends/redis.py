@@ -259,10 +259,10 @@ class RedisBackend:
             self.reader.forget(name)
         return deleted
 
-    def adopt(self, name: str) -> bool:
+    async def adopt(self, name: str) -> bool:
         """On a local miss: follow ``name`` now if the registry has it (created elsewhere
         and not yet announced here)."""
-        if not self.ready or not self._guard_sync(lambda: self.commands.is_topic_sync(name)):
+        if not self.ready or not await self._guard(self.commands.is_topic(name)):
             return False
         self.reader.follow(name, "0-0")
         return True

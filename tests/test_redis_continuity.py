@@ -16,6 +16,7 @@ from redis_support import (
     publish,
     topic_name,
     two_nodes,
+    until,
 )
 
 from fanwire.testing.aio import run
@@ -38,8 +39,33 @@ def retained(redis_url, topic):
         return [entry_id.decode() for entry_id, _ in direct.xrange(f"fanwire:stream:{topic}")]
 
 
-def test_node_paused_past_the_retention_announces_exactly_the_hole(fanwire_server, redis_server):
-    a, b, topic = two_nodes(fanwire_server, redis_server.url, retention=50)
+async def publish_when_back(http, srv, topic, data):
+    """Publish, retrying while the node reconnects to Redis (503 meanwhile)."""
+
+    async def attempt():
+        response = await http.post(f"{srv.url}/topics/{topic}/messages", json={"data": data})
+        assert response.status_code in (202, 503), response.text
+        return response.json()["message_id"] if response.status_code == 202 else None
+
+    return await until(attempt, timeout=30, what="publishing")
+
+
+@pytest.mark.parametrize(
+    ("b_retention", "cut"),
+    [(50, False), (1000, True)],
+    ids=["paused", "paused-with-a-big-ring-and-reconnected"],
+)
+def test_node_paused_past_the_retention_announces_exactly_the_hole(
+    fanwire_server, redis_server, b_retention, cut
+):
+    """B stops (SIGSTOP) while A publishes 500 messages into streams trimmed to about 50
+    (A's retention). Its clients then get every message Redis still holds, and a gap for
+    exactly the others. With ``cut``, B's Redis connections are also killed meanwhile
+    (it reconnects), and B's own ring is big enough to hold what came before the hole:
+    a resume from an id before the hole must still get the gap."""
+    a = node(fanwire_server, redis_server.url, retention=50)
+    b = node(fanwire_server, redis_server.url, retention=b_retention)
+    topic = topic_name()
 
     async def main():
         async with http_client() as http:
@@ -56,23 +82,30 @@ def test_node_paused_past_the_retention_announces_exactly_the_hole(fanwire_serve
             try:
                 ids += [await publish(http, a, topic, {"n": n}) for n in range(5, 505)]
                 kept = retained(redis_server.url, topic)
+                if cut:
+                    with redis.Redis.from_url(redis_server.url) as direct:
+                        direct.client_kill_filter(_type="normal", skipme=True)
             finally:
                 os.kill(b.pid, signal.SIGCONT)
-            ids += [await publish(http, a, topic, {"n": n}) for n in range(505, 510)]
+            ids += [await publish_when_back(http, a, topic, {"n": n}) for n in range(505, 510)]
             await sse.read_until(lambda c: ids[-1] in c.ids, timeout=30, what="the last id")
             await ws.wait_for(lambda c: ids[-1] in c.event_ids(topic), timeout=30)
             for client in (sse, ws):
                 await client.close()
+            # A client that got ids[4] from B before the pause resumes on B.
+            async with SSEClient(b.url, topics=[topic], resume_from=ids[4]) as late:
+                await late.read_until(lambda c: ids[-1] in c.ids, what="the last id")
         assert ids[4] not in kept and len(kept) < 450  # Redis did trim what B had not read
-        for sequence in (sse.sequence(topic), ws.sequence(topic)):
+        for sequence in (sse.sequence(topic), ws.sequence(topic), late.sequence(topic)):
             # In order, no duplicate, nothing missing but where a gap was announced...
-            assert_in_order(sequence, ids)
+            assert_in_order(sequence, ids[5:] if sequence is late.sequence(topic) else ids)
             # ... and that is exactly the hole: one gap, then all that Redis still held.
+            assert len(gaps(sequence)) == 1, [(g, sequence.index(g)) for g in gaps(sequence)]
             [gap] = gaps(sequence)
             got = delivered(sequence)
             assert set(kept) <= set(got), "a message Redis still held was not delivered"
             assert gap.first_available == got[sequence.index(gap)]
-            missing = [i for i in ids if i not in got]
+            missing = [i for i in ids[5:] if i not in got]
             assert missing == ids[ids.index(missing[0]) : ids.index(gap.first_available)]
 
     run(main(), timeout=120)

@@ -87,6 +87,7 @@ class Broker:
                 max_topics=max_topics,
                 prefix=redis_prefix,
                 backlog=self._backlog,
+                rounds=lambda: self._waker.rounds,
             )
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}

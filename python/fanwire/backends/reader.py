@@ -28,10 +28,10 @@ log = logging.getLogger("fanwire.redis")
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 _MAX_KEY = 2**64  # beyond any stream id's ms part
-#: Catching up, the reader waits rounds of this many seconds (two wake-up intervals) for
-#: its subscribers to take a batch, at most CATCH_UP_WAIT in all.
-CATCH_UP_ROUND = 0.01
-CATCH_UP_WAIT = 0.1
+#: Catching up, the reader polls every CATCH_UP_POLL seconds whether its subscribers took
+#: a batch (see _let_subscribers_take), CATCH_UP_WAIT at most (a loop far too busy).
+CATCH_UP_POLL = 0.002
+CATCH_UP_WAIT = 5.0
 
 
 class StreamReader:
@@ -48,12 +48,15 @@ class StreamReader:
         block_ms: int = 1000,
         announce_gap: Callable[[str, str | None], None] | None = None,
         backlog: Callable[[Collection[str]], int] | None = None,
+        rounds: Callable[[], int] | None = None,
     ) -> None:
         self.core = core
         self.drain = drain
         self.announce_gap = announce_gap or (lambda topic, first: None)
         #: messages fed but not yet taken by the local subscribers of some topics.
         self.backlog = backlog or (lambda topics: 0)
+        #: wake-up rounds the broker started so far.
+        self.rounds = rounds or (lambda: 0)
         self.keys = keys
         self.client = client
         self.count = count
@@ -115,16 +118,17 @@ class StreamReader:
 
     async def _let_subscribers_take(self, topics: set[str]) -> None:
         """The reader is catching up (a full batch): before feeding more, let the local
-        subscribers take what they got, as long as they make progress. Fed in one go, a
-        backlog larger than their queues would be dropped, though Redis still holds it.
-        A stalled subscriber (no progress) holds the reader back at most one round."""
-        waited, left = 0.0, self.backlog(topics)
-        while left and waited < CATCH_UP_WAIT:
-            await asyncio.sleep(CATCH_UP_ROUND)
-            waited += CATCH_UP_ROUND
-            before, left = left, self.backlog(topics)
-            if left >= before:
+        subscribers take what they got. Fed in one go, a backlog larger than their queues
+        would be dropped, though Redis still holds it. One whole wake-up round gives every
+        subscriber that keeps up its chance: what is left after it belongs to stalled
+        ones (their policy applies), which so hold the reader back one round at most."""
+        seen = self.rounds()
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_WAIT
+        while self.backlog(topics) and self.rounds() - seen < 2:
+            if asyncio.get_running_loop().time() > deadline:
                 return
+            self.drain()  # a round comes even if no subscriber asked for one
+            await asyncio.sleep(CATCH_UP_POLL)
 
     def apply(self, reply: Iterable[Any]) -> set[str]:
         """Apply control notices first, then feed the messages of the other streams;

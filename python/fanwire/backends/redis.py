@@ -71,6 +71,7 @@ class RedisBackend:
         max_topics: int,
         prefix: str = "fanwire",
         backlog: Callable[[Collection[str]], int] | None = None,
+        rounds: Callable[[], int] | None = None,
     ) -> None:
         self.url = redact(url)  # for logs: never a password
         self.keys = Keys(prefix)
@@ -88,6 +89,7 @@ class RedisBackend:
             block_ms=block_ms,
             announce_gap=announce_gap,
             backlog=backlog,
+            rounds=rounds,
         )
         # MAXLEN ~ keeps a little more than `retention`: deliver all the stream holds.
         self.resumer = Resumer(self.commands, self.reader, 2 * retention + 1000)

@@ -202,7 +202,9 @@ def test_a_slow_redis_never_blocks_the_event_loop(fanwire_server, redis_server_f
                 await asyncio.sleep(0.3)  # the node now waits for Redis on `pending`
                 health = await http.get(a.url + "/health")
                 assert health.status_code == 200
-                assert not pending.done(), "the loop was blocked until Redis answered"
+                # Answered while Redis still sleeps (on a blocked loop, only once it woke).
+                assert not stall.done(), "the loop was blocked until Redis answered"
+                assert not pending.done()
                 await pending
                 await stall
                 await sse.close()

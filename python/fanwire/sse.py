@@ -177,6 +177,7 @@ class EventStream(Response):
         """The native path when uvicorn's transport allows it, else the ASGI path."""
         settings = self.runtime.settings
         if transport is not None:
+            await self.sub.replayed()  # Redis mode: a resume's history first, then native
             sink = native.attach(self.sub, transport, settings.heartbeat_interval)
             if sink is not None:
                 return await native.run(self.sub, sink, transport, receive, settings.close_grace)

@@ -175,6 +175,11 @@ class Subscription:
         """Messages of ``topics`` ready for this subscription but not taken yet."""
         return sum(sub.pending for topic, sub in self._subs.items() if topic in topics)
 
+    async def replayed(self) -> None:
+        """Wait until the history on its way from Redis (a resume) was queued."""
+        while self._held:
+            await asyncio.wait(list(self._held.values()))
+
     @property
     def native_ready(self) -> bool:
         """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""

@@ -177,7 +177,8 @@ class Commands:
             pipe.xinfo_stream(key)
             pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=max(cap, 1))
             for holder in holders:
-                pipe.xrange(self.keys.stream(holder), after, after, count=1)
+                if after is not None:
+                    pipe.xrange(self.keys.stream(holder), after, after, count=1)
             replies = await pipe.execute(raise_on_error=False)
         (seconds, micros), info, newest, *held = replies
         for reply in (newest, *held):

@@ -83,16 +83,17 @@ bool Sink::tick(Clock::time_point now) {
   return blocked_locked();
 }
 
-// Takes every ready message of every topic into `body`; then parks the subscribers.
+// Takes the injected bytes, then every ready message of every topic, into `body`; then
+// parks the subscribers.
 // Returns true if one of them had more ready meanwhile (the caller loops).
 bool Sink::fill_locked(std::string& body) {
+  body.append(injected_);  // taken before anything that became ready since (inject)
+  injected_.clear();
   for (size_t i = 0; i < subs_.size() && end_ == SinkEnd::none;) {
     bool removed = false;
     take_topic_locked(i, body, removed);
     if (!removed) ++i;
   }
-  body.append(injected_);
-  injected_.clear();
   if (end_ == SinkEnd::none && subs_.empty()) finish_locked(SinkEnd::no_topics);
   if (end_ != SinkEnd::none) return false;
   bool more = false;
@@ -197,6 +198,13 @@ void Sink::inject(std::string bytes) {
   {
     std::lock_guard lock(mu_);
     if (end_ != SinkEnd::none) return;
+    // What is ready now goes first, so that the notice (a gap) sits exactly between it
+    // and whatever the caller publishes next, however late this thread writes.
+    for (size_t i = 0; i < subs_.size() && end_ == SinkEnd::none;) {
+      bool removed = false;
+      take_topic_locked(i, injected_, removed);
+      if (!removed) ++i;
+    }
     injected_.append(bytes);
   }
   if (ready_) ready_->push(id_, true);

@@ -128,6 +128,28 @@ TEST(drop_oldest_reports_gap_with_exact_count) {
   ::close(pair.client);
 }
 
+// A shared log's reader injects a gap notice, then publishes what follows the hole at
+// once: the notice must sit between the two, however late the Writer gets to the sink.
+TEST(injected_notice_goes_between_what_was_ready_and_what_came_after) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = attach(writer, broker, "t", pair.server);
+  for (int i = 0; i < 20; ++i) broker.publish("t", std::to_string(i), "");
+  sink->inject("event: gap\ndata: {\"topic\":\"t\",\"first_available\":\"5-21\"}\n\n");
+  for (int i = 20; i < 500; ++i) broker.publish("t", std::to_string(i), "");
+  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("id: 5-500\n") != std::string::npos; });
+  const size_t gap = text.find("event: gap");
+  CHECK(count(text, "id: 5-") == 500);
+  CHECK(gap != std::string::npos);
+  CHECK(text.find("id: 5-20\n") < gap);
+  CHECK(gap < text.find("id: 5-21\n"));
+  sink->close();
+  ::close(pair.server);
+  ::close(pair.client);
+}
+
 TEST(many_sinks_publishers_and_shutdown_race) {
   Broker broker(256);
   broker.create_topic("a");

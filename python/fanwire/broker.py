@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,8 @@ class Broker:
                 retention=retention,
                 max_topics=max_topics,
                 prefix=redis_prefix,
+                backlog=self._backlog,
+                rounds=lambda: self._waker.rounds,
             )
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
@@ -185,6 +187,17 @@ class Broker:
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
+
+    async def aknow_topics(self, names: Iterable[str]) -> None:
+        """Redis mode: follow each of ``names`` that this node has not heard of yet but
+        the registry has (created on another node a moment ago), so that a subscribe
+        right after finds it. Call it before :meth:`subscribe` on the event loop: the
+        subscribe itself never asks Redis (it would block the loop)."""
+        if self._backend is None:
+            return
+        for name in names:
+            if is_valid_name(name) and not self._core.has_topic(name):
+                await self._backend.adopt(name)
 
     def topics(self) -> list[TopicInfo]:
         return [TopicInfo(*row) for row in self._core.topic_stats()]
@@ -297,6 +310,11 @@ class Broker:
         for sub in list(self._subs.values()):
             sub._inject_gap(topic, first_available)
 
+    def _backlog(self, topics: Collection[str]) -> int:
+        """Messages of ``topics`` that local subscribers have not taken yet (the Redis
+        reader paces a catch-up with it)."""
+        return sum(sub.backlog(topics) for sub in list(self._subs.values()))
+
     # -- subscribing -----------------------------------------------------------------
     def subscribe(
         self,
@@ -323,7 +341,7 @@ class Broker:
         names = [topics] if isinstance(topics, str) else list(topics or ())
         try:
             for name in names:
-                sub.add(name, last_n=last_n, since=since)
+                sub.add(name, last_n=last_n, since=since, since_group=names)
         except BaseException:
             sub.close()
             raise

@@ -76,14 +76,23 @@ def parse_params(request: Request, runtime: Runtime) -> StreamParams:
     )
 
 
-def open_subscription(runtime: Runtime, params: StreamParams) -> Subscription:
-    """Subscribe (creating topics first when so configured); 404 on an unknown topic."""
+async def prepare_topics(runtime: Runtime, topics: list[str]) -> None:
+    """Create the topics when so configured, and (Redis mode) learn of those created on
+    other nodes, with the async client: nothing blocks the loop on Redis."""
     broker = runtime.broker
     if broker.shutting_down:
         raise ShuttingDown("server is shutting down")
     if runtime.settings.auto_create_topics:
-        for topic in params.topics:
-            broker.create_topic(topic)
+        for topic in topics:
+            await broker.acreate_topic(topic)
+    await broker.aknow_topics(topics)
+
+
+def open_subscription(runtime: Runtime, params: StreamParams) -> Subscription:
+    """Subscribe (after :func:`prepare_topics`); 404 on an unknown topic."""
+    broker = runtime.broker
+    if broker.shutting_down:
+        raise ShuttingDown("server is shutting down")
     return broker.subscribe(
         params.topics,
         last_n=params.last_n,
@@ -104,6 +113,7 @@ async def stream(request: Request, runtime: Runtime) -> Response:
             claims.check_subscribe(topic)
         runtime.connections.acquire("sse")
         try:
+            await prepare_topics(runtime, params.topics)
             sub = open_subscription(runtime, params)
         except BaseException:
             runtime.connections.release("sse")
@@ -154,6 +164,7 @@ class EventStream(Response):
         """The native path when uvicorn's transport allows it, else the ASGI path."""
         settings = self.runtime.settings
         if transport is not None:
+            await self.sub.replayed()  # Redis mode: a resume's history first, then native
             sink = native.attach(self.sub, transport, settings.heartbeat_interval)
             if sink is not None:
                 grace = self.runtime.close_grace  # asked when the stream ends

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import _core
@@ -100,8 +101,14 @@ class Subscription:
         since: str | None = None,
         policy: Policy | None = None,
         queue_size: int | None = None,
+        since_group: Sequence[str] = (),
     ) -> None:
-        """Subscribe to one more topic (re-subscribing replaces the old one)."""
+        """Subscribe to one more topic (re-subscribing replaces the old one).
+
+        ``since_group``: the topics resumed together from this one ``since`` (an SSE
+        stream's Last-Event-ID, an id of one of them); in Redis mode it is a point in
+        time for the others, and unknown (``gap``) only if none of their streams holds it.
+        """
         check_topic(topic)
         self._broker._check_open()
         policy_code = _POLICIES[policy or self._policy]
@@ -111,7 +118,7 @@ class Subscription:
         self._subs[topic] = core_sub
         backend = self._broker._backend
         if backend is not None:
-            replay = backend.resume(topic, core_sub, since, last_n, self._notices)
+            replay = backend.resume(topic, core_sub, since, last_n, self._notices, since_group)
             if replay is not None:
                 self._held[topic] = replay
                 replay.add_done_callback(functools.partial(self._replayed, topic, core_sub))
@@ -122,14 +129,12 @@ class Subscription:
     def _core_subscribe(
         self, topic: str, last_n: int, since: str | None, policy: int, size: int
     ) -> _core.CoreSub:
-        core = self._broker._core
+        # (Redis mode: a topic created on another node a moment ago, not yet announced
+        # here, is looked up beforehand, without blocking: Broker.aknow_topics.)
         try:
-            return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+            return self._broker._core.subscribe(topic, self._waiter, last_n, since, policy, size)
         except KeyError:
-            backend = self._broker._backend
-            if backend is None or not backend.adopt(topic):
-                raise TopicNotFound(f"no topic {topic!r}") from None
-        return core.subscribe(topic, self._waiter, last_n, since, policy, size)
+            raise TopicNotFound(f"no topic {topic!r}") from None
 
     def _replayed(self, topic: str, core_sub: _core.CoreSub, task: asyncio.Task[Replay]) -> None:
         """History from Redis arrived: queue it, then let the core go on after it."""
@@ -165,6 +170,15 @@ class Subscription:
         self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
         core_sub.close()  # redis-py may never finish a cancelled command
         return True
+
+    def backlog(self, topics: Collection[str]) -> int:
+        """Messages of ``topics`` ready for this subscription but not taken yet."""
+        return sum(sub.pending for topic, sub in self._subs.items() if topic in topics)
+
+    async def replayed(self) -> None:
+        """Wait until the history on its way from Redis (a resume) was queued."""
+        while self._held:
+            await asyncio.wait(list(self._held.values()))
 
     @property
     def native_ready(self) -> bool:

@@ -25,6 +25,7 @@ class Waker:
         self._reading = False
         self._scheduled = False
         self._next = 0.0
+        self.rounds = 0  # rounds started so far (once one more started, the last ended)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.detach()
@@ -67,6 +68,7 @@ class Waker:
         # time.monotonic(), not loop.time(): uvloop caches its clock for a whole loop
         # iteration, which made a long round look instant and disabled the limit.
         started = time.monotonic()
+        self.rounds += 1
         self._drain()
         self._round_done(started)  # a signal may come before the woken tasks have run
         # Scheduled after the wake-ups, so it runs once the woken tasks have had their step.

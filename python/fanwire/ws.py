@@ -157,7 +157,7 @@ class Connection:
         except FanwireError as exc:
             return ws_error(exc.code, exc.message, request_id)
 
-    def subscribe(self, msg: dict[str, Any], request_id: Any) -> str:
+    async def subscribe(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)
         last_n = _field(msg, "last_n", int) or 0
         if not 0 <= last_n <= self.runtime.broker.retention:
@@ -174,7 +174,8 @@ class Connection:
         if topic not in self.sub.topics and len(self.sub.topics) >= limit:
             raise LimitReached(f"at most {limit} subscriptions per connection")
         if self.settings.auto_create_topics:
-            self.runtime.broker.create_topic(topic)
+            await self.runtime.broker.acreate_topic(topic)
+        await self.runtime.broker.aknow_topics([topic])
         if queue_size is not None:
             queue_size = min(queue_size, self.settings.ws_queue_size)
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)

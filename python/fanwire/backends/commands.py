@@ -8,6 +8,7 @@ against a Redis that restarted empty.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -57,7 +58,7 @@ class Commands:
 
     # -- writes ------------------------------------------------------------------------
     def _publish_args(self, topic: str, payload: bytes, event: str) -> dict[str, Any]:
-        keys = [self.keys.registry, self.keys.stream(topic)]
+        keys = [self.keys.registry, self.keys.stream(topic), self.keys.seq(topic)]
         return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
 
     async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
@@ -79,7 +80,12 @@ class Commands:
         return bool(status), as_text(control)
 
     def _topic_args(self, topic: str, create: bool) -> dict[str, Any]:
-        keys = [self.keys.registry, self.keys.control, self.keys.stream(topic)]
+        keys = [
+            self.keys.registry,
+            self.keys.control,
+            self.keys.stream(topic),
+            self.keys.seq(topic),
+        ]
         args: list[Any] = [topic, self.max_topics] if create else [topic]
         return {"keys": keys, "args": [*args, CONTROL_MAXLEN]}
 
@@ -108,11 +114,11 @@ class Commands:
         status, _ = self._run_sync("delete", "delete topic", self._topic_args(topic, False))
         return bool(status)
 
-    def is_topic_sync(self, topic: str) -> bool:
-        with unavailable("topic lookup"):
-            return bool(self.sync_client().sismember(self.keys.registry, topic))
-
     # -- reads -------------------------------------------------------------------------
+    async def is_topic(self, topic: str) -> bool:
+        with unavailable("topic lookup"):
+            return bool(await self.client.sismember(self.keys.registry, topic))
+
     async def run_id(self) -> str:
         """The Redis server's run id: it changes when Redis restarts."""
         info = await self.client.info("server")
@@ -127,13 +133,22 @@ class Commands:
         control = as_text(last[0][0]) if last else "0-0"
         return control, sorted(as_text(m) for m in members)
 
-    async def last_ids(self, topics: list[str]) -> dict[str, str]:
-        """The newest entry id of each topic's stream ("0-0" when empty)."""
-        async with self.client.pipeline(transaction=False) as pipe:
+    async def last_ids(self, topics: list[str]) -> dict[str, tuple[str, int | None]]:
+        """The newest entry of each topic's stream: (its id, its publish count), read
+        atomically with the count ("0-0" when empty; count None if unknown)."""
+        async with self.client.pipeline(transaction=True) as pipe:
             for topic in topics:
                 pipe.xrevrange(self.keys.stream(topic), count=1)
+                pipe.get(self.keys.seq(topic))
             replies = await pipe.execute()
-        return {t: as_text(r[0][0]) if r else "0-0" for t, r in zip(topics, replies, strict=True)}
+        out: dict[str, tuple[str, int | None]] = {}
+        for index, topic in enumerate(topics):
+            newest, count = replies[2 * index], replies[2 * index + 1]
+            if newest:
+                out[topic] = (as_text(newest[0][0]), _int(newest[0][1].get(b"s")))
+            else:  # empty: the next entry's count is the counter's next value
+                out[topic] = ("0-0", _int(count) or 0)
+        return out
 
     async def reregister(self, topics: list[str]) -> None:
         """Put ``topics`` back in the registry (after Redis restarted empty)."""
@@ -149,23 +164,36 @@ class Commands:
             found, first = await pipe.execute()
         return bool(found), as_text(first[0][0]) if first else None
 
-    async def history(self, topic: str, after: str | None, cap: int) -> dict[str, Any]:
+    async def history(
+        self, topic: str, after: str | None, cap: int, holders: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """Up to ``cap`` newest entries after ``after`` (all retained if None), oldest
-        first; with Redis's clock (ms), the stream's first id, and whether it was trimmed.
+        first; with Redis's clock (ms), the stream's first id, whether it was trimmed, and
+        whether each stream of ``holders`` holds the entry ``after`` ("held").
         """
         key = self.keys.stream(topic)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.time()
             pipe.xinfo_stream(key)
-            pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=cap)
-            (seconds, micros), info, newest = await pipe.execute(raise_on_error=False)
-        if isinstance(newest, Exception):
-            raise newest
+            pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=max(cap, 1))
+            for holder in holders:
+                if after is not None:
+                    pipe.xrange(self.keys.stream(holder), after, after, count=1)
+            replies = await pipe.execute(raise_on_error=False)
+        (seconds, micros), info, newest, *held = replies
+        for reply in (newest, *held):
+            if isinstance(reply, Exception):
+                raise reply
         stream = info if isinstance(info, dict) else {}  # an error: no such stream
         first = stream.get("first-entry")
         return {
             "now_ms": int(seconds) * 1000 + int(micros) // 1000,
             "first": as_text(first[0]) if first else None,
             "trimmed": int(stream.get("entries-added", 0)) > int(stream.get("length", 0)),
-            "entries": list(reversed(newest)),
+            "entries": list(reversed(newest)) if cap > 0 else [],
+            "held": [bool(reply) for reply in held],
         }
+
+
+def _int(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() else None

@@ -5,14 +5,18 @@ When a client's resume id (``since``) is older than that, or the core says it is
 than the ring, or it is newer than anything this node has read, the missing history is
 read with ``XREVRANGE`` and delivered first (encoded with ``_core.encode`` exactly like a
 live message), then ``skip_through`` keeps the core from delivering any of it twice. A
-``gap`` notice is sent only when the stream itself no longer holds what followed the id.
+``gap`` notice is sent when the stream no longer holds what followed the id, and when the
+id is not of this log at all: not an entry of the topic's stream (an id of another run,
+of a Redis that lost its data, of another deployment), since Redis ids alone cannot tell.
+Even when the local ring holds everything after the id, the stream is asked whether it
+holds the id (one round trip; the core's delivery waits for the answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,19 +65,28 @@ class Resumer:
         since: str | None,
         last_n: int,
         notices: Notices,
+        group: Sequence[str] = (),
     ) -> asyncio.Task[Replay] | None:
-        """A task fetching the history ``core_sub`` lacks, or None if the core has it all."""
+        """A task fetching the history ``core_sub`` lacks, or None if the core has it all.
+
+        ``group``: the topics resumed from the same ``since`` (one SSE stream's
+        Last-Event-ID), whose streams may hold it: for the others it is a point in time.
+        """
         if since is not None:
             key = parse_id(since)
             if key is not None:
                 core_sub.skip_through(since)  # never twice, even what this node reads later
             fed = self.reader.last_fed(topic)
             start = self.reader.feed_start.get(topic, ZERO)
-            if key is None or core_sub.gap or key < start or fed is None or key > fed:
-                fallback = Replay([notices.gap(topic, core_sub.first_available)])
-                fetch = self._since(topic, since, notices)
-                return asyncio.ensure_future(self._safely(fetch, fallback, topic))
-            return None
+            hole = self.reader.hole_end.get(topic, ZERO)  # a resume before it needs Redis
+            local = (
+                not (key is None or core_sub.gap or key < start or fed is None or key > fed)
+                and not key < hole
+            )
+            gap = Replay([notices.gap(topic, core_sub.first_available)])
+            fetch = self._since(topic, since, notices, group, local)
+            # Redis down: trust the ring if it covers the id, else announce a gap.
+            return asyncio.ensure_future(self._safely(fetch, Replay() if local else gap, topic))
         if last_n > core_sub.pending and self.reader.feed_start.get(topic, ZERO) != ZERO:
             fetch = self._last(topic, last_n, notices)
             return asyncio.ensure_future(self._safely(fetch, Replay(), topic))
@@ -89,19 +102,31 @@ class Resumer:
             log.exception("reading the history of %r failed", topic)
         return fallback
 
-    async def _since(self, topic: str, since: str, notices: Notices) -> Replay:
+    async def _since(
+        self, topic: str, since: str, notices: Notices, group: Sequence[str], local: bool
+    ) -> Replay:
+        """History after ``since``; with ``local`` (the ring has it), only the checks."""
         key = parse_id(since)
-        found = await self.commands.history(topic, since if key else None, self.cap + 1)
+        holders = [topic, *(t for t in group if t != topic)] if key else []
+        cap = 0 if local else self.cap + 1
+        found = await self.commands.history(topic, since if key else None, cap, holders)
         # Stream ids are Redis's clock: one from the future is not of this log.
         unknown = key is None or key[0] > found["now_ms"]
         if unknown and key is not None:
             found = await self.commands.history(topic, None, self.cap + 1)
-        entries: list[Entry] = found["entries"]
         first = parse_id(found["first"])
+        # Of this log: an entry of this stream, or (several topics resumed from one id)
+        # of a sibling's stream, then a point in time here.
+        foreign = key is not None and not any(found["held"])
         # Trimming removes the oldest entries: some after `since` may be gone only if the
         # stream was trimmed and now starts after it. (An id of another topic, e.g. on a
         # stream of several topics, is older than a young stream's first entry: no gap.)
-        gap = unknown or (found["trimmed"] and first is not None and first > key)
+        gap = unknown or foreign or (found["trimmed"] and first is not None and first > key)
+        if local and not gap:
+            return Replay()
+        if local:
+            found = await self.commands.history(topic, since, self.cap + 1)
+        entries: list[Entry] = found["entries"]
         if len(entries) > self.cap:
             entries, gap = entries[-self.cap :], True
         replay = Replay(encode(topic, entries, notices))

@@ -3,13 +3,19 @@ stream with ``XREAD BLOCK`` and feeds each entry to the local C++ core.
 
 Local fan-out then stays in C++: an entry crosses into the core once, with its stream id
 as the message id, and the core wakes this process's subscribers in batches.
+
+Continuity: each entry carries its topic's publish count ``s`` (:mod:`.scripts`). A
+reader that fell more than the retention behind (a paused process, a slow Redis) finds
+``s`` jumping from n to m: the m-n-1 entries in between were trimmed before it read them.
+It then announces a ``gap`` to every local subscriber of the topic (``first_available``:
+the entry after the hole) before feeding that entry, so a loss is never silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +27,11 @@ from .scripts import Keys
 log = logging.getLogger("fanwire.redis")
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+_MAX_KEY = 2**64  # beyond any stream id's ms part
+#: Catching up, the reader polls every CATCH_UP_POLL seconds whether its subscribers took
+#: a batch (see _let_subscribers_take), CATCH_UP_WAIT at most (a loop far too busy).
+CATCH_UP_POLL = 0.002
+CATCH_UP_WAIT = 5.0
 
 
 class StreamReader:
@@ -35,9 +46,17 @@ class StreamReader:
         *,
         count: int = 500,
         block_ms: int = 1000,
+        announce_gap: Callable[[str, str | None], None] | None = None,
+        backlog: Callable[[Collection[str]], int] | None = None,
+        rounds: Callable[[], int] | None = None,
     ) -> None:
         self.core = core
         self.drain = drain
+        self.announce_gap = announce_gap or (lambda topic, first: None)
+        #: messages fed but not yet taken by the local subscribers of some topics.
+        self.backlog = backlog or (lambda topics: 0)
+        #: wake-up rounds the broker started so far.
+        self.rounds = rounds or (lambda: 0)
         self.keys = keys
         self.client = client
         self.count = count
@@ -47,6 +66,12 @@ class StreamReader:
         #: topic -> the position the reader started from: the local ring never holds
         #: anything at or before it, so older resumes read their history from Redis.
         self.feed_start: dict[str, StreamKey] = {}
+        #: topic -> publish count (``s``) of the entry at the position: 0 before the first
+        #: entry of a new stream, None when unknown (the next entry is taken as it comes).
+        self.counts: dict[str, int | None] = {}
+        #: topic -> id of the first entry fed after the latest hole: a resume from an id
+        #: before it cannot be served from the local ring alone.
+        self.hole_end: dict[str, StreamKey] = {}
         #: topic -> this process's subscribers when its last message was fed.
         self.subscribers: dict[str, int] = {}
         #: id of the last control notice applied.
@@ -54,19 +79,28 @@ class StreamReader:
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
 
     # -- what is followed --------------------------------------------------------------
-    def follow(self, topic: str, after: str) -> None:
-        """Create ``topic`` locally (if needed) and read its stream after ``after``."""
+    def follow(self, topic: str, after: str, count: int | None = None) -> None:
+        """Create ``topic`` locally (if needed) and read its stream after ``after``, the
+        entry whose publish count is ``count`` (0: a new stream; None: unknown)."""
         self.core.create_topic(topic)
         if topic not in self.positions:
             self.positions[topic] = after
             self.feed_start[topic] = parse_id(after) or ZERO
+            self.counts[topic] = count
 
     def forget(self, topic: str) -> None:
         """Stop reading ``topic`` and delete it locally (its subscribers are told)."""
         self.positions.pop(topic, None)
         self.feed_start.pop(topic, None)
+        self.counts.pop(topic, None)
+        self.hole_end.pop(topic, None)
         self.subscribers.pop(topic, None)
         self.core.delete_topic(topic)
+
+    def mark_hole(self, topic: str) -> None:
+        """Entries after the position are lost (e.g. Redis restarted empty): until the
+        next entry is fed, no resume can be served from the local ring alone."""
+        self.hole_end[topic] = (_MAX_KEY, 0)
 
     def last_fed(self, topic: str) -> StreamKey | None:
         position = self.positions.get(topic)
@@ -78,23 +112,44 @@ class StreamReader:
         streams = {self.keys.control: self.control}
         streams.update({self.keys.stream(t): p for t, p in self.positions.items()})
         reply = await self.client.xread(streams, count=self.count, block=self.block_ms)
-        self.apply(reply.items() if isinstance(reply, dict) else reply or ())
+        behind = self.apply(reply.items() if isinstance(reply, dict) else reply or ())
+        if behind:
+            await self._let_subscribers_take(behind)
 
-    def apply(self, reply: Iterable[Any]) -> None:
-        """Apply control notices first, then feed the messages of the other streams."""
+    async def _let_subscribers_take(self, topics: set[str]) -> None:
+        """The reader is catching up (a full batch): before feeding more, let the local
+        subscribers take what they got. Fed in one go, a backlog larger than their queues
+        would be dropped, though Redis still holds it. One whole wake-up round gives every
+        subscriber that keeps up its chance: what is left after it belongs to stalled
+        ones (their policy applies), which so hold the reader back one round at most."""
+        seen = self.rounds()
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_WAIT
+        while self.backlog(topics) and self.rounds() - seen < 2:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            self.drain()  # a round comes even if no subscriber asked for one
+            await asyncio.sleep(CATCH_UP_POLL)
+
+    def apply(self, reply: Iterable[Any]) -> set[str]:
+        """Apply control notices first, then feed the messages of the other streams;
+        the topics whose batch was full (more is waiting in their streams)."""
         batches = [(as_text(key), entries) for key, entries in reply]
         touched: set[str] = set()
         for key, entries in batches:
             if key == self.keys.control:
                 touched |= self._apply_control(entries)
         must_drain = False
+        behind: set[str] = set()
         for key, entries in batches:
             topic = self.keys.topic_of(key)
             if key != self.keys.control and topic not in touched and topic in self.positions:
                 must_drain |= self._feed(topic, entries)
+                if len(entries) >= self.count:
+                    behind.add(topic)
         if must_drain:
             self.drain()
         self._wake_waiters()
+        return behind
 
     def _apply_control(self, entries: Entries) -> set[str]:
         """Create/delete local topics in notice order; the topics touched."""
@@ -106,7 +161,7 @@ class StreamReader:
                 continue
             touched.add(topic)
             if op == "create":
-                self.follow(topic, "0-0")
+                self.follow(topic, "0-0", 0)  # the script emptied the stream and its count
             elif op == "delete":
                 self.forget(topic)
         return touched
@@ -120,6 +175,7 @@ class StreamReader:
             if key is None or key <= position:
                 continue
             message_id = as_text(raw_id)
+            self._check_continuity(topic, message_id, key, _count(fields))
             event = as_text(fields.get(b"e", b""))
             try:
                 ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
@@ -129,6 +185,7 @@ class StreamReader:
                 self.subscribers[topic] = reached
             except KeyError:
                 self.positions.pop(topic, None)
+                self.counts.pop(topic, None)
                 return must_drain
             except ValueError as exc:
                 log.warning("skipping malformed entry %s of topic %r: %s", message_id, topic, exc)
@@ -137,6 +194,29 @@ class StreamReader:
             position = key
             self.positions[topic] = message_id
         return must_drain
+
+    def _check_continuity(
+        self, topic: str, message_id: str, key: StreamKey, count: int | None
+    ) -> None:
+        """Announce a gap if entries between the position and this one are gone."""
+        last = self.counts.get(topic)
+        self.counts[topic] = count
+        if self.hole_end.get(topic, ZERO)[0] == _MAX_KEY:  # the hole marked before this
+            self.hole_end[topic] = key
+        if count is None or last is None or count == last + 1:
+            return
+        # A jump: trimmed before this node read them. A count that went back: the
+        # stream was recreated behind our back (Redis lost its data): not provable either.
+        missing = count - last - 1 if count > last else None
+        log.warning(
+            "topic %r: %s entries before %s were trimmed before this node read them "
+            "(its reader fell more than the retention behind); subscribers get a gap",
+            topic,
+            "some" if missing is None else missing,
+            message_id,
+        )
+        self.hole_end[topic] = key
+        self.announce_gap(topic, message_id)
 
     # -- read-your-writes for topic creation and deletion ------------------------------
     async def caught_up(self, control_id: str, timeout: float) -> bool:
@@ -161,3 +241,9 @@ class StreamReader:
         for key, future in self._waiters:
             if key <= applied and not future.done():
                 future.set_result(None)
+
+
+def _count(fields: dict[bytes, bytes]) -> int | None:
+    """The entry's publish count ``s``, or None (an entry written without one)."""
+    raw = fields.get(b"s")
+    return int(raw) if raw is not None and raw.isdigit() else None

@@ -3,7 +3,9 @@ when it is given a Redis URL (``FANWIRE_REDIS_URL`` or ``python -m fanwire --red
 
 - A publish is an ``XADD`` (``MAXLEN ~ retention``) to the topic's stream, acknowledged
   only once Redis accepted it; the stream id is the message id on every node.
-- Each process runs one reader task (:mod:`.reader`) feeding its local core.
+- Each process runs one reader task (:mod:`.reader`) feeding its local core; entries
+  trimmed before it read them (it fell more than the retention behind) are announced to
+  its subscribers as a ``gap``, found exactly by each entry's publish count.
 - Topics live in a Redis set; creations and deletions are notices on a control stream
   that every reader applies in order (:mod:`.scripts`).
 - Resume on any node reads what the local ring lacks from the stream (:mod:`.history`).
@@ -13,9 +15,10 @@ with backoff (0.2 s doubling to 5 s); until it connects, publishes and topic cha
 with :class:`~fanwire.backends.BackendUnavailable` (HTTP 503, WebSocket ``INTERNAL``) and
 no topic is known. Redis lost while running: the same errors, client connections stay
 open (heartbeats are local); on reconnection the reader goes on from the last id it read
-per stream, and announces a ``gap`` to the subscribers of a topic whose stream no longer
-holds that id (trimmed, or lost by a Redis restart without persistence). If Redis came
-back empty (its run id changed), each node puts its topics back in the registry.
+per stream, and announces a ``gap`` to the subscribers of a topic whose stream lost
+entries meanwhile (trimmed: the publish counts tell; or lost by a Redis restart without
+persistence: the last id is gone). If Redis came back empty (its run id changed), each
+node puts its topics back in the registry.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,13 +70,27 @@ class RedisBackend:
         retention: int,
         max_topics: int,
         prefix: str = "fanwire",
+        backlog: Callable[[Collection[str]], int] | None = None,
+        rounds: Callable[[], int] | None = None,
     ) -> None:
         self.url = redact(url)  # for logs: never a password
         self.keys = Keys(prefix)
         self.commands = Commands(url, self.keys, retention, max_topics)
         block_ms = 1000
         client = aioredis.Redis.from_url(url, **client_options(block_ms / 1000 + 5.0))
-        self.reader = StreamReader(core, drain, self.keys, client, block_ms=block_ms)
+        # A batch at most half the retention (and a default SSE queue): a catch-up then
+        # never overflows the ring or the queues of subscribers that keep up.
+        self.reader = StreamReader(
+            core,
+            drain,
+            self.keys,
+            client,
+            count=max(1, min(100, retention // 2)),
+            block_ms=block_ms,
+            announce_gap=announce_gap,
+            backlog=backlog,
+            rounds=rounds,
+        )
         # MAXLEN ~ keeps a little more than `retention`: deliver all the stream holds.
         self.resumer = Resumer(self.commands, self.reader, 2 * retention + 1000)
         self.announce_gap = announce_gap
@@ -162,20 +179,24 @@ class RedisBackend:
         lasts = await self.commands.last_ids(topics)
         self.reader.control = control
         for topic in topics:
-            self.reader.follow(topic, lasts[topic])
+            self.reader.follow(topic, *lasts[topic])
 
     async def _recover(self, restarted: bool) -> None:
         if restarted:
             await self.commands.reregister(sorted(self.reader.positions))
         await self._sync_topics()
         for topic, position in list(self.reader.positions.items()):
-            if position == "0-0":
+            # Redis kept its data: the publish counts tell the reader of any hole.
+            if position == "0-0" or (not restarted and self.reader.counts.get(topic) is not None):
                 continue
             present, first = await self.commands.still_has(topic, position)
             newer = first is None or (parse_id(first) or (0, 0)) > (parse_id(position) or (0, 0))
             if not present and (newer or restarted):
                 log.warning("topic %r: entries after %s may be lost; gap", topic, position)
+                self.reader.mark_hole(topic)
                 self.announce_gap(topic, first)
+            if restarted:  # its publish counts restarted too (or went back to a snapshot)
+                self.reader.counts[topic] = 0 if first is None else None
 
     async def _sync_topics(self) -> None:
         """Match the local topics to the registry, in case control notices were missed
@@ -213,7 +234,7 @@ class RedisBackend:
             raise LimitReached(f"at most {self.commands.max_topics} topics")
         await self._applied(control)
         if name not in self.reader.positions:  # this node's reader is late: go ahead
-            self.reader.follow(name, "0-0")
+            self.reader.follow(name, "0-0", 0 if status == 1 else None)
         return status == 1
 
     def create_topic_sync(self, name: str) -> bool:
@@ -221,7 +242,7 @@ class RedisBackend:
         status = self._guard_sync(lambda: self.commands.create_sync(name))
         if status < 0:
             raise LimitReached(f"at most {self.commands.max_topics} topics")
-        self.reader.follow(name, "0-0")
+        self.reader.follow(name, "0-0", 0 if status == 1 else None)
         return status == 1
 
     async def delete_topic(self, name: str) -> bool:
@@ -240,10 +261,10 @@ class RedisBackend:
             self.reader.forget(name)
         return deleted
 
-    def adopt(self, name: str) -> bool:
+    async def adopt(self, name: str) -> bool:
         """On a local miss: follow ``name`` now if the registry has it (created elsewhere
         and not yet announced here)."""
-        if not self.ready or not self._guard_sync(lambda: self.commands.is_topic_sync(name)):
+        if not self.ready or not await self._guard(self.commands.is_topic(name)):
             return False
         self.reader.follow(name, "0-0")
         return True
@@ -255,9 +276,10 @@ class RedisBackend:
         since: str | None,
         last_n: int,
         notices: Notices,
+        since_group: Sequence[str] = (),
     ) -> asyncio.Task[Replay] | None:
         """History ``core_sub`` lacks, as a task (None when the local ring has it all)."""
-        return self.resumer.start(topic, core_sub, since, last_n, notices)
+        return self.resumer.start(topic, core_sub, since, last_n, notices, since_group)
 
     # -- helpers -----------------------------------------------------------------------
     async def _applied(self, control: str) -> None:

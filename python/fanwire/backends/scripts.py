@@ -4,7 +4,11 @@
 - ``<prefix>:control``: a stream of ``{op: create|delete, topic}`` notices that every
   node's reader follows, so each node creates and deletes its local topics in order;
 - ``<prefix>:stream:<topic>``: the topic's messages, fields ``d`` (the JSON bytes),
-  ``e`` (event type, "" for none) and ``t`` (publish time, epoch seconds).
+  ``e`` (event type, "" for none), ``t`` (publish time, epoch seconds) and ``s`` (the
+  topic's publish count: 1, 2, 3, ...);
+- ``<prefix>:seq:<topic>``: that count, incremented with each ``XADD`` in one script, so
+  a reader seeing ``s`` jump from n to m knows that exactly m-n-1 entries were trimmed
+  before it read them (``MAXLEN ~`` trims silently).
 
 Each script runs atomically, so a publish never lands in the stream of a topic that
 another node just deleted. (All keys of a script must live on one Redis node: no Cluster.)
@@ -35,6 +39,9 @@ class Keys:
     def stream(self, topic: str) -> str:
         return f"{self.prefix}:stream:{topic}"
 
+    def seq(self, topic: str) -> str:
+        return f"{self.prefix}:seq:{topic}"
+
     def lease(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
 
@@ -52,14 +59,16 @@ local function last_control()
 end
 """
 
-#: KEYS registry, stream; ARGV topic, maxlen, data, event, ts -> the id, or nil (no topic).
+#: KEYS registry, stream, seq; ARGV topic, maxlen, data, event, ts -> the id, or nil (no
+#: topic).
 PUBLISH = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
+local seq = redis.call('INCR', KEYS[3])
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-                  'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5])
+                  'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
 """
 
-#: KEYS registry, control, stream; ARGV topic, max_topics, control maxlen
+#: KEYS registry, control, stream, seq; ARGV topic, max_topics, control maxlen
 #: -> {1 created | 0 existed | -1 too many topics, control id to wait for}.
 CREATE = (
     _LAST_CONTROL
@@ -67,20 +76,20 @@ CREATE = (
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {0, last_control()} end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-1, last_control()} end
 redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
                       'op', 'create', 'topic', ARGV[1])
 return {1, id}
 """
 )
 
-#: KEYS registry, control, stream; ARGV topic, control maxlen
+#: KEYS registry, control, stream, seq; ARGV topic, control maxlen
 #: -> {1 deleted | 0 unknown, control id to wait for}.
 DELETE = (
     _LAST_CONTROL
     + """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {0, last_control()} end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
                       'op', 'delete', 'topic', ARGV[1])
 return {1, id}

@@ -1,0 +1,154 @@
+#include "fanwire/stream.hpp"
+
+#include <algorithm>
+
+namespace fanwire {
+namespace {
+
+constexpr size_t kTakeAll = static_cast<size_t>(-1) / 2;
+
+// The drop notice of PROTOCOL.md in `encoding` (topic names are validated: no escaping).
+std::string drop_notice(Encoding encoding, std::string_view topic, uint64_t dropped) {
+  const std::string count = std::to_string(dropped);
+  std::string out;
+  if (encoding == Encoding::sse) {
+    out.append("event: gap\ndata: {\"topic\":\"").append(topic);
+    out.append("\",\"dropped\":").append(count).append("}\n\n");
+    return out;
+  }
+  out.append(R"({"type":"info","message":"messages_dropped","topic":")").append(topic);
+  out.append("\",\"dropped\":").append(count).append("}");
+  return encoding == Encoding::ws_frame ? ws_frame(out) : out;
+}
+
+}  // namespace
+
+Stream::Stream(Encoding encoding, std::vector<std::shared_ptr<Subscriber>> subs)
+    : encoding_(encoding), subs_(std::move(subs)) {}
+
+void Stream::add(std::shared_ptr<Subscriber> sub) { subs_.push_back(std::move(sub)); }
+
+bool Stream::remove(const Subscriber& sub) {
+  for (size_t i = 0; i < subs_.size(); ++i) {
+    if (subs_[i].get() == &sub) {
+      remove_at(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Stream::remove_at(size_t index) {
+  subs_.erase(subs_.begin() + static_cast<std::ptrdiff_t>(index));
+  if (index < topics_.size()) topics_.erase(topics_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+void Stream::close_all() {
+  for (auto& sub : subs_) sub->close();
+  subs_.clear();
+  clear();
+}
+
+bool Stream::arm() {
+  bool parked = true;
+  for (auto& sub : subs_) parked &= sub->arm();  // every one, even after a false
+  return parked;
+}
+
+void Stream::clear() {
+  for (auto& run : runs_) run.clear();
+  pieces_.clear();
+  notices_.clear();
+  topics_.clear();
+  messages_ = 0;
+  dropped_ = 0;
+}
+
+void Stream::take() {
+  clear();
+  if (subs_.empty()) return;
+  runs_.resize(subs_.size());
+  topics_.resize(subs_.size());
+  // Read before any topic is locked: see IdPolicy::visible.
+  const std::optional<MessageKey> through = subs_.front()->visible();
+  for (size_t i = 0; i < subs_.size(); ++i) {
+    const TakeResult taken = subs_[i]->take(runs_[i], kTakeAll, through);
+    TopicTake& topic = topics_[i];
+    topic.dropped = taken.dropped;
+    topic.messages = runs_[i].size();
+    topic.reason = taken.reason;
+    topic.ended = taken.reason != CloseReason::none &&
+                  (taken.reason == CloseReason::slow_consumer || taken.left == 0);
+    messages_ += topic.messages;
+    dropped_ += taken.dropped;
+  }
+  merge();
+}
+
+// A k-way merge by key (ties, possible between external ids of two topics, by topic
+// order). One topic with messages, the usual case, is copied as it is.
+void Stream::merge() {
+  pieces_.reserve(messages_ + 1);
+  heads_.assign(runs_.size(), 0);
+  std::vector<uint32_t>& heap = heap_;
+  heap.clear();
+  for (uint32_t i = 0; i < runs_.size(); ++i)
+    if (!runs_[i].empty()) heap.push_back(i);
+  if (heap.size() == 1) {
+    const uint32_t run = heap.front();
+    for (const auto& message : runs_[run]) add_piece(run, message.get());
+  } else if (heap.size() > 1) {
+    auto after = [this](uint32_t a, uint32_t b) {
+      const MessageKey ka = runs_[a][heads_[a]]->key(), kb = runs_[b][heads_[b]]->key();
+      return ka != kb ? ka > kb : a > b;
+    };
+    std::make_heap(heap.begin(), heap.end(), after);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), after);
+      const uint32_t run = heap.back();
+      add_piece(run, runs_[run][heads_[run]].get());
+      if (heads_[run] < runs_[run].size()) {
+        std::push_heap(heap.begin(), heap.end(), after);
+      } else {
+        heap.pop_back();
+      }
+    }
+  }
+  // A drop with no message of its topic in this take (all it had left was skipped).
+  for (uint32_t i = 0; i < topics_.size(); ++i) {
+    if (topics_[i].dropped == 0 || topics_[i].messages > 0) continue;
+    notices_.push_back(drop_notice(encoding_, subs_[i]->topic_name(), topics_[i].dropped));
+    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+  }
+}
+
+void Stream::add_piece(uint32_t run, const Message* message) {
+  if (heads_[run]++ == 0 && topics_[run].dropped > 0) {
+    notices_.push_back(drop_notice(encoding_, subs_[run]->topic_name(), topics_[run].dropped));
+    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+  }
+  pieces_.push_back(Piece{message, 0});
+}
+
+std::string_view Stream::bytes(const Piece& piece) const {
+  if (!piece.message) return notices_[piece.notice];
+  switch (encoding_) {
+    case Encoding::sse: return piece.message->sse();
+    case Encoding::ws_text: return piece.message->ws();
+    case Encoding::ws_frame: return piece.message->ws_frame();
+  }
+  return {};
+}
+
+size_t Stream::byte_size() const {
+  size_t total = 0;
+  for (const auto& piece : pieces_) total += bytes(piece).size();
+  return total;
+}
+
+void Stream::append_to(std::string& out) const {
+  out.reserve(out.size() + byte_size());
+  for (const auto& piece : pieces_) out.append(bytes(piece));
+}
+
+}  // namespace fanwire

@@ -1,8 +1,10 @@
 """The native core's semantics through the Python API (fanwire.Broker / Subscription)."""
 
 import asyncio
+import logging
 import threading
 
+import orjson
 import pytest
 from core_helpers import drain_sse, drain_ws, sse_frames
 
@@ -293,3 +295,39 @@ def test_counters_are_per_broker():
         two.close()
 
     run(main())
+
+
+class _FailingWriter:
+    """A direct writer whose transport write fails (e.g. the connection just broke)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, batch: object) -> None:
+        raise RuntimeError("write failed")
+
+
+def test_a_failing_wake_up_does_not_cost_the_others_of_its_round(caplog):
+    async def main():
+        broker = fanwire.Broker(wake_interval=0)
+        broker.create_topic("t")
+        broken = broker.subscribe("t", mode="ws_frames")
+        broken.direct = _FailingWriter()
+        healthy = broker.subscribe("t", mode="ws")
+        # Both park, the broken one first: the core wakes them in that order.
+        broken_task = asyncio.create_task(broken.next_batch())
+        await asyncio.sleep(0)
+        healthy_task = asyncio.create_task(healthy.next_batch())
+        await asyncio.sleep(0)
+        mid = broker.publish("t", 1)
+        batch = await asyncio.wait_for(healthy_task, 5)
+        assert [orjson.loads(text)["message_id"] for text in batch] == [mid]
+        broken_task.cancel()
+        broken.close()
+        healthy.close()
+        broker.close()
+
+    with caplog.at_level(logging.ERROR, logger="fanwire"):
+        run(main())
+    errors = [r for r in caplog.records if r.name == "fanwire" and r.exc_info]
+    assert errors and isinstance(errors[0].exc_info[1], RuntimeError)

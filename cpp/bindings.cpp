@@ -13,42 +13,6 @@ using namespace fanwire;
 
 namespace {
 
-constexpr size_t kTakeAll = static_cast<size_t>(-1) / 2;
-
-// Concatenates one encoding of `messages` into one bytes object: one write per wake-up.
-template <std::string_view (Message::*Encoding)() const>
-py::bytes join(const std::vector<MessagePtr>& messages) {
-  size_t total = 0;
-  for (const auto& m : messages) total += ((*m).*Encoding)().size();
-  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
-  if (!bytes) throw py::error_already_set();
-  char* out = PyBytes_AS_STRING(bytes);
-  for (const auto& m : messages) {
-    const std::string_view part = ((*m).*Encoding)();
-    std::memcpy(out, part.data(), part.size());
-    out += part.size();
-  }
-  return py::reinterpret_steal<py::bytes>(bytes);
-}
-
-py::list ws_texts(const std::vector<MessagePtr>& messages) {
-  py::list out(messages.size());
-  for (size_t i = 0; i < messages.size(); ++i) {
-    auto text = messages[i]->ws();
-    PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict");
-    if (!str) throw py::error_already_set();
-    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), str);
-  }
-  return out;
-}
-
-template <class Encode>
-py::tuple take(Subscriber& sub, size_t max, Encode encode) {
-  std::vector<MessagePtr> messages;
-  TakeResult result = sub.take(messages, max);
-  return py::make_tuple(encode(messages), messages.size(), result.dropped);
-}
-
 // One topic's part of a Batch: only topics that dropped messages or are closed.
 struct TopicNote {
   std::string topic;
@@ -67,7 +31,8 @@ struct Batch {
   std::vector<TopicNote> topics;
 };
 
-py::bytes joined(const Stream& stream) {
+// Concatenates a take's pieces into one bytes object: one write per wake-up.
+py::bytes join(const Stream& stream) {
   PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(stream.byte_size()));
   if (!bytes) throw py::error_already_set();
   char* out = PyBytes_AS_STRING(bytes);
@@ -98,7 +63,7 @@ Batch take_batch(Stream& stream) {
     if (stream.encoding() == Encoding::ws_text) {
       batch.texts = texts_of(stream);
     } else {
-      batch.data = joined(stream);
+      batch.data = join(stream);
     }
   }
   batch.messages = stream.message_count();
@@ -210,13 +175,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("close_reason",
                              [](const Subscriber& s) { return to_string(s.close_reason()); })
       .def("arm", &Subscriber::arm)
-      .def("take_sse", [](Subscriber& s, size_t max) { return take(s, max, join<&Message::sse>); },
-           py::arg("max_messages") = kTakeAll)
-      .def("take_ws_frames",
-           [](Subscriber& s, size_t max) { return take(s, max, join<&Message::ws_frame>); },
-           py::arg("max_messages") = kTakeAll)
-      .def("take_ws", [](Subscriber& s, size_t max) { return take(s, max, ws_texts); },
-           py::arg("max_messages") = kTakeAll)
       .def("skip_through",
            [](Subscriber& s, std::string_view id) {
              auto key = MessageKey::parse(id);

@@ -26,12 +26,6 @@ class CoreSub:
         """ "" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
     def arm(self) -> bool:
         """Park until the next message; False (not parked) if something is ready now."""
-    def take_sse(self, max_messages: int = ...) -> tuple[bytes, int, int]:
-        """(concatenated SSE frames, how many, messages dropped just before them)."""
-    def take_ws_frames(self, max_messages: int = ...) -> tuple[bytes, int, int]:
-        """(concatenated WebSocket frames of the event texts, how many, dropped before)."""
-    def take_ws(self, max_messages: int = ...) -> tuple[list[str], int, int]:
-        """(WebSocket event texts, how many, messages dropped just before them)."""
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...

@@ -32,23 +32,23 @@ struct Batch {
 };
 
 // Concatenates a take's pieces into one bytes object: one write per wake-up.
-py::bytes join(const Stream& stream) {
-  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(stream.byte_size()));
+py::bytes join(const Taken& taken) {
+  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(taken.byte_size()));
   if (!bytes) throw py::error_already_set();
   char* out = PyBytes_AS_STRING(bytes);
-  for (const auto& piece : stream.pieces()) {
-    const std::string_view part = stream.bytes(piece);
+  for (const auto& piece : taken.pieces()) {
+    const std::string_view part = taken.bytes(piece);
     std::memcpy(out, part.data(), part.size());
     out += part.size();
   }
   return py::reinterpret_steal<py::bytes>(bytes);
 }
 
-py::list texts_of(const Stream& stream) {
-  const auto& pieces = stream.pieces();
+py::list texts_of(const Taken& taken) {
+  const auto& pieces = taken.pieces();
   py::list out(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i) {
-    const std::string_view text = stream.bytes(pieces[i]);
+    const std::string_view text = taken.bytes(pieces[i]);
     PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict");
     if (!str) throw py::error_already_set();
     PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), str);
@@ -56,25 +56,38 @@ py::list texts_of(const Stream& stream) {
   return out;
 }
 
-Batch take_batch(Stream& stream) {
-  stream.take();
+Batch take_batch(const Stream& stream) {
+  // Every call holds the GIL, so one scratch serves every connection: an idle one costs
+  // only its Stream's list of subscribers. (A take from a finalizer run while this one
+  // builds its Python objects gets its own.)
+  static Taken shared;
+  static bool busy = false;
+  Taken own;
+  Taken& taken = busy ? own : shared;
+  struct Busy {
+    bool& flag;
+    bool was;
+    ~Busy() { flag = was; }
+  } guard{busy, busy};
+  busy = true;
+  stream.take(taken);
   Batch batch;
-  if (!stream.pieces().empty()) {
+  if (!taken.pieces().empty()) {
     if (stream.encoding() == Encoding::ws_text) {
-      batch.texts = texts_of(stream);
+      batch.texts = texts_of(taken);
     } else {
-      batch.data = join(stream);
+      batch.data = join(taken);
     }
   }
-  batch.messages = stream.message_count();
-  batch.dropped = stream.dropped_count();
-  const auto& topics = stream.topics();
+  batch.messages = taken.message_count();
+  batch.dropped = taken.dropped_count();
+  const auto& topics = taken.topics();
   for (size_t i = 0; i < topics.size(); ++i) {
     const TopicTake& t = topics[i];
     if (t.dropped == 0 && t.reason == CloseReason::none) continue;
     batch.topics.push_back(TopicNote{stream.at(i)->topic_name(), t.dropped, to_string(t.reason), t.ended});
   }
-  stream.clear();  // the messages stay alive in their rings, not here
+  taken.clear();
   return batch;
 }
 

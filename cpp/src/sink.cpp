@@ -87,15 +87,14 @@ bool Sink::tick(Clock::time_point now) {
 // topics that ended, and parks the subscribers. Returns true if one of them had more
 // ready meanwhile (the caller loops).
 bool Sink::fill_locked(std::string& body) {
-  stream_.take();
-  stream_.append_to(body);
-  frames_ += stream_.message_count();
-  for (size_t i = 0; i < stream_.size() && end_ == SinkEnd::none;) {
-    bool removed = false;
-    if (stream_.topics()[i].ended) end_topic_locked(i, body, removed);
-    if (!removed) ++i;
-  }
-  stream_.clear();
+  stream_.take(taken_);
+  taken_.append_to(body);
+  frames_ += taken_.message_count();
+  const auto& topics = taken_.topics();
+  size_t removed = 0;  // from the stream so far: its indexes shift
+  for (size_t i = 0; i < topics.size() && end_ == SinkEnd::none; ++i)
+    if (topics[i].ended) end_topic_locked(i - removed, topics[i].reason, body, removed);
+  taken_.clear();
   body.append(injected_);
   injected_.clear();
   if (end_ == SinkEnd::none && stream_.empty()) finish_locked(SinkEnd::no_topics);
@@ -103,9 +102,9 @@ bool Sink::fill_locked(std::string& body) {
   return !stream_.arm();
 }
 
-void Sink::end_topic_locked(size_t index, std::string& body, bool& removed) {
+void Sink::end_topic_locked(size_t index, CloseReason reason, std::string& body,
+                            size_t& removed) {
   Subscriber& sub = *stream_.at(index);
-  const CloseReason reason = stream_.topics()[index].reason;
   if (reason == CloseReason::slow_consumer) {
     frame(body, "error", "{\"code\":\"SLOW_CONSUMER\",\"topic\":\"" + sub.topic_name() + "\"}");
     finish_locked(SinkEnd::slow_consumer);
@@ -118,7 +117,7 @@ void Sink::end_topic_locked(size_t index, std::string& body, bool& removed) {
   }
   if (reason == CloseReason::topic_deleted) frame(body, "topic_deleted", topic_json(sub.topic_name()));
   stream_.remove_at(index);
-  removed = true;
+  ++removed;
 }
 
 // While the socket is full nothing is taken, but a disconnect (slow consumer) or a

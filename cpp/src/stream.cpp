@@ -40,13 +40,11 @@ bool Stream::remove(const Subscriber& sub) {
 
 void Stream::remove_at(size_t index) {
   subs_.erase(subs_.begin() + static_cast<std::ptrdiff_t>(index));
-  if (index < topics_.size()) topics_.erase(topics_.begin() + static_cast<std::ptrdiff_t>(index));
 }
 
 void Stream::close_all() {
   for (auto& sub : subs_) sub->close();
   subs_.clear();
-  clear();
 }
 
 bool Stream::arm() {
@@ -55,8 +53,32 @@ bool Stream::arm() {
   return parked;
 }
 
-void Stream::clear() {
-  for (auto& run : runs_) run.clear();
+void Stream::take(Taken& out) const {
+  out.clear();
+  out.encoding_ = encoding_;
+  if (subs_.empty()) return;
+  if (out.runs_.size() < subs_.size()) out.runs_.resize(subs_.size());
+  out.topics_.resize(subs_.size());
+  out.used_ = subs_.size();
+  // Read before any topic is locked: see IdPolicy::visible.
+  const std::optional<MessageKey> through = subs_.front()->visible();
+  for (size_t i = 0; i < subs_.size(); ++i) {
+    const TakeResult taken = subs_[i]->take(out.runs_[i], kTakeAll, through);
+    TopicTake& topic = out.topics_[i];
+    topic.dropped = taken.dropped;
+    topic.messages = out.runs_[i].size();
+    topic.reason = taken.reason;
+    topic.ended = taken.reason != CloseReason::none &&
+                  (taken.reason == CloseReason::slow_consumer || taken.left == 0);
+    out.messages_ += topic.messages;
+    out.dropped_ += taken.dropped;
+  }
+  out.merge(subs_);
+}
+
+void Taken::clear() {
+  for (size_t i = 0; i < used_; ++i) runs_[i].clear();
+  used_ = 0;
   pieces_.clear();
   notices_.clear();
   topics_.clear();
@@ -64,73 +86,52 @@ void Stream::clear() {
   dropped_ = 0;
 }
 
-void Stream::take() {
-  clear();
-  if (subs_.empty()) return;
-  runs_.resize(subs_.size());
-  topics_.resize(subs_.size());
-  // Read before any topic is locked: see IdPolicy::visible.
-  const std::optional<MessageKey> through = subs_.front()->visible();
-  for (size_t i = 0; i < subs_.size(); ++i) {
-    const TakeResult taken = subs_[i]->take(runs_[i], kTakeAll, through);
-    TopicTake& topic = topics_[i];
-    topic.dropped = taken.dropped;
-    topic.messages = runs_[i].size();
-    topic.reason = taken.reason;
-    topic.ended = taken.reason != CloseReason::none &&
-                  (taken.reason == CloseReason::slow_consumer || taken.left == 0);
-    messages_ += topic.messages;
-    dropped_ += taken.dropped;
-  }
-  merge();
-}
-
 // A k-way merge by key (ties, possible between external ids of two topics, by topic
 // order). One topic with messages, the usual case, is copied as it is.
-void Stream::merge() {
+void Taken::merge(const std::vector<std::shared_ptr<Subscriber>>& subs) {
+  const auto runs = static_cast<uint32_t>(topics_.size());
   pieces_.reserve(messages_ + 1);
-  heads_.assign(runs_.size(), 0);
-  std::vector<uint32_t>& heap = heap_;
-  heap.clear();
-  for (uint32_t i = 0; i < runs_.size(); ++i)
-    if (!runs_[i].empty()) heap.push_back(i);
-  if (heap.size() == 1) {
-    const uint32_t run = heap.front();
-    for (const auto& message : runs_[run]) add_piece(run, message.get());
-  } else if (heap.size() > 1) {
+  heads_.assign(runs, 0);
+  heap_.clear();
+  for (uint32_t i = 0; i < runs; ++i)
+    if (!runs_[i].empty()) heap_.push_back(i);
+  if (heap_.size() == 1) {
+    const uint32_t run = heap_.front();
+    for (const auto& message : runs_[run]) add_piece(subs, run, message.get());
+  } else if (heap_.size() > 1) {
     auto after = [this](uint32_t a, uint32_t b) {
       const MessageKey ka = runs_[a][heads_[a]]->key(), kb = runs_[b][heads_[b]]->key();
       return ka != kb ? ka > kb : a > b;
     };
-    std::make_heap(heap.begin(), heap.end(), after);
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end(), after);
-      const uint32_t run = heap.back();
-      add_piece(run, runs_[run][heads_[run]].get());
+    std::make_heap(heap_.begin(), heap_.end(), after);
+    while (!heap_.empty()) {
+      std::pop_heap(heap_.begin(), heap_.end(), after);
+      const uint32_t run = heap_.back();
+      add_piece(subs, run, runs_[run][heads_[run]].get());
       if (heads_[run] < runs_[run].size()) {
-        std::push_heap(heap.begin(), heap.end(), after);
+        std::push_heap(heap_.begin(), heap_.end(), after);
       } else {
-        heap.pop_back();
+        heap_.pop_back();
       }
     }
   }
   // A drop with no message of its topic in this take (all it had left was skipped).
-  for (uint32_t i = 0; i < topics_.size(); ++i) {
-    if (topics_[i].dropped == 0 || topics_[i].messages > 0) continue;
-    notices_.push_back(drop_notice(encoding_, subs_[i]->topic_name(), topics_[i].dropped));
-    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
-  }
+  for (uint32_t i = 0; i < runs; ++i)
+    if (topics_[i].dropped > 0 && topics_[i].messages == 0) add_notice(subs, i);
 }
 
-void Stream::add_piece(uint32_t run, const Message* message) {
-  if (heads_[run]++ == 0 && topics_[run].dropped > 0) {
-    notices_.push_back(drop_notice(encoding_, subs_[run]->topic_name(), topics_[run].dropped));
-    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
-  }
+void Taken::add_piece(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run,
+                      const Message* message) {
+  if (heads_[run]++ == 0 && topics_[run].dropped > 0) add_notice(subs, run);
   pieces_.push_back(Piece{message, 0});
 }
 
-std::string_view Stream::bytes(const Piece& piece) const {
+void Taken::add_notice(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run) {
+  notices_.push_back(drop_notice(encoding_, subs[run]->topic_name(), topics_[run].dropped));
+  pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+}
+
+std::string_view Taken::bytes(const Piece& piece) const {
   if (!piece.message) return notices_[piece.notice];
   switch (encoding_) {
     case Encoding::sse: return piece.message->sse();
@@ -140,13 +141,13 @@ std::string_view Stream::bytes(const Piece& piece) const {
   return {};
 }
 
-size_t Stream::byte_size() const {
+size_t Taken::byte_size() const {
   size_t total = 0;
   for (const auto& piece : pieces_) total += bytes(piece).size();
   return total;
 }
 
-void Stream::append_to(std::string& out) const {
+void Taken::append_to(std::string& out) const {
   out.reserve(out.size() + byte_size());
   for (const auto& piece : pieces_) out.append(bytes(piece));
 }

@@ -27,14 +27,20 @@ SubscribeOptions opts(size_t queue = 1000, Policy policy = Policy::drop_oldest) 
   return o;
 }
 
-// One take of `stream`: its pieces, a message as its id, a notice as "!" + its text.
-std::vector<std::string> take_ids(Stream& stream) {
-  stream.take();
+// One take of `stream` into `taken`: its pieces, a message as its id, a notice as "!" + its
+// text.
+std::vector<std::string> take_ids(Stream& stream, Taken& taken) {
+  stream.take(taken);
   std::vector<std::string> out;
-  for (const auto& piece : stream.pieces())
+  for (const auto& piece : taken.pieces())
     out.push_back(piece.message ? std::string(piece.message->id())
-                                : "!" + std::string(stream.bytes(piece)));
+                                : "!" + std::string(taken.bytes(piece)));
   return out;
+}
+
+std::vector<std::string> take_ids(Stream& stream) {
+  Taken taken;
+  return take_ids(stream, taken);
 }
 
 Stream stream_of(Broker& b, std::vector<const char*> topics, SubscribeOptions o = opts(),
@@ -249,8 +255,10 @@ TEST(stream_merges_topics_in_id_order) {
   for (const char* t : {"a", "b", "c"}) b.create_topic(t);
   Stream stream = stream_of(b, {"a", "b", "c"});
   for (const char* t : {"b", "a", "b", "b", "c", "a"}) b.publish(t, "1", "");
-  CHECK((take_ids(stream) == std::vector<std::string>{"3-1", "3-2", "3-3", "3-4", "3-5", "3-6"}));
-  CHECK(stream.message_count() == 6);
+  Taken taken;
+  CHECK((take_ids(stream, taken) ==
+         std::vector<std::string>{"3-1", "3-2", "3-3", "3-4", "3-5", "3-6"}));
+  CHECK(taken.message_count() == 6);
   b.publish("c", "1", "");
   b.publish("a", "1", "");
   CHECK((take_ids(stream) == std::vector<std::string>{"3-7", "3-8"}));
@@ -285,17 +293,18 @@ TEST(stream_places_a_drop_notice_before_its_topics_first_message) {
   for (const char* t : {"a", "b", "a", "a", "a", "b"}) b.publish(t, "1", "");
   const std::string notice =
       R"(!{"type":"info","message":"messages_dropped","topic":"a","dropped":2})";
-  CHECK((take_ids(stream) == std::vector<std::string>{"5-2", notice, "5-4", "5-5", "5-6"}));
-  CHECK(stream.dropped_count() == 2);
-  CHECK(stream.topics()[0].dropped == 2 && stream.topics()[1].dropped == 0);
-  CHECK(take_ids(stream).empty());  // told once
+  Taken taken;
+  CHECK((take_ids(stream, taken) == std::vector<std::string>{"5-2", notice, "5-4", "5-5", "5-6"}));
+  CHECK(taken.dropped_count() == 2);
+  CHECK(taken.topics()[0].dropped == 2 && taken.topics()[1].dropped == 0);
+  CHECK(take_ids(stream, taken).empty());  // told once
 
   Stream sse = stream_of(b, {"b", "a"}, opts(1), Encoding::sse);
   b.publish("a", "1", "");
   b.publish("a", "1", "");
-  sse.take();
+  sse.take(taken);  // the same scratch serves another stream
   std::string body;
-  sse.append_to(body);
+  taken.append_to(body);
   CHECK(body.rfind("event: gap\ndata: {\"topic\":\"a\",\"dropped\":1}\n\nid: 5-8\n", 0) == 0);
 }
 
@@ -330,15 +339,17 @@ TEST(stream_reports_ends_per_topic) {
   Stream stream = stream_of(b, {"a", "b"});
   b.publish("a", "1", "");
   b.delete_topic("a");
-  stream.take();
-  CHECK(stream.message_count() == 1);
-  CHECK(stream.topics()[0].reason == CloseReason::topic_deleted && stream.topics()[0].ended);
-  CHECK(stream.topics()[1].reason == CloseReason::none && !stream.topics()[1].ended);
+  Taken taken;
+  stream.take(taken);
+  CHECK(taken.message_count() == 1);
+  CHECK(taken.topics()[0].reason == CloseReason::topic_deleted && taken.topics()[0].ended);
+  CHECK(taken.topics()[1].reason == CloseReason::none && !taken.topics()[1].ended);
   stream.remove_at(0);
   CHECK(stream.size() == 1 && stream.at(0)->topic_name() == "b");
   b.shutdown();
-  stream.take();
-  CHECK(stream.topics()[0].reason == CloseReason::shutdown && stream.topics()[0].ended);
+  stream.take(taken);
+  CHECK(taken.topics().size() == 1);
+  CHECK(taken.topics()[0].reason == CloseReason::shutdown && taken.topics()[0].ended);
 }
 
 TEST(own_ids_broker_refuses_an_id) {

@@ -189,16 +189,17 @@ TEST(streams_over_several_topics_stay_in_id_order_across_takes) {
   std::vector<MessageKey> last(streams.size());
   std::vector<uint64_t> received(streams.size()), dropped(streams.size());
   bool out_of_order = false;
+  Taken taken;
   auto take = [&](size_t i) {
-    streams[i].take();
-    for (const auto& piece : streams[i].pieces()) {
+    streams[i].take(taken);
+    for (const auto& piece : taken.pieces()) {
       if (!piece.message) continue;
       if (!(last[i] < piece.message->key())) out_of_order = true;
       last[i] = piece.message->key();
     }
-    received[i] += streams[i].message_count();
-    dropped[i] += streams[i].dropped_count();
-    streams[i].clear();
+    received[i] += taken.message_count();
+    dropped[i] += taken.dropped_count();
+    taken.clear();
   };
   const auto deadline = std::chrono::steady_clock::now() + 1000ms;
   while (std::chrono::steady_clock::now() < deadline)

@@ -70,7 +70,7 @@ class Sink {
  private:
   bool fill_locked(std::string& body);
   void check_closing_locked(Clock::time_point now);
-  void end_topic_locked(size_t index, std::string& body, bool& removed);
+  void end_topic_locked(size_t index, CloseReason reason, std::string& body, size_t& removed);
   bool write_locked(std::string_view body, Clock::time_point now);
   void finish_locked(SinkEnd end);
   bool blocked_locked() const { return out_offset_ < out_.size(); }
@@ -78,6 +78,7 @@ class Sink {
   const uint64_t id_;
   mutable std::mutex mu_;
   Stream stream_;
+  Taken taken_;             // the last take, reused
   int fd_;
   std::string out_;         // bytes not yet accepted by the socket
   std::string injected_;    // see inject()

@@ -25,6 +25,46 @@ struct TopicTake {
   bool ended = false;
 };
 
+// What one Stream::take delivered, in delivery order. The caller owns it and reuses it
+// from take to take (its buffers keep their capacity), so a connection's Stream holds
+// nothing but its subscribers: one scratch per thread serves every idle connection.
+class Taken {
+ public:
+  struct Piece {
+    const Message* message = nullptr;  // null: the drop notice notices_[notice]
+    uint32_t notice = 0;
+  };
+
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  // By subscriber, in the order of Stream::at() at the time of the take.
+  const std::vector<TopicTake>& topics() const { return topics_; }
+  size_t message_count() const { return messages_; }
+  uint64_t dropped_count() const { return dropped_; }
+  std::string_view bytes(const Piece& piece) const;
+  size_t byte_size() const;
+  void append_to(std::string& out) const;
+  // Drops the references to the messages (they stay alive in their rings, not here).
+  void clear();
+
+ private:
+  friend class Stream;
+  void merge(const std::vector<std::shared_ptr<Subscriber>>& subs);
+  void add_piece(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run,
+                 const Message* message);
+  void add_notice(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run);
+
+  Encoding encoding_ = Encoding::sse;
+  std::vector<std::vector<MessagePtr>> runs_;  // per subscriber
+  std::vector<TopicTake> topics_;
+  std::vector<Piece> pieces_;
+  std::vector<std::string> notices_;
+  std::vector<size_t> heads_;   // merge: next position in each run
+  std::vector<uint32_t> heap_;  // merge: runs with messages left, by their next key
+  size_t used_ = 0;  // runs_ filled by the last take
+  size_t messages_ = 0;
+  uint64_t dropped_ = 0;
+};
+
 // One connection's subscribers (one per topic), taken together: a take merges what each
 // has ready in id order, so a client that resumes from the last id it saw gets every
 // topic's messages after it, none twice (PROTOCOL.md). Each topic's messages are in id
@@ -35,11 +75,6 @@ struct TopicTake {
 // Not thread-safe: one owner (the event loop, or a Sink under its lock).
 class Stream {
  public:
-  struct Piece {
-    const Message* message = nullptr;  // null: the drop notice notices_[notice]
-    uint32_t notice = 0;
-  };
-
   explicit Stream(Encoding encoding, std::vector<std::shared_ptr<Subscriber>> subs = {});
 
   Encoding encoding() const { return encoding_; }
@@ -55,33 +90,12 @@ class Stream {
   // Parks every subscriber until its next message; false if one has something ready now.
   bool arm();
 
-  // Takes everything ready (see the class comment). The result is valid until clear()
-  // or the next take: pieces() in delivery order, topics() by index, like at().
-  void take();
-  const std::vector<Piece>& pieces() const { return pieces_; }
-  const std::vector<TopicTake>& topics() const { return topics_; }
-  size_t message_count() const { return messages_; }
-  uint64_t dropped_count() const { return dropped_; }
-  std::string_view bytes(const Piece& piece) const;
-  size_t byte_size() const;
-  void append_to(std::string& out) const;
-  // Drops the references to the messages of the last take.
-  void clear();
+  // Takes everything ready into `out` (cleared first; see the class comment).
+  void take(Taken& out) const;
 
  private:
-  void merge();
-  void add_piece(uint32_t run, const Message* message);
-
   Encoding encoding_;
   std::vector<std::shared_ptr<Subscriber>> subs_;
-  std::vector<std::vector<MessagePtr>> runs_;  // per subscriber, reused from take to take
-  std::vector<TopicTake> topics_;
-  std::vector<Piece> pieces_;
-  std::vector<std::string> notices_;
-  std::vector<size_t> heads_;    // merge: next position in each run
-  std::vector<uint32_t> heap_;   // merge: runs with messages left, by their next key
-  size_t messages_ = 0;
-  uint64_t dropped_ = 0;
 };
 
 }  // namespace fanwire

@@ -1,6 +1,7 @@
 #include "fanwire/stream.hpp"
 
 #include <algorithm>
+#include <functional>
 
 namespace fanwire {
 namespace {
@@ -94,21 +95,19 @@ void Taken::merge(const std::vector<std::shared_ptr<Subscriber>>& subs) {
   heads_.assign(runs, 0);
   heap_.clear();
   for (uint32_t i = 0; i < runs; ++i)
-    if (!runs_[i].empty()) heap_.push_back(i);
+    if (!runs_[i].empty()) heap_.emplace_back(runs_[i].front()->key(), i);
   if (heap_.size() == 1) {
-    const uint32_t run = heap_.front();
+    const uint32_t run = heap_.front().second;
     for (const auto& message : runs_[run]) add_piece(subs, run, message.get());
   } else if (heap_.size() > 1) {
-    auto after = [this](uint32_t a, uint32_t b) {
-      const MessageKey ka = runs_[a][heads_[a]]->key(), kb = runs_[b][heads_[b]]->key();
-      return ka != kb ? ka > kb : a > b;
-    };
+    const std::greater<> after;  // a min-heap of (next key, run)
     std::make_heap(heap_.begin(), heap_.end(), after);
     while (!heap_.empty()) {
       std::pop_heap(heap_.begin(), heap_.end(), after);
-      const uint32_t run = heap_.back();
+      const uint32_t run = heap_.back().second;
       add_piece(subs, run, runs_[run][heads_[run]].get());
       if (heads_[run] < runs_[run].size()) {
+        heap_.back().first = runs_[run][heads_[run]]->key();
         std::push_heap(heap_.begin(), heap_.end(), after);
       } else {
         heap_.pop_back();

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "fanwire/subscriber.hpp"
@@ -59,7 +60,7 @@ class Taken {
   std::vector<Piece> pieces_;
   std::vector<std::string> notices_;
   std::vector<size_t> heads_;   // merge: next position in each run
-  std::vector<uint32_t> heap_;  // merge: runs with messages left, by their next key
+  std::vector<std::pair<MessageKey, uint32_t>> heap_;  // merge: (next key, run) left
   size_t used_ = 0;  // runs_ filled by the last take
   size_t messages_ = 0;
   uint64_t dropped_ = 0;

@@ -85,7 +85,8 @@ Batch take_batch(const Stream& stream) {
   for (size_t i = 0; i < topics.size(); ++i) {
     const TopicTake& t = topics[i];
     if (t.dropped == 0 && t.reason == CloseReason::none) continue;
-    batch.topics.push_back(TopicNote{stream.at(i)->topic_name(), t.dropped, to_string(t.reason), t.ended});
+    batch.topics.push_back(
+        TopicNote{stream.at(i)->topic_name(), t.dropped, to_string(t.reason), t.ended});
   }
   taken.clear();
   return batch;

@@ -29,8 +29,8 @@ Broker::~Broker() { shutdown(); }
 bool Broker::create_topic(std::string_view name) {
   std::unique_lock lock(mu_);
   if (topics_.find(name) != topics_.end()) return false;
-  topics_.emplace(std::string(name),
-                  std::make_shared<Topic>(std::string(name), retention_, counters_, notifier_, ids_));
+  topics_.emplace(std::string(name), std::make_shared<Topic>(std::string(name), retention_,
+                                                             counters_, notifier_, ids_));
   return true;
 }
 

@@ -44,7 +44,8 @@ const char* to_string(SinkEnd end) {
 }
 
 Sink::Sink(uint64_t id, std::vector<std::shared_ptr<Subscriber>> subs, Options options)
-    : id_(id), stream_(Encoding::sse, std::move(subs)), fd_(options.fd), last_write_(Clock::now()),
+    : id_(id), stream_(Encoding::sse, std::move(subs)), fd_(options.fd),
+      last_write_(Clock::now()),
       heartbeat_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(options.heartbeat_seconds))),
       loop_(std::move(options.loop)), loop_waiter_(options.loop_waiter),

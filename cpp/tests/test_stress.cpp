@@ -174,7 +174,8 @@ TEST(streams_over_several_topics_stay_in_id_order_across_takes) {
   std::vector<Stream> streams;
   for (uint64_t w = 1; w <= 16; ++w) {
     streams.emplace_back(Encoding::sse);
-    for (auto& t : topics) streams.back().add(broker.subscribe(t, options(w, 4096, Policy::drop_oldest)));
+    for (auto& t : topics)
+      streams.back().add(broker.subscribe(t, options(w, 4096, Policy::drop_oldest)));
   }
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> published{0};

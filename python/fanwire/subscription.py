@@ -4,8 +4,8 @@ A subscription holds one core subscriber per topic (a cursor into the topic's ri
 one waiter token: the broker's :class:`~fanwire.waker.Waker` resolves its future when the
 core reports it ready, and it then takes *everything* ready in one call for all its
 topics (a core ``Stream``, which merges them in id order), so a client costs one write
-per wake-up. Under uvicorn an SSE subscription may instead be
-handed to the core's writer thread (:meth:`Subscription.attach_socket`).
+per wake-up. Under uvicorn an SSE subscription may instead be handed to the core's writer
+thread (:meth:`Subscription.attach_socket`).
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ class Subscription:
         if core_sub is None:
             return False
         self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
-        self._stream.remove(core_sub)  # (redis-py may never finish a cancelled command)
-        core_sub.close()
+        core_sub.close()  # redis-py may never finish a cancelled command
+        self._stream.remove(core_sub)
         return True
 
     @property

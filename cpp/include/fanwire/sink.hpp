@@ -23,10 +23,11 @@ using Clock = std::chrono::steady_clock;
 // Once the HTTP response head is out (written by the server, in Python), a Sink owns a
 // duplicate of the socket and writes every ready frame itself, one chunk of HTTP/1.1
 // chunked encoding per wake-up, its topics merged in id order (a Stream), with the
-// protocol's notices (drops as `gap`, deletion, shutdown, heartbeats). Python is only told when the stream ends. Driven by one
-// Writer thread; close() may come from any thread. The socket is non-blocking: a full
-// socket leaves the rest buffered here until it drains, and meanwhile the subscriber's
-// policy deals with the lag, exactly as for a slow Python consumer.
+// protocol's notices (drops as `gap`, deletion, shutdown, heartbeats). Python is only
+// told when the stream ends. Driven by one Writer thread; close() may come from any
+// thread. The socket is non-blocking: a full socket leaves the rest buffered here until
+// it drains, and meanwhile the subscriber's policy deals with the lag, exactly as for a
+// slow Python consumer.
 class Sink {
  public:
   struct Options {

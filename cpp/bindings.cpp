@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "fanwire/broker.hpp"
+#include "fanwire/stream.hpp"
 #include "fanwire/writer.hpp"
 
 namespace py = pybind11;
@@ -12,28 +13,42 @@ using namespace fanwire;
 
 namespace {
 
-constexpr size_t kTakeAll = static_cast<size_t>(-1) / 2;
+// One topic's part of a Batch: only topics that dropped messages or are closed.
+struct TopicNote {
+  std::string topic;
+  uint64_t dropped = 0;
+  std::string close_reason;
+  bool ended = false;
+};
 
-// Concatenates one encoding of `messages` into one bytes object: one write per wake-up.
-template <std::string_view (Message::*Encoding)() const>
-py::bytes join(const std::vector<MessagePtr>& messages) {
-  size_t total = 0;
-  for (const auto& m : messages) total += ((*m).*Encoding)().size();
-  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(total));
+// What Stream.take returns: the encoded pieces (bytes for SSE and WebSocket frames,
+// texts for WebSocket texts), with the drop notices in place.
+struct Batch {
+  py::bytes data;
+  py::list texts;
+  size_t messages = 0;
+  uint64_t dropped = 0;
+  std::vector<TopicNote> topics;
+};
+
+// Concatenates a take's pieces into one bytes object: one write per wake-up.
+py::bytes join(const Taken& taken) {
+  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(taken.byte_size()));
   if (!bytes) throw py::error_already_set();
   char* out = PyBytes_AS_STRING(bytes);
-  for (const auto& m : messages) {
-    const std::string_view part = ((*m).*Encoding)();
+  for (const auto& piece : taken.pieces()) {
+    const std::string_view part = taken.bytes(piece);
     std::memcpy(out, part.data(), part.size());
     out += part.size();
   }
   return py::reinterpret_steal<py::bytes>(bytes);
 }
 
-py::list ws_texts(const std::vector<MessagePtr>& messages) {
-  py::list out(messages.size());
-  for (size_t i = 0; i < messages.size(); ++i) {
-    auto text = messages[i]->ws();
+py::list texts_of(const Taken& taken) {
+  const auto& pieces = taken.pieces();
+  py::list out(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const std::string_view text = taken.bytes(pieces[i]);
     PyObject* str = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "strict");
     if (!str) throw py::error_already_set();
     PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), str);
@@ -41,12 +56,47 @@ py::list ws_texts(const std::vector<MessagePtr>& messages) {
   return out;
 }
 
-template <class Encode>
-py::tuple take(Subscriber& sub, size_t max, Encode encode) {
-  std::vector<MessagePtr> messages;
-  TakeResult result = sub.take(messages, max);
-  return py::make_tuple(encode(messages), messages.size(), result.dropped);
+Batch take_batch(const Stream& stream) {
+  // Every call holds the GIL, so one scratch serves every connection: an idle one costs
+  // only its Stream's list of subscribers. (A take from a finalizer run while this one
+  // builds its Python objects gets its own.)
+  static Taken shared;
+  static bool busy = false;
+  Taken own;
+  Taken& taken = busy ? own : shared;
+  struct Busy {
+    bool& flag;
+    bool was;
+    ~Busy() { flag = was; }
+  } guard{busy, busy};
+  busy = true;
+  stream.take(taken);
+  Batch batch;
+  if (!taken.pieces().empty()) {
+    if (stream.encoding() == Encoding::ws_text) {
+      batch.texts = texts_of(taken);
+    } else {
+      batch.data = join(taken);
+    }
+  }
+  batch.messages = taken.message_count();
+  batch.dropped = taken.dropped_count();
+  const auto& topics = taken.topics();
+  for (size_t i = 0; i < topics.size(); ++i) {
+    const TopicTake& t = topics[i];
+    if (t.dropped == 0 && t.reason == CloseReason::none) continue;
+    batch.topics.push_back(
+        TopicNote{stream.at(i)->topic_name(), t.dropped, to_string(t.reason), t.ended});
+  }
+  taken.clear();
+  return batch;
 }
+
+// Core objects alive in the process, of every Core: for leak checks in tests only.
+struct LiveCounts {
+  int64_t messages = 0;
+  int64_t subscribers = 0;
+};
 
 py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::string_view event,
                   std::string_view id, bool on_loop, double ts) {
@@ -139,13 +189,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("close_reason",
                              [](const Subscriber& s) { return to_string(s.close_reason()); })
       .def("arm", &Subscriber::arm)
-      .def("take_sse", [](Subscriber& s, size_t max) { return take(s, max, join<&Message::sse>); },
-           py::arg("max_messages") = kTakeAll)
-      .def("take_ws_frames",
-           [](Subscriber& s, size_t max) { return take(s, max, join<&Message::ws_frame>); },
-           py::arg("max_messages") = kTakeAll)
-      .def("take_ws", [](Subscriber& s, size_t max) { return take(s, max, ws_texts); },
-           py::arg("max_messages") = kTakeAll)
       .def("skip_through",
            [](Subscriber& s, std::string_view id) {
              auto key = MessageKey::parse(id);
@@ -157,6 +200,43 @@ PYBIND11_MODULE(_core, m) {
         py::arg("text"));
   m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
         py::arg("event"), py::arg("ts"));
+
+  py::enum_<Encoding>(m, "Encoding")
+      .value("sse", Encoding::sse)
+      .value("ws", Encoding::ws_text)
+      .value("ws_frames", Encoding::ws_frame);
+
+  py::class_<TopicNote>(m, "TopicNote")
+      .def_readonly("topic", &TopicNote::topic)
+      .def_readonly("dropped", &TopicNote::dropped)
+      .def_readonly("close_reason", &TopicNote::close_reason)
+      .def_readonly("ended", &TopicNote::ended);
+
+  py::class_<Batch>(m, "Batch")
+      .def_readonly("data", &Batch::data)
+      .def_readonly("texts", &Batch::texts)
+      .def_readonly("messages", &Batch::messages)
+      .def_readonly("dropped", &Batch::dropped)
+      .def_readonly("topics", &Batch::topics);
+
+  py::class_<Stream>(m, "Stream")
+      .def(py::init<Encoding>(), py::arg("encoding"))
+      .def_property_readonly("encoding", &Stream::encoding)
+      .def("__len__", &Stream::size)
+      .def("add", [](Stream& s, std::shared_ptr<Subscriber> sub) { s.add(std::move(sub)); },
+           py::arg("sub"))
+      .def("remove", [](Stream& s, const Subscriber& sub) { return s.remove(sub); },
+           py::arg("sub"))
+      .def("arm", &Stream::arm)
+      .def("take", &take_batch)
+      .def("close", &Stream::close_all);
+
+  py::class_<LiveCounts>(m, "LiveCounts")
+      .def_readonly("messages", &LiveCounts::messages)
+      .def_readonly("subscribers", &LiveCounts::subscribers);
+  m.def("live_in_process", [] {
+    return LiveCounts{Message::live_in_process(), Subscriber::live_in_process()};
+  });
 
   py::class_<Sink, std::shared_ptr<Sink>>(m, "Sink")
       .def_property_readonly("end", [](const Sink& s) { return to_string(s.end()); })

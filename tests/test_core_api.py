@@ -1,8 +1,10 @@
 """The native core's semantics through the Python API (fanwire.Broker / Subscription)."""
 
 import asyncio
+import logging
 import threading
 
+import orjson
 import pytest
 from core_helpers import drain_sse, drain_ws, sse_frames
 
@@ -40,8 +42,14 @@ def test_ws_mode_yields_event_texts():
             mid = broker.publish("t", {"a": "é"}, event="e1")
             messages = await drain_ws(sub)
         assert messages == [
-            {"type": "event", "topic": "t", "message_id": mid, "data": {"a": "é"},
-             "ts": messages[0]["ts"], "event": "e1"}
+            {
+                "type": "event",
+                "topic": "t",
+                "message_id": mid,
+                "data": {"a": "é"},
+                "ts": messages[0]["ts"],
+                "event": "e1",
+            }
         ]
 
     run(main())
@@ -102,8 +110,12 @@ def test_resume_from_foreign_or_unparseable_id_is_a_gap_not_an_error(since):
         ids = [broker.publish("t", i) for i in range(3)]
         async with broker.subscribe("t", since=since, mode="ws") as sub:
             messages = await drain_ws(sub)
-        assert messages[0] == {"type": "info", "message": "gap", "topic": "t",
-                               "first_available": ids[0]}
+        assert messages[0] == {
+            "type": "info",
+            "message": "gap",
+            "topic": "t",
+            "first_available": ids[0],
+        }
         assert [m["message_id"] for m in messages[1:]] == ids
 
     run(main())
@@ -117,8 +129,12 @@ def test_drop_oldest_counts_exactly_and_tells_the_client():
             ids = [broker.publish("t", i) for i in range(25)]
             messages = await drain_ws(sub)
             assert sub.dropped == 15
-        assert messages[0] == {"type": "info", "message": "messages_dropped", "topic": "t",
-                               "dropped": 15}
+        assert messages[0] == {
+            "type": "info",
+            "message": "messages_dropped",
+            "topic": "t",
+            "dropped": 15,
+        }
         assert [m["message_id"] for m in messages[1:]] == ids[15:]
         assert broker.stats()["topics"]["t"]["dropped_count"] == 15
 
@@ -232,3 +248,86 @@ def test_auto_create_and_topic_listing():
     broker.publish("new.topic", 1)
     assert [(t.name, t.messages) for t in broker.topics()] == [("new.topic", 1)]
     assert broker.create_topic("new.topic") is False
+
+
+@pytest.mark.parametrize("mode", ["sse", "ws"])
+def test_several_topics_come_in_id_order_replay_and_live(mode):
+    """Broker.subscribe over two topics with last_n: the replay and what follows are
+    merged in id order, not topic by topic."""
+
+    async def main():
+        broker = fanwire.Broker()
+        for topic in "ab":
+            broker.create_topic(topic)
+        published = [(t, broker.publish(t, i)) for i, t in enumerate("babbaabab")]
+        replay = [mid for t, mid in published if t == "a"][-3:]
+        replay += [mid for t, mid in published if t == "b"][-3:]
+        async with broker.subscribe(["a", "b"], last_n=3, mode=mode) as sub:
+            live = [broker.publish(t, i) for i, t in enumerate("bbab")]
+            if mode == "sse":
+                ids = [f["id"] for f in await drain_sse(sub)]
+            else:
+                ids = [m["message_id"] for m in await drain_ws(sub)]
+        expected = sorted(replay, key=lambda mid: int(mid.split("-")[1])) + live
+        assert ids == expected
+
+    run(main())
+
+
+def test_counters_are_per_broker():
+    """Two brokers in one process: subscribers and retained messages of one are not
+    counted by the other (/health, /stats and /metrics read these)."""
+
+    async def main():
+        one, two = fanwire.Broker(), fanwire.Broker()
+        for broker in (one, two):
+            broker.create_topic("t")
+        subs = [one.subscribe("t") for _ in range(3)]
+        one.publish("t", 1)
+        assert one.stats()["subscriber_count"] == 3
+        assert one.stats()["retained_messages"] == 1
+        assert two.stats()["subscriber_count"] == 0
+        assert two.stats()["retained_messages"] == 0
+        for sub in subs:
+            sub.close()
+        assert one.stats()["subscriber_count"] == 0
+        one.close()
+        two.close()
+
+    run(main())
+
+
+class _FailingWriter:
+    """A direct writer whose transport write fails (e.g. the connection just broke)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, batch: object) -> None:
+        raise RuntimeError("write failed")
+
+
+def test_a_failing_wake_up_does_not_cost_the_others_of_its_round(caplog):
+    async def main():
+        broker = fanwire.Broker(wake_interval=0)
+        broker.create_topic("t")
+        broken = broker.subscribe("t", mode="ws_frames")
+        broken.direct = _FailingWriter()
+        healthy = broker.subscribe("t", mode="ws")
+        # Both park, the broken one first: the core wakes them in that order.
+        broken_task = asyncio.create_task(broken.next_batch())
+        await asyncio.sleep(0)
+        healthy_task = asyncio.create_task(healthy.next_batch())
+        await asyncio.sleep(0)
+        mid = broker.publish("t", 1)
+        batch = await asyncio.wait_for(healthy_task, 5)
+        assert [orjson.loads(text)["message_id"] for text in batch] == [mid]
+        broken_task.cancel()
+        broken.close()
+        healthy.close()
+        broker.close()
+
+    with caplog.at_level(logging.ERROR, logger="fanwire"):
+        run(main())
+    errors = [r for r in caplog.records if r.name == "fanwire" and r.exc_info]
+    assert errors and isinstance(errors[0].exc_info[1], RuntimeError)

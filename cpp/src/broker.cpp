@@ -20,9 +20,8 @@ double now_seconds() {
 }  // namespace
 
 Broker::Broker(size_t retention, uint64_t epoch, bool external_ids) : retention_(retention) {
-  ids_.external = external_ids;
-  ids_.epoch = epoch != 0 ? epoch : now_ms();
-  ids_.last_seq = &seq_;
+  ids_->external = external_ids;
+  ids_->epoch = epoch != 0 ? epoch : now_ms();
 }
 
 Broker::~Broker() { shutdown(); }
@@ -30,8 +29,8 @@ Broker::~Broker() { shutdown(); }
 bool Broker::create_topic(std::string_view name) {
   std::unique_lock lock(mu_);
   if (topics_.find(name) != topics_.end()) return false;
-  topics_.emplace(std::string(name),
-                  std::make_shared<Topic>(std::string(name), retention_, counters_, notifier_));
+  topics_.emplace(std::string(name), std::make_shared<Topic>(std::string(name), retention_,
+                                                             counters_, notifier_, ids_));
   return true;
 }
 
@@ -79,12 +78,14 @@ PublishResult Broker::publish(std::string_view topic_name, std::string_view data
                               double ts) {
   auto topic = find(topic_name);
   if (!topic) throw TopicNotFound(std::string(topic_name));
+  // Own ids must all come from the counter: a merged take relies on it (IdPolicy::visible).
+  if (!id.empty() && !ids_->external) throw std::invalid_argument("ids are assigned here");
   if (!id.empty() && !MessageKey::parse(id)) throw std::invalid_argument("bad message id");
   if (ts <= 0) ts = now_seconds();
   // The id is taken under the topic's lock, so ids increase in publish order per topic.
   auto make = [&] {
     if (!id.empty()) return Message::make(*MessageKey::parse(id), id, topic_name, event, data, ts);
-    const MessageKey key{ids_.epoch, seq_.fetch_add(1) + 1};
+    const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
     return Message::make(key, key.to_string(), topic_name, event, data, ts);
   };
   auto published = topic->publish(make, from_loop);
@@ -97,7 +98,7 @@ std::shared_ptr<Subscriber> Broker::subscribe(std::string_view name,
                                               const SubscribeOptions& options) {
   auto topic = find(name);
   if (!topic) throw TopicNotFound(std::string(name));
-  return topic->subscribe(options, ids_);
+  return topic->subscribe(options);
 }
 
 void Broker::shutdown() {
@@ -110,9 +111,13 @@ void Broker::shutdown() {
 }
 
 BrokerCounters Broker::counters() const {
-  return BrokerCounters{Message::live_count(), Subscriber::live_count(),
-                        counters_->published.load(), counters_->delivered.load(),
-                        counters_->dropped.load()};
+  BrokerCounters out{0, 0, counters_->published.load(), counters_->delivered.load(),
+                     counters_->dropped.load()};
+  for (const auto& topic : topic_stats()) {
+    out.messages += static_cast<int64_t>(topic.retained);
+    out.subscribers += static_cast<int64_t>(topic.subscribers);
+  }
+  return out;
 }
 
 }  // namespace fanwire

@@ -44,7 +44,8 @@ const char* to_string(SinkEnd end) {
 }
 
 Sink::Sink(uint64_t id, std::vector<std::shared_ptr<Subscriber>> subs, Options options)
-    : id_(id), subs_(std::move(subs)), fd_(options.fd), last_write_(Clock::now()),
+    : id_(id), stream_(Encoding::sse, std::move(subs)), fd_(options.fd),
+      last_write_(Clock::now()),
       heartbeat_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(options.heartbeat_seconds))),
       loop_(std::move(options.loop)), loop_waiter_(options.loop_waiter),
@@ -83,56 +84,53 @@ bool Sink::tick(Clock::time_point now) {
   return blocked_locked();
 }
 
-// Takes the injected bytes, then every ready message of every topic, into `body`; then
-// parks the subscribers.
-// Returns true if one of them had more ready meanwhile (the caller loops).
+// Takes the injected bytes, then every ready message of every topic (in id order, with
+// the notices of topics that ended), into `body`; then parks the subscribers. Returns
+// true if one of them had more ready meanwhile (the caller loops).
 bool Sink::fill_locked(std::string& body) {
   body.append(injected_);  // taken before anything that became ready since (inject)
   injected_.clear();
-  for (size_t i = 0; i < subs_.size() && end_ == SinkEnd::none;) {
-    bool removed = false;
-    take_topic_locked(i, body, removed);
-    if (!removed) ++i;
-  }
-  if (end_ == SinkEnd::none && subs_.empty()) finish_locked(SinkEnd::no_topics);
+  take_ready_locked(body);
+  if (end_ == SinkEnd::none && stream_.empty()) finish_locked(SinkEnd::no_topics);
   if (end_ != SinkEnd::none) return false;
-  bool more = false;
-  for (auto& sub : subs_) more |= !sub->arm();
-  return more;
+  return !stream_.arm();
 }
 
-void Sink::take_topic_locked(size_t index, std::string& body, bool& removed) {
-  Subscriber& sub = *subs_[index];
-  scratch_.clear();
-  const TakeResult taken = sub.take(scratch_, static_cast<size_t>(-1) / 2);
-  if (taken.dropped)
-    frame(body, "gap", topic_json(sub.topic_name(), ",\"dropped\":" + std::to_string(taken.dropped)));
-  for (const auto& message : scratch_) body.append(message->sse());
-  frames_ += scratch_.size();
-  scratch_.clear();
-  const CloseReason reason = sub.close_reason();
-  if (reason == CloseReason::none) return;
+void Sink::take_ready_locked(std::string& body) {
+  stream_.take(taken_);
+  taken_.append_to(body);
+  frames_ += taken_.message_count();
+  const auto& topics = taken_.topics();
+  size_t removed = 0;  // from the stream so far: its indexes shift
+  for (size_t i = 0; i < topics.size() && end_ == SinkEnd::none; ++i)
+    if (topics[i].ended) end_topic_locked(i - removed, topics[i].reason, body, removed);
+  taken_.clear();
+}
+
+void Sink::end_topic_locked(size_t index, CloseReason reason, std::string& body,
+                            size_t& removed) {
+  Subscriber& sub = *stream_.at(index);
   if (reason == CloseReason::slow_consumer) {
     frame(body, "error", "{\"code\":\"SLOW_CONSUMER\",\"topic\":\"" + sub.topic_name() + "\"}");
     finish_locked(SinkEnd::slow_consumer);
     return;
   }
-  if (sub.pending() > 0) return;
   if (reason == CloseReason::shutdown) {
     frame(body, "shutdown", "{\"ts\":" + now_ts() + "}");
     finish_locked(SinkEnd::shutdown);
     return;
   }
   if (reason == CloseReason::topic_deleted) frame(body, "topic_deleted", topic_json(sub.topic_name()));
-  subs_.erase(subs_.begin() + static_cast<std::ptrdiff_t>(index));
-  removed = true;
+  stream_.remove_at(index);
+  ++removed;
 }
 
 // While the socket is full nothing is taken, but a disconnect (slow consumer) or a
 // shutdown must still end the stream: its notice is queued behind the stuck bytes.
 void Sink::check_closing_locked(Clock::time_point now) {
   if (end_ != SinkEnd::none) return;
-  for (auto& sub : subs_) {
+  for (size_t i = 0; i < stream_.size(); ++i) {
+    const auto& sub = stream_.at(i);
     const CloseReason reason = sub->close_reason();
     if (reason != CloseReason::slow_consumer && reason != CloseReason::shutdown) continue;
     std::string body;
@@ -178,8 +176,7 @@ bool Sink::write_locked(std::string_view body, Clock::time_point now) {
 void Sink::finish_locked(SinkEnd end) {
   if (end_ != SinkEnd::none) return;
   end_ = end;
-  for (auto& sub : subs_) sub->close();
-  subs_.clear();
+  stream_.close_all();
   if (end != SinkEnd::closed && loop_) loop_->push(loop_waiter_ | Notifier::kClosingBit, true);
 }
 
@@ -200,11 +197,7 @@ void Sink::inject(std::string bytes) {
     if (end_ != SinkEnd::none) return;
     // What is ready now goes first, so that the notice (a gap) sits exactly between it
     // and whatever the caller publishes next, however late this thread writes.
-    for (size_t i = 0; i < subs_.size() && end_ == SinkEnd::none;) {
-      bool removed = false;
-      take_topic_locked(i, injected_, removed);
-      if (!removed) ++i;
-    }
+    take_ready_locked(injected_);
     injected_.append(bytes);
   }
   if (ready_) ready_->push(id_, true);

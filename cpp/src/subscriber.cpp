@@ -41,22 +41,34 @@ bool Subscriber::arm() {
   return true;
 }
 
-TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max) {
+TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
+                            std::optional<MessageKey> through) {
   std::lock_guard lock(topic_->mu_);
   TakeResult result;
+  result.reason = reason_;
   if (reason_ == CloseReason::slow_consumer) return result;
   const auto& log = topic_->log_;
-  const uint64_t end = std::min<uint64_t>(log.end(), pos_ + max);
+  uint64_t end = std::min<uint64_t>(log.end(), pos_ + max);
   for (uint64_t pos = pos_; pos < end; ++pos) {
-    if (floor_ && log.at(pos)->key() <= *floor_) continue;
+    const MessageKey key = log.at(pos)->key();
+    if (through && key > *through) {
+      end = pos;
+      break;
+    }
+    if (floor_ && key <= *floor_) continue;
     out.push_back(log.at(pos));
   }
+  result.left = log.end() - end;
+  // Held back entirely: the drop is told with the first message after it, next take.
+  if (end == pos_ && result.left > 0) return result;
   topic_->counters_->delivered.fetch_add(end - pos_, std::memory_order_relaxed);
   pos_ = end;
   result.dropped = dropped_unreported_;
   dropped_unreported_ = 0;
   return result;
 }
+
+std::optional<MessageKey> Subscriber::visible() const { return topic_->ids().visible(); }
 
 uint64_t Subscriber::pending() const {
   std::lock_guard lock(topic_->mu_);

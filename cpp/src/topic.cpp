@@ -5,19 +5,18 @@
 namespace fanwire {
 
 Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-             std::shared_ptr<Notifier> notifier)
+             std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids)
     : name_(std::move(name)), counters_(std::move(counters)), notifier_(std::move(notifier)),
-      log_(retention) {}
+      ids_(std::move(ids)), log_(retention) {}
 
-std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options,
-                                             const IdPolicy& ids) {
+std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
   auto sub = std::make_shared<Subscriber>(shared_from_this(), options);
   std::lock_guard lock(mu_);
   if (closed_) {
     sub->reason_ = CloseReason::topic_deleted;
     return sub;
   }
-  place(*sub, options, ids);
+  place(*sub, options);
   sub->index_ = subscribers_.size();
   subscribers_.push_back(sub.get());
   deadline_ = std::min(deadline_, sub->pos_ + sub->capacity_);
@@ -26,13 +25,14 @@ std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options,
 
 // Sets the subscriber's cursor for its replay (last_n) or resume (since), and its
 // capacity: the queue size, or the replay if that is larger, never beyond retention.
-void Topic::place(Subscriber& sub, const SubscribeOptions& options, const IdPolicy& ids) {
+void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
+  const IdPolicy& ids = *ids_;
   const uint64_t end = log_.end();
   uint64_t pos = end;
   if (options.since) {
     auto key = MessageKey::parse(*options.since);
     bool ours = key && (ids.external ||
-                        (key->hi == ids.epoch && key->lo <= ids.last_seq->load()));
+                        (key->hi == ids.epoch && key->lo <= ids.last_seq.load()));
     if (!ours) {
       sub.gap_ = true;
       pos = log_.begin();
@@ -130,7 +130,7 @@ void Topic::remove_locked(Subscriber& sub) {
 
 TopicStats Topic::stats() const {
   std::lock_guard lock(mu_);
-  return TopicStats{name_, subscribers_.size(), published_, dropped_};
+  return TopicStats{name_, subscribers_.size(), published_, dropped_, log_.size()};
 }
 
 }  // namespace fanwire

@@ -4,6 +4,7 @@
 
 #include "check.hpp"
 #include "fanwire/broker.hpp"
+#include "fanwire/stream.hpp"
 
 using namespace fanwire;
 
@@ -24,6 +25,29 @@ SubscribeOptions opts(size_t queue = 1000, Policy policy = Policy::drop_oldest) 
   o.queue_size = queue;
   o.policy = policy;
   return o;
+}
+
+// One take of `stream` into `taken`: its pieces, a message as its id, a notice as "!" + its
+// text.
+std::vector<std::string> take_ids(Stream& stream, Taken& taken) {
+  stream.take(taken);
+  std::vector<std::string> out;
+  for (const auto& piece : taken.pieces())
+    out.push_back(piece.message ? std::string(piece.message->id())
+                                : "!" + std::string(taken.bytes(piece)));
+  return out;
+}
+
+std::vector<std::string> take_ids(Stream& stream) {
+  Taken taken;
+  return take_ids(stream, taken);
+}
+
+Stream stream_of(Broker& b, std::vector<const char*> topics, SubscribeOptions o = opts(),
+                 Encoding encoding = Encoding::ws_text) {
+  Stream stream(encoding);
+  for (const char* topic : topics) stream.add(b.subscribe(topic, o));
+  return stream;
 }
 
 }  // namespace
@@ -226,9 +250,136 @@ TEST(skip_through_never_delivers_twice) {
   CHECK((ids_of(*sub) == std::vector<std::string>{"6-0", "7-0"}));
 }
 
+TEST(stream_merges_topics_in_id_order) {
+  Broker b(10, 3);
+  for (const char* t : {"a", "b", "c"}) b.create_topic(t);
+  Stream stream = stream_of(b, {"a", "b", "c"});
+  for (const char* t : {"b", "a", "b", "b", "c", "a"}) b.publish(t, "1", "");
+  Taken taken;
+  CHECK((take_ids(stream, taken) ==
+         std::vector<std::string>{"3-1", "3-2", "3-3", "3-4", "3-5", "3-6"}));
+  CHECK(taken.message_count() == 6);
+  b.publish("c", "1", "");
+  b.publish("a", "1", "");
+  CHECK((take_ids(stream) == std::vector<std::string>{"3-7", "3-8"}));
+  CHECK(take_ids(stream).empty());
+  CHECK(stream.arm());
+}
+
+TEST(stream_replay_and_resume_over_topics_in_id_order) {
+  Broker b(10, 4);
+  b.create_topic("a");
+  b.create_topic("b");
+  for (const char* t : {"a", "b", "b", "a", "b", "a"}) b.publish(t, "1", "");
+  SubscribeOptions o = opts();
+  o.last_n = 2;
+  Stream replay = stream_of(b, {"a", "b"}, o);
+  CHECK((take_ids(replay) == std::vector<std::string>{"4-3", "4-4", "4-5", "4-6"}));
+  for (int after = 0; after <= 6; ++after) {  // resume from every id: all after it, once
+    SubscribeOptions r = opts();
+    r.since = "4-" + std::to_string(after);
+    Stream resumed = stream_of(b, {"a", "b"}, r);
+    std::vector<std::string> expected;
+    for (int i = after + 1; i <= 6; ++i) expected.push_back("4-" + std::to_string(i));
+    CHECK(take_ids(resumed) == expected);
+  }
+}
+
+TEST(stream_places_a_drop_notice_before_its_topics_first_message) {
+  Broker b(10, 5);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream stream = stream_of(b, {"a", "b"}, opts(2));
+  for (const char* t : {"a", "b", "a", "a", "a", "b"}) b.publish(t, "1", "");
+  const std::string notice =
+      R"(!{"type":"info","message":"messages_dropped","topic":"a","dropped":2})";
+  Taken taken;
+  CHECK((take_ids(stream, taken) == std::vector<std::string>{"5-2", notice, "5-4", "5-5", "5-6"}));
+  CHECK(taken.dropped_count() == 2);
+  CHECK(taken.topics()[0].dropped == 2 && taken.topics()[1].dropped == 0);
+  CHECK(take_ids(stream, taken).empty());  // told once
+
+  Stream sse = stream_of(b, {"b", "a"}, opts(1), Encoding::sse);
+  b.publish("a", "1", "");
+  b.publish("a", "1", "");
+  sse.take(taken);  // the same scratch serves another stream
+  std::string body;
+  taken.append_to(body);
+  CHECK(body.rfind("event: gap\ndata: {\"topic\":\"a\",\"dropped\":1}\n\nid: 5-8\n", 0) == 0);
+}
+
+TEST(take_through_holds_later_ids_and_their_drop_notice_back) {
+  Broker b(10, 6);
+  b.create_topic("t");
+  auto sub = b.subscribe("t", opts(1));
+  for (int i = 0; i < 3; ++i) b.publish("t", "1", "");  // 6-1 and 6-2 are dropped
+  std::vector<MessagePtr> got;
+  TakeResult r = sub->take(got, 100, MessageKey{6, 2});
+  CHECK(got.empty() && r.dropped == 0 && r.left == 1);  // the drop waits for 6-3
+  r = sub->take(got, 100, MessageKey{6, 3});
+  CHECK(got.size() == 1 && r.dropped == 2 && r.left == 0);
+}
+
+TEST(stream_merges_external_ids_by_key) {
+  Broker b(10, 0, true);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream stream = stream_of(b, {"a", "b"});
+  b.publish("a", "1", "", "5-0");
+  b.publish("b", "1", "", "3-0");
+  b.publish("a", "1", "", "7-0");
+  b.publish("b", "1", "", "6-1");
+  CHECK((take_ids(stream) == std::vector<std::string>{"3-0", "5-0", "6-1", "7-0"}));
+}
+
+TEST(stream_reports_ends_per_topic) {
+  Broker b(10, 7);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream stream = stream_of(b, {"a", "b"});
+  b.publish("a", "1", "");
+  b.delete_topic("a");
+  Taken taken;
+  stream.take(taken);
+  CHECK(taken.message_count() == 1);
+  CHECK(taken.topics()[0].reason == CloseReason::topic_deleted && taken.topics()[0].ended);
+  CHECK(taken.topics()[1].reason == CloseReason::none && !taken.topics()[1].ended);
+  stream.remove_at(0);
+  CHECK(stream.size() == 1 && stream.at(0)->topic_name() == "b");
+  b.shutdown();
+  stream.take(taken);
+  CHECK(taken.topics().size() == 1);
+  CHECK(taken.topics()[0].reason == CloseReason::shutdown && taken.topics()[0].ended);
+}
+
+TEST(own_ids_broker_refuses_an_id) {
+  Broker b(10, 8);
+  b.create_topic("t");
+  bool refused = false;
+  try {
+    b.publish("t", "1", "", "8-100");
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused);
+}
+
+TEST(counters_are_per_broker) {
+  Broker one(10, 1), two(10, 2);
+  one.create_topic("t");
+  two.create_topic("t");
+  auto s1 = one.subscribe("t", opts());
+  auto s2 = one.subscribe("t", opts());
+  for (int i = 0; i < 3; ++i) one.publish("t", "1", "");
+  CHECK(one.counters().subscribers == 2 && one.counters().messages == 3);
+  CHECK(two.counters().subscribers == 0 && two.counters().messages == 0);
+  s1->close();
+  CHECK(one.counters().subscribers == 1);
+}
+
 TEST(nothing_leaks) {
-  const auto before_msgs = Message::live_count();
-  const auto before_subs = Subscriber::live_count();
+  const auto before_msgs = Message::live_in_process();
+  const auto before_subs = Subscriber::live_in_process();
   {
     Broker b(10, 1);
     b.create_topic("t");
@@ -237,8 +388,8 @@ TEST(nothing_leaks) {
     for (int i = 0; i < 50; ++i) b.publish("t", "1", "");
     subs.resize(10);
   }
-  CHECK(Message::live_count() == before_msgs);
-  CHECK(Subscriber::live_count() == before_subs);
+  CHECK(Message::live_in_process() == before_msgs);
+  CHECK(Subscriber::live_in_process() == before_subs);
 }
 
 int main() { return fanwire_test::run_all(); }

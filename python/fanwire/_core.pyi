@@ -1,5 +1,7 @@
 """Typed stubs of the C++ extension ``fanwire._core`` (see cpp/bindings.cpp)."""
 
+from typing import ClassVar
+
 DROP_OLDEST: int
 DISCONNECT: int
 WAITER_MASK: int
@@ -21,18 +23,86 @@ class CoreSub:
     def dropped(self) -> int: ...
     @property
     def close_reason(self) -> str:
-        """"" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
+        """ "" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
     def arm(self) -> bool:
         """Park until the next message; False (not parked) if something is ready now."""
-    def take_sse(self, max_messages: int = ...) -> tuple[bytes, int, int]:
-        """(concatenated SSE frames, how many, messages dropped just before them)."""
-    def take_ws_frames(self, max_messages: int = ...) -> tuple[bytes, int, int]:
-        """(concatenated WebSocket frames of the event texts, how many, dropped before)."""
-    def take_ws(self, max_messages: int = ...) -> tuple[list[str], int, int]:
-        """(WebSocket event texts, how many, messages dropped just before them)."""
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...
+
+class Encoding:
+    """How a Stream encodes: SSE frames, WebSocket texts, or whole WebSocket frames."""
+
+    sse: ClassVar[Encoding]
+    ws: ClassVar[Encoding]
+    ws_frames: ClassVar[Encoding]
+    __members__: ClassVar[dict[str, Encoding]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class TopicNote:
+    """One topic's part of a Batch (only topics that dropped messages or are closed)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def dropped(self) -> int:
+        """Messages dropped (drop_oldest); the notice is in the batch already."""
+    @property
+    def close_reason(self) -> str:
+        """ "" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
+    @property
+    def ended(self) -> bool:
+        """Closed, and nothing of it is left to deliver: its end notice is due now."""
+
+class Batch:
+    """What one Stream.take returned: every topic's ready messages in id order."""
+
+    @property
+    def data(self) -> bytes:
+        """SSE or WebSocket frames, drop notices in place (b"" for WebSocket texts)."""
+    @property
+    def texts(self) -> list[str]:
+        """WebSocket texts, drop notices in place ([] for the other encodings)."""
+    @property
+    def messages(self) -> int: ...
+    @property
+    def dropped(self) -> int:
+        """Messages dropped since the last take, all topics together."""
+    @property
+    def topics(self) -> list[TopicNote]: ...
+
+class Stream:
+    """One connection's subscribers, taken in one call and merged in id order."""
+
+    def __init__(self, encoding: Encoding) -> None: ...
+    @property
+    def encoding(self) -> Encoding: ...
+    def __len__(self) -> int: ...
+    def add(self, sub: CoreSub) -> None: ...
+    def remove(self, sub: CoreSub) -> bool:
+        """Forget ``sub`` (it stays open); False if it is not in the stream."""
+    def arm(self) -> bool:
+        """Park every subscriber; False (not all parked) if something is ready now."""
+    def take(self) -> Batch: ...
+    def close(self) -> None:
+        """Close every subscriber and forget them."""
+
+class LiveCounts:
+    @property
+    def messages(self) -> int: ...
+    @property
+    def subscribers(self) -> int: ...
+
+def live_in_process() -> LiveCounts:
+    """Core objects alive in the process, of every Core (leak checks; see Core.counters)."""
 
 def ws_frame(text: str) -> bytes:
     """An unmasked WebSocket text frame carrying ``text``."""
@@ -45,7 +115,7 @@ class Sink:
 
     @property
     def end(self) -> str:
-        """"" while running, else no_topics, shutdown, slow_consumer, client_gone, closed."""
+        """ "" while running, else no_topics, shutdown, slow_consumer, client_gone, closed."""
     @property
     def flushed(self) -> bool:
         """True when no byte waits for the socket."""
@@ -102,4 +172,6 @@ class Core:
     def drain(self) -> list[int]:
         """Waiter tokens woken since the last drain (CLOSING_BIT set on closures)."""
     def shutdown(self) -> None: ...
-    def counters(self) -> dict[str, int]: ...
+    def counters(self) -> dict[str, int]:
+        """This Core's counts: messages (retained), subscribers (open), published,
+        delivered, dropped."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Collection, Iterable
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
 __all__ = ["Broker", "Mode", "Policy", "Published", "Subscription", "TopicInfo"]
+
+log = logging.getLogger("fanwire")
 
 
 @dataclass(frozen=True)
@@ -356,11 +359,25 @@ class Broker:
         self._waker.request()
 
     def _drain(self) -> None:
-        """Wake every subscription the core reported ready (runs on the loop)."""
+        """Wake every subscription the core reported ready (runs on the loop).
+
+        The core hands each token out once: a wake-up that raises (e.g. a direct write)
+        must not cost the rest of the round theirs, so every one is woken, then the
+        first error is logged (raising here would also break ``close``).
+        """
+        first: Exception | None = None
+        failed = 0
         for token in self._core.drain():
             sub = self._subs.get(token & _core.WAITER_MASK)
-            if sub is not None:
+            if sub is None:
+                continue
+            try:
                 sub._wake(closing=bool(token & _core.CLOSING_BIT))
+            except Exception as exc:
+                failed += 1
+                first = first or exc
+        if first is not None:
+            log.error("%d wake-up(s) of this round failed; the first:", failed, exc_info=first)
 
 
 def _encode(data: Any) -> bytes:

@@ -2,9 +2,10 @@
 
 A subscription holds one core subscriber per topic (a cursor into the topic's ring) and
 one waiter token: the broker's :class:`~fanwire.waker.Waker` resolves its future when the
-core reports it ready, and it then takes *everything* ready in one call per topic, so a
-client costs one write per wake-up. Under uvicorn an SSE subscription may instead be
-handed to the core's writer thread (:meth:`Subscription.attach_socket`).
+core reports it ready, and it then takes *everything* ready in one call for all its
+topics (a core ``Stream``, which merges them in id order), so a client costs one write
+per wake-up. Under uvicorn an SSE subscription may instead be handed to the core's writer
+thread (:meth:`Subscription.attach_socket`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ Policy = Literal["drop_oldest", "disconnect"]
 Mode = Literal["sse", "ws", "ws_frames"]
 _POLICIES = {"drop_oldest": _core.DROP_OLDEST, "disconnect": _core.DISCONNECT}
 _TIMEOUT = object()
-# How each mode takes a batch from a core subscriber: (data, count, dropped).
-_TAKE = {
-    "sse": _core.CoreSub.take_sse,
-    "ws": _core.CoreSub.take_ws,
-    "ws_frames": _core.CoreSub.take_ws_frames,
+_ENCODINGS = {
+    "sse": _core.Encoding.sse,
+    "ws": _core.Encoding.ws,
+    "ws_frames": _core.Encoding.ws_frames,
 }
 
 
@@ -74,6 +74,8 @@ class Subscription:
         self._policy = policy
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
+        # The subscribers taken from, merged in id order: all but the held ones.
+        self._stream = _core.Stream(_ENCODINGS[mode])
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._pending: list[Any] = []
         self._ready = False
@@ -124,6 +126,8 @@ class Subscription:
                 replay.add_done_callback(functools.partial(self._replayed, topic, core_sub))
         elif core_sub.gap:
             self._pending.append(self._notices.gap(topic, core_sub.first_available))
+        if topic not in self._held:
+            self._stream.add(core_sub)
         self._wake()
 
     def _core_subscribe(
@@ -141,6 +145,7 @@ class Subscription:
         if self._held.get(topic) is not task:
             return
         del self._held[topic]
+        self._stream.add(core_sub)
         if task.cancelled():
             return
         replay = task.result()
@@ -158,7 +163,7 @@ class Subscription:
             self._sink.inject(self._notices.gap(topic, first_available))  # type: ignore[arg-type]
             return
         if topic not in self._held:
-            self._take(topic, core_sub, self._pending)
+            self._take(self._pending)  # every topic: the stream stays in id order
         self._pending.append(self._notices.gap(topic, first_available))
         self._wake()
 
@@ -169,6 +174,7 @@ class Subscription:
             return False
         self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
         core_sub.close()  # redis-py may never finish a cancelled command
+        self._stream.remove(core_sub)
         return True
 
     def backlog(self, topics: Collection[str]) -> int:
@@ -193,6 +199,8 @@ class Subscription:
         preamble = b"".join(self._pending)
         self._pending = []
         subs = list(self._subs.values())
+        for core_sub in subs:
+            self._stream.remove(core_sub)  # the sink's own stream takes from them now
         self._sink = self._broker.writer.attach(subs, fd, preamble, heartbeat, self._waiter)
         return self._sink
 
@@ -203,6 +211,7 @@ class Subscription:
         for core_sub in self._subs.values():
             core_sub.close()
         self._subs.clear()
+        self._stream.close()
         self._held.clear()  # replays on their way are dropped (see remove)
         self._broker._subs.pop(self._waiter, None)
         if self.close_reason is None:
@@ -250,9 +259,7 @@ class Subscription:
         """Ask every topic to wake us on its next message; False if something is ready."""
         if self._ready:
             return False
-        held = self._held
-        parked = [sub.arm() for topic, sub in self._subs.items() if topic not in held]
-        return all(parked)
+        return self._stream.arm()  # the held topics are not in it: their history comes first
 
     async def _sleep(self, timeout: float | None) -> object:
         loop = asyncio.get_running_loop()
@@ -297,31 +304,31 @@ class Subscription:
         self._ready = False
         out = self._pending
         self._pending = []
-        for topic, core_sub in list(self._subs.items()):
-            if topic not in self._subs:  # the connection ended earlier in this loop
-                break
-            if topic in self._held:  # its history comes first
-                continue
-            self._take(topic, core_sub, out)
-            reason = core_sub.close_reason
-            if reason and (reason == "slow_consumer" or core_sub.pending == 0):
-                self._end_topic(topic, reason, out)
+        batch = self._take(out)
+        for note in batch.topics:
+            # A whole-connection end (shutdown, slow consumer) releases the other topics.
+            if note.ended and note.topic in self._subs:
+                self._end_topic(note.topic, note.close_reason, out)
         if self._mode == "ws":
             return out
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _take(self, topic: str, core_sub: _core.CoreSub, out: list[Any]) -> None:
-        """Append what ``core_sub`` has ready (after a drop notice, if any) to ``out``."""
-        data, count, dropped = _TAKE[self._mode](core_sub)
-        self.received += count
-        if dropped:
-            self.dropped += dropped
-            out.append(self._notices.dropped(topic, dropped))
-        if data:
-            out.extend(data) if self._mode == "ws" else out.append(data)
+    def _take(self, out: list[Any]) -> _core.Batch:
+        """Append what every topic has ready, in id order (drop notices in place), to
+        ``out``: one core call for the whole connection."""
+        batch = self._stream.take()
+        self.received += batch.messages
+        self.dropped += batch.dropped
+        if self._mode == "ws":
+            out.extend(batch.texts)
+        elif batch.data:
+            out.append(batch.data)
+        return batch
 
     def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
-        self._subs.pop(topic).close()
+        core_sub = self._subs.pop(topic)
+        self._stream.remove(core_sub)
+        core_sub.close()
         if reason == "topic_deleted":
             out.append(self._notices.topic_deleted(topic))
         elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
@@ -332,6 +339,7 @@ class Subscription:
             for core_sub in self._subs.values():
                 core_sub.close()
             self._subs.clear()
+            self._stream.close()
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

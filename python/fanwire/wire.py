@@ -1,8 +1,9 @@
 """Protocol notices (PROTOCOL.md) that Python formats; message frames come from the core.
 
 The core encodes each published message once (its SSE frame and its WebSocket ``event``
-text). What is left here are the rare control notices: gaps, drops, deletion, shutdown,
-heartbeats. They are encoded with orjson, never by hand.
+text), and the drop notices in place (``_core.Stream``). What is left here are the rare
+control notices: gaps, deletion, shutdown, heartbeats. They are encoded with orjson,
+never by hand.
 """
 
 import time
@@ -66,11 +67,6 @@ class Notices:
         if self.sse:
             return sse_frame("gap", {"topic": topic, "first_available": first_available})
         return self._ws(ws_info("gap", topic=topic, first_available=first_available))
-
-    def dropped(self, topic: str, count: int) -> bytes | str:
-        if self.sse:
-            return sse_frame("gap", {"topic": topic, "dropped": count})
-        return self._ws(ws_info("messages_dropped", topic=topic, dropped=count))
 
     def topic_deleted(self, topic: str) -> bytes | str:
         if self.sse:

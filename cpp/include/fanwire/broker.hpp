@@ -26,9 +26,10 @@ struct PublishResult {
   bool must_drain = false;  // see Notifier::push
 };
 
+// Counts of this broker only (two brokers in one process never see each other's).
 struct BrokerCounters {
-  int64_t messages = 0;     // alive in this process
-  int64_t subscribers = 0;  // alive in this process
+  int64_t messages = 0;     // retained by its topics
+  int64_t subscribers = 0;  // open subscribers of its topics
   uint64_t published = 0;
   uint64_t delivered = 0;
   uint64_t dropped = 0;
@@ -37,14 +38,15 @@ struct BrokerCounters {
 class Broker {
  public:
   // `epoch` 0 means "now in milliseconds". With `external_ids`, every publish brings its
-  // own id (e.g. a Redis stream id) and resume ids are trusted if they parse.
+  // own id (e.g. a Redis stream id) and resume ids are trusted if they parse; without,
+  // the broker assigns every id (a publish bringing one is refused).
   explicit Broker(size_t retention, uint64_t epoch = 0, bool external_ids = false);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  uint64_t epoch() const { return ids_.epoch; }
-  bool external_ids() const { return ids_.external; }
+  uint64_t epoch() const { return ids_->epoch; }
+  bool external_ids() const { return ids_->external; }
   int fd() const { return notifier_->fd(); }
   const std::shared_ptr<Notifier>& notifier() const { return notifier_; }
 
@@ -54,7 +56,8 @@ class Broker {
   size_t topic_count() const;
   std::vector<TopicStats> topic_stats() const;
 
-  // Thread-safe; never waits for a subscriber. Throws TopicNotFound. `ts` 0 means now
+  // Thread-safe; never waits for a subscriber. Throws TopicNotFound, and
+  // std::invalid_argument for a bad `id` (or any `id` without external ids). `ts` 0 means now
   // (a shared log's reader passes the publisher's time, so every node shows the same).
   PublishResult publish(std::string_view topic, std::string_view data, std::string_view event,
                         std::string_view id = {}, bool from_loop = false, double ts = 0);
@@ -77,8 +80,7 @@ class Broker {
   std::shared_ptr<Topic> find(std::string_view name) const;
 
   const size_t retention_;
-  std::atomic<uint64_t> seq_{0};
-  IdPolicy ids_;
+  std::shared_ptr<IdPolicy> ids_ = std::make_shared<IdPolicy>();
   std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
   std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
   mutable std::shared_mutex mu_;

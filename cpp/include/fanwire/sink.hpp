@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fanwire/notifier.hpp"
+#include "fanwire/stream.hpp"
 #include "fanwire/subscriber.hpp"
 
 namespace fanwire {
@@ -21,11 +22,12 @@ using Clock = std::chrono::steady_clock;
 
 // Once the HTTP response head is out (written by the server, in Python), a Sink owns a
 // duplicate of the socket and writes every ready frame itself, one chunk of HTTP/1.1
-// chunked encoding per wake-up, with the protocol's notices (drops as `gap`, deletion,
-// shutdown, heartbeats). Python is only told when the stream ends. Driven by one
-// Writer thread; close() may come from any thread. The socket is non-blocking: a full
-// socket leaves the rest buffered here until it drains, and meanwhile the subscriber's
-// policy deals with the lag, exactly as for a slow Python consumer.
+// chunked encoding per wake-up, its topics merged in id order (a Stream), with the
+// protocol's notices (drops as `gap`, deletion, shutdown, heartbeats). Python is only
+// told when the stream ends. Driven by one Writer thread; close() may come from any
+// thread. The socket is non-blocking: a full socket leaves the rest buffered here until
+// it drains, and meanwhile the subscriber's policy deals with the lag, exactly as for a
+// slow Python consumer.
 class Sink {
  public:
   struct Options {
@@ -69,14 +71,16 @@ class Sink {
  private:
   bool fill_locked(std::string& body);
   void check_closing_locked(Clock::time_point now);
-  void take_topic_locked(size_t index, std::string& body, bool& removed);
+  void take_ready_locked(std::string& body);
+  void end_topic_locked(size_t index, CloseReason reason, std::string& body, size_t& removed);
   bool write_locked(std::string_view body, Clock::time_point now);
   void finish_locked(SinkEnd end);
   bool blocked_locked() const { return out_offset_ < out_.size(); }
 
   const uint64_t id_;
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<Subscriber>> subs_;
+  Stream stream_;
+  Taken taken_;             // the last take, reused
   int fd_;
   std::string out_;         // bytes not yet accepted by the socket
   std::string injected_;    // see inject()
@@ -88,7 +92,6 @@ class Sink {
   std::shared_ptr<Notifier> ready_;
   uint64_t frames_ = 0;
   SinkEnd end_ = SinkEnd::none;
-  std::vector<MessagePtr> scratch_;
 };
 
 }  // namespace fanwire

@@ -27,9 +27,11 @@ struct SubscribeOptions {
   size_t queue_size = 1000;            // clamped to the topic's retention
 };
 
-// What one take() returns besides the messages.
+// What one take() returns besides the messages (read under the same lock).
 struct TakeResult {
   uint64_t dropped = 0;  // messages dropped just before the ones taken
+  CloseReason reason = CloseReason::none;
+  uint64_t left = 0;     // messages still pending after the take (0 for a slow consumer)
 };
 
 // A subscriber holds no copy of any message: it is a cursor into its topic's retention
@@ -51,8 +53,13 @@ class Subscriber {
   // Parks the subscriber until the next message; false (not parked) if one is ready now
   // or the subscriber is closed, so the caller should take() instead of waiting.
   bool arm();
-  // Appends up to `max` ready messages to `out`.
-  TakeResult take(std::vector<MessagePtr>& out, size_t max);
+  // Appends up to `max` ready messages to `out`, stopping before the first one whose key
+  // is after `through` (if given: see IdPolicy::visible). A drop is reported with the
+  // first message taken after it, or when nothing is left behind.
+  TakeResult take(std::vector<MessagePtr>& out, size_t max,
+                  std::optional<MessageKey> through = std::nullopt);
+  // The topic's bound for a take in id order over several topics (IdPolicy::visible).
+  std::optional<MessageKey> visible() const;
   uint64_t pending() const;
   uint64_t dropped() const;
   CloseReason close_reason() const;
@@ -65,7 +72,8 @@ class Subscriber {
   // Unsubscribes (idempotent).
   void close();
 
-  static int64_t live_count() { return live_.load(std::memory_order_relaxed); }
+  // Subscribers alive in this process, of every broker: for leak checks only.
+  static int64_t live_in_process() { return live_.load(std::memory_order_relaxed); }
 
  private:
   friend class Topic;

@@ -25,11 +25,21 @@ struct Counters {
 };
 
 // How a resume id is judged: the broker's own ids carry its epoch; external ids (Redis
-// stream ids) are trusted as long as they parse.
+// stream ids) are trusted as long as they parse. Shared by the broker and its topics.
 struct IdPolicy {
   bool external = false;
   uint64_t epoch = 0;
-  const std::atomic<uint64_t>* last_seq = nullptr;  // newest id issued, for own ids
+  std::atomic<uint64_t> last_seq{0};  // newest own id issued (its seq)
+
+  // The newest key up to which every topic's messages are in their rings already, so a
+  // take over several topics may deliver up to it and stay in id order from one take to
+  // the next (see Stream). Own ids are issued under the topic's lock, in the same
+  // critical section as the append: any id issued before this load is visible to whoever
+  // locks its topic afterwards. External ids have no such bound (nullopt).
+  std::optional<MessageKey> visible() const {
+    if (external) return std::nullopt;
+    return MessageKey{epoch, last_seq.load()};
+  }
 };
 
 struct TopicStats {
@@ -37,6 +47,7 @@ struct TopicStats {
   size_t subscribers = 0;
   uint64_t messages = 0;
   uint64_t dropped = 0;
+  size_t retained = 0;  // messages in the ring now
 };
 
 // Publishers of one topic are serialized by its mutex (assign id, append, check lag,
@@ -44,9 +55,10 @@ struct TopicStats {
 class Topic : public std::enable_shared_from_this<Topic> {
  public:
   Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-        std::shared_ptr<Notifier> notifier);
+        std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids);
 
   const std::string& name() const { return name_; }
+  const IdPolicy& ids() const { return *ids_; }
 
   // Appends a message built by `make(key)` unless the topic is deleted (then nullopt).
   // Returns the message and the number of subscribers it reached.
@@ -58,7 +70,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   template <class Make>
   std::optional<Published> publish(Make&& make, bool from_loop);
 
-  std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options, const IdPolicy& ids);
+  std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options);
 
   // Closes every subscriber with `reason` and refuses further publishes.
   void close_all(CloseReason reason);
@@ -67,7 +79,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
  private:
   friend class Subscriber;
 
-  void place(Subscriber& sub, const SubscribeOptions& options, const IdPolicy& ids);
+  void place(Subscriber& sub, const SubscribeOptions& options);
   void enforce_bounds();
   void wake_parked(bool from_loop, bool& must_drain);
   void close_locked(Subscriber& sub, CloseReason reason);
@@ -78,6 +90,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   const std::string name_;
   std::shared_ptr<Counters> counters_;
   std::shared_ptr<Notifier> notifier_;
+  std::shared_ptr<const IdPolicy> ids_;
   Ring<MessagePtr> log_;
   std::optional<MessageKey> evicted_;   // newest key trimmed from the ring
   std::vector<Subscriber*> subscribers_;

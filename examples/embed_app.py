@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 import fanwire
-from fanwire.app import lifespan as fanwire_lifespan
+from fanwire import lifespan as fanwire_lifespan
 from fanwire.settings import Settings
 
 settings = Settings(demo_rate=0)  # this app has its own producers

@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fanwire import Broker
-from fanwire.app import lifespan, router
+from fanwire import Broker, lifespan, router
 from fanwire.broker import Published
 from fanwire.settings import Settings
 

@@ -1,6 +1,6 @@
 """fanwire under uvicorn with ``--ssl-keyfile/--ssl-certfile``: SSE over HTTPS, WSS.
 
-The server is ``python -m uvicorn fanwire.app:create_app --factory`` with a self-signed
+The server is ``python -m uvicorn fanwire.server.app:create_app --factory`` with a self-signed
 certificate made for this session (fanwire.testing.tls); the clients trust only it.
 Under TLS the native SSE writer is off (the core cannot encrypt), and WebSocket event
 batches still go out as ready-made frames through the TLS transport.

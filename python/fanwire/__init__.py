@@ -1,6 +1,6 @@
 """fanwire: real-time fan-out (SSE and WebSocket) for FastAPI, with a C++ core."""
 
-from .app import create_app, lifespan, router
+from ._version import __version__ as __version__
 from .broker import Broker, Published, Subscription, TopicInfo
 from .errors import (
     FanwireError,
@@ -11,6 +11,7 @@ from .errors import (
     ShuttingDown,
     TopicNotFound,
 )
+from .server.app import create_app, lifespan, router
 from .settings import Settings
 
 __all__ = [
@@ -30,4 +31,3 @@ __all__ = [
     "lifespan",
     "router",
 ]
-__version__ = "0.1.0"

@@ -16,8 +16,8 @@ from types import FrameType
 
 import uvicorn
 
-from .app import create_app
-from .runtime import Runtime
+from .server.app import create_app
+from .server.runtime import Runtime
 from .settings import Settings
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.redis:
         settings.redis_url = args.redis
     if args.workers > 1 and settings.redis_url:
-        from .backends.workers import run_workers
+        from .server.workers import run_workers
 
         run_workers(settings, args.workers, args.log_level)
         return 0

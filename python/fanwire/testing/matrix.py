@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .tls import Certificate
 
 #: The app factory that ``python -m uvicorn ... --factory`` and the other servers run.
-APP_FACTORY = "fanwire.app:create_app"
+APP_FACTORY = "fanwire.server.app:create_app"
 
 ServerName = Literal["uvicorn", "hypercorn", "granian"]
 

@@ -49,13 +49,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from .._version import __version__
+from ..broker import Broker
+from ..settings import Settings
 from . import sse, ws
-from .broker import Broker
+from .dashboard import dashboard_router
+from .demo import run_demo
 from .metrics import metrics_router
-from .producers import dashboard_router, run_demo
+from .rest import topics_router
 from .runtime import Runtime, runtime_for
-from .settings import Settings
-from .topics import topics_router
 
 _STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "the event stream"}}
 
@@ -165,8 +167,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with lifespan(broker, settings):
             yield
-
-    from . import __version__
 
     app = FastAPI(title="fanwire", version=__version__, lifespan=app_lifespan)
     app.state.broker = broker

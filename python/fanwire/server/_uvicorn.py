@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope
 
-from .subscription import Subscription
+from ..subscription import Subscription
 
 ENDS_CLEANLY = ("no_topics", "shutdown")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import jwt
 
-from .errors import FanwireError
-from .names import glob_match
-from .settings import Settings
+from ..errors import FanwireError
+from ..names import glob_match
+from ..settings import Settings
 
 
 class Unauthorized(FanwireError):

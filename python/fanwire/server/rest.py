@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 
-from .errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
-from .jsoncheck import check_integers
-from .names import check_topic
+from ..errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
+from ..jsoncheck import check_integers
+from ..names import check_topic
 from .runtime import Runtime, http_error
 
 

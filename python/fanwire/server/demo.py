@@ -1,4 +1,4 @@
-"""The demo producer (topic ``events``) and the live dashboard served at ``/``."""
+"""The demo producer (topic ``events``); the dashboard showing it is ``dashboard.py``."""
 
 from __future__ import annotations
 
@@ -7,19 +7,13 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
 from redis.asyncio.lock import Lock
 from redis.exceptions import RedisError
 
-from .broker import Broker
-from .errors import FanwireError, ShuttingDown, TopicNotFound
-
-STATIC = Path(__file__).parent / "static"
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+from ..broker import Broker
+from ..errors import FanwireError, ShuttingDown, TopicNotFound
 
 
 class Ticker:
@@ -131,21 +125,3 @@ async def _publish(broker: Broker, topic: str, data: dict[str, Any]) -> None:
         raise
     except FanwireError:
         pass
-
-
-def dashboard_router() -> APIRouter:
-    """``GET /`` (the dashboard) and its assets under ``/static/``."""
-    api = APIRouter(include_in_schema=False)
-
-    @api.get("/")
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @api.get("/static/{name}")
-    async def asset(name: str) -> FileResponse:
-        path = STATIC / name
-        if "/" in name or path.suffix not in _TYPES or not path.is_file():
-            raise HTTPException(404)
-        return FileResponse(path, media_type=_TYPES[path.suffix])
-
-    return api

@@ -16,12 +16,12 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import native
-from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
-from .names import check_topic
+from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from ..names import check_topic
+from ..subscription import Subscription
+from ..wire import sse_heartbeat
+from . import _uvicorn
 from .runtime import Runtime, http_error
-from .subscription import Subscription
-from .wire import sse_heartbeat
 
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
@@ -144,7 +144,7 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings = self.runtime.settings
-        transport = native.transport_of(scope, receive) if settings.native_sse else None
+        transport = _uvicorn.transport_of(scope, receive) if settings.native_sse else None
         headers = self.raw_headers
         if transport is not None:  # the core will write the chunks itself
             headers = [*headers, (b"transfer-encoding", b"chunked")]
@@ -156,7 +156,7 @@ class EventStream(Response):
                 if await self._stream(transport, receive, send):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
-                    await native.hang_up(receive)
+                    await _uvicorn.hang_up(receive)
         finally:
             self.runtime.connections.release("sse")
 
@@ -165,10 +165,10 @@ class EventStream(Response):
         settings = self.runtime.settings
         if transport is not None:
             await self.sub.replayed()  # Redis mode: a resume's history first, then native
-            sink = native.attach(self.sub, transport, settings.heartbeat_interval)
+            sink = _uvicorn.attach(self.sub, transport, settings.heartbeat_interval)
             if sink is not None:
                 grace = self.runtime.close_grace  # asked when the stream ends
-                return await native.run(self.sub, sink, receive, grace)
+                return await _uvicorn.run(self.sub, sink, receive, grace)
         return await self._run(receive, send)
 
     async def _run(self, receive: Receive, send: Send) -> bool:

@@ -21,16 +21,16 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
-from . import native
+from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from ..jsoncheck import check_integers
+from ..names import check_topic
+from ..subscription import Mode, Subscription
+from ..wire import Notices, ws_error, ws_info, ws_text
+from . import _uvicorn
+from ._uvicorn import hang_up_ws, raw_transport
 from .auth import Claims
-from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
-from .jsoncheck import check_integers
 from .limits import TokenBucket
-from .names import check_topic
-from .native import hang_up_ws, raw_transport
 from .runtime import Runtime, http_error
-from .subscription import Mode, Subscription
-from .wire import Notices, ws_error, ws_info, ws_text
 
 FIRST = asyncio.FIRST_COMPLETED
 POLICIES = ("drop_oldest", "disconnect")
@@ -310,7 +310,7 @@ class Connection:
     ) -> None:
         """Until the client leaves, or the server ends the connection: then the last
         frames, the close and the close handshake all fit in one grace, after which a
-        socket that still has not gone is reset (see ``native.hang_up_ws``)."""
+        socket that still has not gone is reset (see ``_uvicorn.hang_up_ws``)."""
         waiting: set[asyncio.Future[Any]] = {reader, pump, closing, stopping}
         sub = self.sub
         while True:
@@ -368,7 +368,7 @@ async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:
     """Refuse before the handshake: HTTP status when the server can send one."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(http_error(exc))
-        native.denial_done(websocket)
+        _uvicorn.denial_done(websocket)
         return
     await websocket.accept()
     await websocket.send_text(ws_error(exc.code, exc.message))

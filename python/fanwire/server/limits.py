@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from .errors import FanwireError
+from ..errors import FanwireError
 
 Transport = Literal["sse", "ws"]
 

@@ -19,7 +19,7 @@ from ..settings import Settings
 
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn factory), configured from the environment."""
-    from ..app import create_app
+    from .app import create_app
 
     return create_app(Settings())
 
@@ -30,7 +30,7 @@ def run_workers(settings: Settings, workers: int, log_level: str) -> None:
         raise ValueError("several workers need a Redis URL (--redis or FANWIRE_REDIS_URL)")
     os.environ["FANWIRE_REDIS_URL"] = settings.redis_url
     uvicorn.run(
-        "fanwire.backends.workers:worker_app",
+        "fanwire.server.workers:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,

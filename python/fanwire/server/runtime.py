@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 from fastapi.responses import JSONResponse
 
+from ..broker import Broker
+from ..errors import FanwireError
+from ..settings import Settings
 from .auth import Authenticator
-from .broker import Broker
-from .errors import FanwireError
 from .limits import Connections
-from .settings import Settings
 
 _RUNTIMES: weakref.WeakKeyDictionary[Broker, Runtime] = weakref.WeakKeyDictionary()
 

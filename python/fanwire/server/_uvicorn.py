@@ -1,4 +1,6 @@
-"""The native SSE write path: the C++ core writes frames straight to the client's socket.
+"""The only module that knows uvicorn's transport and protocol objects.
+
+The native SSE write path: the C++ core writes frames straight to the client's socket.
 
 Profiling the ASGI path under load (1,000 SSE clients) showed most of the server's time in
 Python per client and wake-up: Starlette's and uvicorn's ``send`` wrappers and one
@@ -11,8 +13,9 @@ reached through uvicorn's ``receive``, which Starlette passes along unwrapped), 
 response sent with ``Transfer-Encoding: chunked``, and nothing left in the transport's
 buffer. Any other server, or a middleware wrapping ``receive``, keeps the ASGI path.
 
-The WebSocket side reaches uvicorn's transport the same way (ready-made frames, and
-resetting a stalled client): those reads of uvicorn internals live here too.
+The WebSocket side reaches uvicorn's transport the same way (ready-made frames through
+:class:`FrameWriter`, and resetting a stalled client): those reads of uvicorn internals
+live here too.
 """
 
 from __future__ import annotations
@@ -76,17 +79,42 @@ async def hang_up(receive: Receive) -> None:
         await asyncio.sleep(0.01)
 
 
-def raw_transport(websocket: Any) -> Any | None:
-    """uvicorn's transport under an accepted-to-be WebSocket (None under other servers).
+class FrameWriter:
+    """Ready-made WebSocket frames written straight to uvicorn's transport.
 
-    Writes to it must be whole frames, from the loop's thread, under the connection's
-    send lock: then they cannot interleave with the WebSocket library's own frames.
+    Writes must be whole frames, from the loop's thread, under the connection's send
+    lock: then they cannot interleave with the WebSocket library's own frames.
     """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def has_room(self, limit: int) -> bool:
+        """Open, and holding at most ``limit`` bytes not yet sent."""
+        transport = self._transport
+        return not transport.is_closing() and transport.get_write_buffer_size() <= limit
+
+    def backlogged(self, limit: int) -> bool:
+        """Open, and holding more than ``limit`` bytes not yet sent."""
+        transport = self._transport
+        return not transport.is_closing() and transport.get_write_buffer_size() > limit
+
+    def write(self, frames: bytes) -> None:
+        self._transport.write(frames)
+
+    def write_if_open(self, frames: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(frames)
+
+
+def frame_writer(websocket: Any) -> FrameWriter | None:
+    """A writer to uvicorn's transport under an accepted-to-be WebSocket (None under other
+    servers)."""
     receive = getattr(websocket, "_receive", None)
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is None or not hasattr(transport, "get_write_buffer_size"):
         return None
-    return transport
+    return FrameWriter(transport)
 
 
 def _ws_protocol(websocket: Any) -> Any | None:

@@ -27,7 +27,7 @@ from ..names import check_topic
 from ..subscription import Mode, Subscription
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
-from ._uvicorn import hang_up_ws, raw_transport
+from ._uvicorn import FrameWriter, frame_writer, hang_up_ws
 from .auth import Claims
 from .limits import TokenBucket
 from .runtime import Runtime, http_error
@@ -108,8 +108,10 @@ class Connection:
         self.bucket = TokenBucket(self.settings.ws_publish_rate)
         # Under uvicorn, event batches go to its transport as ready-made frames (one
         # write per wake-up); elsewhere, one ASGI send per message.
-        self.transport = raw_transport(websocket) if self.settings.ws_batch_frames else None
-        self.mode: Mode = "ws" if self.transport is None else "ws_frames"
+        self.frames: FrameWriter | None = (
+            frame_writer(websocket) if self.settings.ws_batch_frames else None
+        )
+        self.mode: Mode = "ws" if self.frames is None else "ws_frames"
         self.notices = Notices(self.mode)
         self.sub: Subscription = runtime.broker.subscribe(
             None,
@@ -122,7 +124,7 @@ class Connection:
         self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
         # A batch the pump took but has not written yet (it waits for the send lock).
         self.held: bytes | str | list[str] | None = None
-        if self.transport is not None:
+        if self.frames is not None:
             self.sub.direct = self
         self.answers: dict[str, Answer] = {
             "subscribe": self.subscribe,
@@ -245,25 +247,23 @@ class Connection:
     def writable(self) -> bool:
         """Frames may go straight to the transport: no reply is being written and the
         transport has room (else the pump task takes over, with its backpressure)."""
-        transport = self.transport
+        frames = self.frames
         return (
-            transport is not None
+            frames is not None
             and not self.lock.locked()
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() <= self.settings.ws_write_buffer
+            and frames.has_room(self.settings.ws_write_buffer)
         )
 
     def write(self, batch: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(batch)
+        assert self.frames is not None
+        self.frames.write(batch)
         self.last_write = self.loop.time()
 
     async def send_batch(self, batch: bytes | str | list[str]) -> None:
         """Frames in one transport write, or texts one ASGI send each."""
         if isinstance(batch, bytes):
-            assert self.transport is not None
-            if not self.transport.is_closing():
-                self.transport.write(batch)
+            assert self.frames is not None
+            self.frames.write_if_open(batch)
             return
         for text in [batch] if isinstance(batch, str) else batch:
             await self.ws.send_text(text)
@@ -271,14 +271,9 @@ class Connection:
     async def drained(self) -> None:
         """Backpressure for direct writes: while the transport holds more than
         ``ws_write_buffer`` bytes, take nothing more (the queue's policy handles the lag)."""
-        transport = self.transport
+        frames = self.frames
         limit = self.settings.ws_write_buffer
-        while (
-            transport is not None
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() > limit
-            and not self.sub.must_close.is_set()
-        ):
+        while frames is not None and frames.backlogged(limit) and not self.sub.must_close.is_set():
             await asyncio.sleep(0.01)
 
     async def run(self) -> None:

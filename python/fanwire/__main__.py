@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=args.log_level,
         access_log=not args.no_access_log,
-        timeout_graceful_shutdown=max(1.0, settings.shutdown_grace),
+        # uvicorn annotates an int but only passes it to asyncio.wait_for, which takes a
+        # float: a grace of 2.5 s stays 2.5 s.
+        timeout_graceful_shutdown=max(1.0, settings.shutdown_grace),  # type: ignore[arg-type]
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,
     )

@@ -65,6 +65,7 @@ class PublishBatcher:
 
     async def _pipeline(self, batch: list[tuple[list[Any], list[Any], Any]]) -> list[Any]:
         async with self.client.pipeline(transaction=False) as pipe:
+            assert self.sha is not None  # _execute loaded the script
             for keys, args, _ in batch:
                 pipe.evalsha(self.sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))

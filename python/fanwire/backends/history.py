@@ -121,7 +121,11 @@ class Resumer:
         # Trimming removes the oldest entries: some after `since` may be gone only if the
         # stream was trimmed and now starts after it. (An id of another topic, e.g. on a
         # stream of several topics, is older than a young stream's first entry: no gap.)
-        gap = unknown or foreign or (found["trimmed"] and first is not None and first > key)
+        gap = (
+            unknown
+            or foreign
+            or (found["trimmed"] and first is not None and key is not None and first > key)
+        )
         if local and not gap:
             return Replay()
         if local:

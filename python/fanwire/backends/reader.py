@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.typing import KeyT, StreamIdT
 
 from .. import _core
 from .ids import ZERO, StreamKey, as_text, parse_id
@@ -109,7 +110,7 @@ class StreamReader:
     # -- reading -----------------------------------------------------------------------
     async def read_once(self) -> None:
         """One ``XREAD BLOCK`` over the control stream and every followed stream."""
-        streams = {self.keys.control: self.control}
+        streams: dict[KeyT, StreamIdT] = {self.keys.control: self.control}
         streams.update({self.keys.stream(t): p for t, p in self.positions.items()})
         reply = await self.client.xread(streams, count=self.count, block=self.block_ms)
         behind = self.apply(reply.items() if isinstance(reply, dict) else reply or ())

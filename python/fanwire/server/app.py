@@ -59,7 +59,9 @@ from .metrics import metrics_router
 from .rest import topics_router
 from .runtime import Runtime, runtime_for
 
-_STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "the event stream"}}
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "the event stream"}
+}
 
 
 def router(broker: Broker, settings: Settings | None = None) -> APIRouter:

@@ -165,7 +165,7 @@ def fanwire_broker() -> Iterator[Any]:
     """An in-process ``fanwire.Broker()``, closed at teardown (core imported only here)."""
     import fanwire
 
-    broker = fanwire.Broker()  # type: ignore[attr-defined]
+    broker = fanwire.Broker()
     try:
         yield broker
     finally:

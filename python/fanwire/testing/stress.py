@@ -303,7 +303,12 @@ class _WSConn(_Conn):
     """A WebSocket client of ``/ws``: handshake, subscribe, read events; answers pings."""
 
     def __init__(
-        self, result: ClientResult, seq_key: str, host: str, path: str, subscribes: list[dict]
+        self,
+        result: ClientResult,
+        seq_key: str,
+        host: str,
+        path: str,
+        subscribes: list[dict[str, Any]],
     ) -> None:
         super().__init__(result, seq_key)
         self.host = host

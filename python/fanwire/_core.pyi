@@ -7,6 +7,10 @@ DISCONNECT: int
 WAITER_MASK: int
 CLOSING_BIT: int
 
+class TopicNotFound(KeyError):
+    """Raised by the core for a topic it does not hold; the broker turns it into
+    fanwire.errors.TopicNotFound."""
+
 class CoreSub:
     """One subscriber of one topic: a bounded window over the topic's log."""
 

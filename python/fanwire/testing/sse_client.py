@@ -3,24 +3,29 @@
 A background task reads frames into :attr:`SSEClient.frames` in arrival order; the
 ``read_*`` methods wait (bounded) for what a test expects. :meth:`SSEClient.stall` stops
 reading, so the server sees a slow consumer; :meth:`SSEClient.resume` reads again.
+This is fanwire.testing's one SSE client: :mod:`~fanwire.testing.load` and
+:mod:`~fanwire.testing.stress` run on it (``on_message`` and ``keep=False``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+import anyio
+import httpcore
 import httpx
 import orjson
+from anyio.abc import SocketStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 from httpx_sse import EventSource, ServerSentEvent
 
-from .connection import StallableClient
+from .connection import StallableClient, connected_socket
 from .gaps import Gap
 from .tls import client_context_for
 
@@ -71,6 +76,100 @@ def _parse(raw: str) -> Any:
         return raw
 
 
+class _ReceiveBufferBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend for sockets whose receive buffer is set before
+    connecting (:func:`~fanwire.testing.connection.connected_socket` says why)."""
+
+    def __init__(self, receive_buffer: int) -> None:
+        self.receive_buffer = receive_buffer
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect; errors as httpcore's, which httpx maps to its own."""
+        try:
+            with anyio.fail_after(timeout):
+                sock = await connected_socket(host, port, self.receive_buffer)
+        except TimeoutError as error:
+            raise httpcore.ConnectTimeout(str(error)) from error
+        except OSError as error:
+            raise httpcore.ConnectError(str(error)) from error
+        return _Stream(await SocketStream.from_socket(sock))
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep (the pool's retries)."""
+        await anyio.sleep(seconds)
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """An anyio byte stream as httpcore's network stream (what httpcore's own backend
+    does, for a socket it did not connect itself)."""
+
+    def __init__(self, stream: SocketStream | TLSStream) -> None:
+        self.stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Up to ``max_bytes``; b"" at the end of the stream."""
+        try:
+            with anyio.fail_after(timeout):
+                return await self.stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+        except TimeoutError as error:
+            raise httpcore.ReadTimeout(str(error)) from error
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as error:
+            raise httpcore.ReadError(str(error)) from error
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Send all of ``buffer``."""
+        if not buffer:
+            return
+        try:
+            with anyio.fail_after(timeout):
+                await self.stream.send(buffer)
+        except TimeoutError as error:
+            raise httpcore.WriteTimeout(str(error)) from error
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as error:
+            raise httpcore.WriteError(str(error)) from error
+
+    async def aclose(self) -> None:
+        """Close the socket."""
+        await self.stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """The TLS handshake (``https://``)."""
+        try:
+            with anyio.fail_after(timeout):
+                tls = await TLSStream.wrap(
+                    self.stream,
+                    ssl_context=ssl_context,
+                    hostname=server_hostname,
+                    standard_compatible=False,
+                    server_side=False,
+                )
+        except TimeoutError as error:
+            raise httpcore.ConnectTimeout(str(error)) from error
+        except (anyio.BrokenResourceError, OSError) as error:
+            raise httpcore.ConnectError(str(error)) from error
+        return _Stream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        """``ssl_object`` (for the negotiated protocol); nothing else is asked for here."""
+        if info == "ssl_object":
+            return self.stream.extra(TLSAttribute.ssl_object, None)
+        return None
+
+
 class SSEClient(StallableClient):
     """One SSE connection to ``{base_url}/stream``; use as ``async with SSEClient(...)``.
 
@@ -81,7 +180,13 @@ class SSEClient(StallableClient):
     :meth:`connect` requires (the body of any other answer is kept in :attr:`body`).
     An ``https://`` URL is verified with ``ssl_context`` (default: a context trusting
     the test certificate of :mod:`fanwire.testing.tls`).
+
+    ``on_message(frame)`` is called for every frame as it arrives (before any wait sees
+    it); with ``keep=False`` frames are not stored in :attr:`frames` (a load client
+    that only counts), so the ``read_*`` waits can only wait on :attr:`count` or the end.
     """
+
+    _ended_error = StreamEnded
 
     def __init__(
         self,
@@ -101,8 +206,12 @@ class SSEClient(StallableClient):
         expect_status: int = 200,
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        on_message: Callable[[SSEFrame], None] | None = None,
+        keep: bool = True,
     ) -> None:
         """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
+        super().__init__(stalled=stalled, keep=keep)
+        self.on_message = on_message
         self.url = base_url.rstrip("/") + path
         self.ssl_context = ssl_context or client_context_for(self.url)
         query: list[tuple[str, Any]] = [("topic", t) for t in topics or ()]
@@ -130,23 +239,22 @@ class SSEClient(StallableClient):
         self.error: BaseException | None = None
         self._client: httpx.AsyncClient | None = None
         self._response: httpx.Response | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._allowed = asyncio.Event()
-        if not stalled:
-            self._allowed.set()
-        self._changed = asyncio.Event()
 
     # -- connection --------------------------------------------------------------------
     async def connect(self) -> Self:
         """Send the request, check the status, and start reading (unless stalled)."""
-        transport_options: dict[str, Any] = {}
-        if self.ssl_context is not None:
-            transport_options["verify"] = self.ssl_context
+        # Plain HTTP needs no context: verify=False spares loading the CA bundle, which a
+        # stress run of hundreds of clients would otherwise do once per client.
+        transport = httpx.AsyncHTTPTransport(verify=self.ssl_context or False)
         if self.receive_buffer is not None:
-            option = (socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-            transport_options["socket_options"] = [option]
+            # httpx has no option for a socket set up before connect() (httpcore applies
+            # socket_options after it, too late for SO_RCVBUF): give its pool a backend.
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=self.ssl_context,
+                network_backend=_ReceiveBufferBackend(self.receive_buffer),
+            )
         self._client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(**transport_options),
+            transport=transport,
             timeout=httpx.Timeout(self.connect_timeout, read=None),
             trust_env=False,
         )
@@ -181,7 +289,11 @@ class SSEClient(StallableClient):
             async for sse in source.aiter_sse():
                 raw = sse.data
                 frame = SSEFrame(sse.event, sse.id, _parse(raw), raw, sse.retry, time.time())
-                self.frames.append(frame)
+                self.count += 1
+                if self.on_message is not None:
+                    self.on_message(frame)
+                if self.keep:
+                    self.frames.append(frame)
                 self._changed.set()
                 await self._allowed.wait()
         except (httpx.HTTPError, OSError) as error:
@@ -259,21 +371,20 @@ class SSEClient(StallableClient):
         """
         if self._reader is None and not self.ended:
             raise RuntimeError("not connected")
-        deadline = time.monotonic() + timeout
-        while not condition(self):
-            if self.ended:
-                if allow_end:
-                    return
-                raise StreamEnded(f"stream ended (error={self.error!r}) {self._waiting(what)}")
-            if self._reader is not None and not self._allowed.is_set():
-                raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
-            await self._await_change(deadline, timeout, what)
+        await self._wait(condition, timeout=timeout, what=what, allow_end=allow_end)
+
+    @property
+    def _ended(self) -> bool:
+        return self.ended
+
+    def _ended_because(self) -> str:
+        return f"stream ended (error={self.error!r})"
 
     def _waiting(self, what: str) -> str:
         tail = "\n  ".join(repr(f) for f in self.frames[-5:])
         return (
-            f"waiting for {what} on {self.url}; {len(self.frames)} frames, "
-            f"{len(self.messages)} messages so far; last frames:\n  {tail}"
+            f"waiting for {what} on {self.url}; {self.count} frames, "
+            f"{len(self.messages)} messages kept so far; last frames:\n  {tail}"
         )
 
     async def read_messages(self, count: int, *, timeout: float = 10.0) -> list[SSEFrame]:

@@ -27,6 +27,14 @@ def test_stress_delivers_everything_in_order_around_stalled_clients(server):
     assert "20 SSE + 20 WS clients (+4 stalled)" in report.summary()
 
 
+def test_stress_runs_over_tls_with_the_servers_own_clients(fanwire_server):
+    # The clients come from the handle (server.sse_client/ws_client), so they speak TLS.
+    server = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"}, tls=True)
+    report = stress(server, sse_clients=3, ws_clients=3, messages=30, stalled=1)
+    report.assert_stalled_did_not_hurt()
+    assert [c.received for c in report.clients] == [30] * 6
+
+
 def test_stress_without_a_stalled_client_cannot_claim_it_did_not_hurt(server):
     report = stress(server, sse_clients=2, ws_clients=2, messages=20, stalled=0)
     report.assert_all_delivered_in_order()

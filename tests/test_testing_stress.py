@@ -27,6 +27,14 @@ def test_stress_delivers_everything_in_order_around_stalled_clients(server):
     assert "20 SSE + 20 WS clients (+4 stalled)" in report.summary()
 
 
+def test_stress_runs_over_tls_with_the_servers_own_clients(fanwire_server):
+    # The clients come from the handle (server.sse_client/ws_client), so they speak TLS.
+    server = fanwire_server(env={"FANWIRE_DEMO_RATE": "0"}, tls=True)
+    report = stress(server, sse_clients=3, ws_clients=3, messages=30, stalled=1)
+    report.assert_stalled_did_not_hurt()
+    assert [c.received for c in report.clients] == [30] * 6
+
+
 def test_stress_without_a_stalled_client_cannot_claim_it_did_not_hurt(server):
     report = stress(server, sse_clients=2, ws_clients=2, messages=20, stalled=0)
     report.assert_all_delivered_in_order()
@@ -35,8 +43,14 @@ def test_stress_without_a_stalled_client_cannot_claim_it_did_not_hurt(server):
 
 
 def test_stress_publishes_through_the_apps_route_and_reports_its_errors(server):
-    report = stress(server, sse_clients=1, ws_clients=1, messages=3, stalled=0,
-                    publish=lambda seq: ("/topics/nope/messages", {"data": {"seq": seq}}))
+    report = stress(
+        server,
+        sse_clients=1,
+        ws_clients=1,
+        messages=3,
+        stalled=0,
+        publish=lambda seq: ("/topics/nope/messages", {"data": {"seq": seq}}),
+    )
     assert report.published == 0 and len(report.publish_errors) == 3
     assert "answered 404" in report.publish_errors[0]
     with pytest.raises(AssertionError, match="only 0 of 3 messages were published"):
@@ -74,10 +88,22 @@ def test_run_native_drives_the_cpp_load_generator(server, tmp_path):
     compiler = shutil.which("g++") or shutil.which("c++")
     assert compiler, "g++ is needed (CI installs it)"
     binary = tmp_path / "loadgen"
-    subprocess.run([compiler, "-O1", "-std=c++20", "-pthread", str(LOADGEN_SRC), "-o",
-                    str(binary)], check=True, timeout=300)
-    result = run_native(binary, server.url, topic="native", sse_clients=10, ws_clients=10,
-                        rate=50, duration=1.0, drain=10, payload_bytes=64)
+    subprocess.run(
+        [compiler, "-O1", "-std=c++20", "-pthread", str(LOADGEN_SRC), "-o", str(binary)],
+        check=True,
+        timeout=300,
+    )
+    result = run_native(
+        binary,
+        server.url,
+        topic="native",
+        sse_clients=10,
+        ws_clients=10,
+        rate=50,
+        duration=1.0,
+        drain=10,
+        payload_bytes=64,
+    )
     assert result.native and result.errors == []
     assert result.connected == 20 and result.published == 50
     assert result.per_client_delivered == [50] * 20 and result.max_lag == 0

@@ -10,7 +10,8 @@ entry point ``fanwire``. Modules:
   HTTP/WebSocket implementations, native paths, TLS), and :data:`SERVINGS`, the matrix
   the protocol suite runs on.
 - :mod:`~fanwire.testing.tls`: a self-signed test certificate and contexts trusting it.
-- :mod:`~fanwire.testing.clients`: :class:`SSEClient` and :class:`WSClient`.
+- :mod:`~fanwire.testing.clients`: :class:`SSEClient` and :class:`WSClient`, the one SSE
+  and the one WebSocket client (the load and stress helpers run on them too).
 - :mod:`~fanwire.testing.assertions`: :func:`assert_in_order`.
 - :mod:`~fanwire.testing.load`: :func:`run_load` (and :func:`run_native`, the C++ load
   generator of ``bench/loadgen``).

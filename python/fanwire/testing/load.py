@@ -1,7 +1,9 @@
 """A load helper: many SSE/WebSocket subscribers, one paced publisher, delivery stats.
 
-:func:`run_load` opens the connections with asyncio (httpx + httpx-sse, websockets),
-publishes over HTTP at ``rate`` messages/s for ``duration`` s, waits up to ``drain`` s for
+:func:`run_load` opens the connections with fanwire.testing's own clients
+(:class:`~fanwire.testing.sse_client.SSEClient` on httpx + httpx-sse,
+:class:`~fanwire.testing.ws_client.WSClient` on websockets, storing nothing), publishes
+over HTTP at ``rate`` messages/s for ``duration`` s, waits up to ``drain`` s for
 deliveries to finish, and returns a :class:`LoadResult`. It reports what happened; the
 caller asserts on behaviour (every client got everything, in order), never on speed.
 
@@ -28,10 +30,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from httpx_sse import aconnect_sse
-from websockets.asyncio.client import connect
 
-from .ws_client import _HAS_PROXY_OPTION
+from .connection import StallableClient
+from .sse_client import SSEClient, SSEFrame
+from .ws_client import WSClient
 
 
 @dataclass
@@ -108,50 +110,36 @@ class _Client:
         self.last_seq = data["seq"]
 
 
-async def _sse_client(
-    http: httpx.AsyncClient,
-    url: str,
-    topic: str,
-    client: _Client,
-    ready: asyncio.Event,
-    errors: list[str],
+def _sse_client(url: str, topic: str, client: _Client) -> SSEClient:
+    def frame(sse: SSEFrame) -> None:
+        if sse.is_message:
+            client.got(sse.data)
+
+    return SSEClient(url, topics=[topic], on_message=frame, keep=False)
+
+
+def _ws_client(url: str, client: _Client) -> WSClient:
+    def message(ws: dict[str, Any]) -> None:
+        if ws.get("type") == "event":
+            client.got(ws)
+
+    return WSClient(url.replace("http", "ws", 1) + "/ws", on_message=message)
+
+
+async def _follow(
+    connection: StallableClient, topic: str, ready: asyncio.Event, errors: list[str]
 ) -> None:
+    """Connect (and subscribe), then keep the connection open until cancelled."""
+    kind = "ws" if isinstance(connection, WSClient) else "sse"
     try:
-        async with aconnect_sse(http, "GET", url + "/stream", params={"topic": topic}) as source:
-            source.response.raise_for_status()
+        async with connection:
+            if isinstance(connection, WSClient):
+                await connection.subscribe(topic)
+                connection.keep = False  # from now on only the callback counts
             ready.set()
-            async for sse in source.aiter_sse():
-                if sse.data and sse.event not in ("heartbeat", "gap", "retry"):
-                    client.got(orjson.loads(sse.data))
-    except (httpx.HTTPError, OSError) as error:
-        errors.append(f"sse: {error!r}")
-    finally:
-        ready.set()
-
-
-async def _ws_client(
-    url: str, topic: str, client: _Client, ready: asyncio.Event, errors: list[str]
-) -> None:
-    ws_url = url.replace("http://", "ws://", 1) + "/ws"
-    options: dict[str, Any] = {"ping_interval": None, "max_size": None, "compression": None}
-    if _HAS_PROXY_OPTION:
-        options["proxy"] = None
-    try:
-        async with connect(ws_url, **options) as ws:
-            request = {"type": "subscribe", "topic": topic, "request_id": "s"}
-            await ws.send(orjson.dumps(request).decode())
-            async for text in ws:
-                message = orjson.loads(text)
-                kind = message.get("type")
-                if kind == "ack" and message.get("request_id") == "s":
-                    ready.set()
-                elif kind == "error":
-                    errors.append(f"ws: {message}")
-                    ready.set()
-                elif kind == "event":
-                    client.got(message)
-    except Exception as error:  # websockets raises several unrelated types
-        errors.append(f"ws: {error!r}")
+            await connection.until_ended()
+    except (AssertionError, TimeoutError, httpx.HTTPError, OSError) as error:
+        errors.append(f"{kind}: {error!r}")
     finally:
         ready.set()
 
@@ -181,23 +169,18 @@ async def run_load(
         )  # fmt: skip
     result = LoadResult(sse_clients=sse_clients, ws_clients=ws_clients)
     base_url = base_url.rstrip("/")
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(connect_timeout, read=None)
     clients = [_Client() for _ in range(sse_clients + ws_clients)]
     readies = [asyncio.Event() for _ in clients]
-    async with (
-        httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as http,
-        httpx.AsyncClient(timeout=10.0, trust_env=False) as publisher,
-    ):
+    connections = [
+        _sse_client(base_url, topic, c) if i < sse_clients else _ws_client(base_url, c)
+        for i, c in enumerate(clients)
+    ]
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as publisher:
         if create_topic:
             await publisher.post(base_url + "/topics", json={"name": topic})
         tasks = [
-            asyncio.create_task(
-                _sse_client(http, base_url, topic, c, r, result.errors)
-                if i < sse_clients
-                else _ws_client(base_url, topic, c, r, result.errors)
-            )
-            for i, (c, r) in enumerate(zip(clients, readies, strict=True))
+            asyncio.create_task(_follow(connection, topic, ready, result.errors))
+            for connection, ready in zip(connections, readies, strict=True)
         ]
         try:
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), connect_timeout)

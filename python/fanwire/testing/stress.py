@@ -15,14 +15,17 @@ It checks behaviour, never speed: every reading client must get every message ex
 once and in publish order while the stalled clients' sockets are full; durations are in
 the report only to read.
 
-The clients are lean asyncio protocols (a small HTTP/1.1 SSE reader and an RFC 6455
-WebSocket client) that parse each frame once with orjson, so one process can hold a
-thousand connections and still read them faster than a server on the same machine
-writes them. A stalled client sets a small socket receive buffer and stops reading once
-subscribed; it asks for ``policy=drop_oldest`` and a small queue so the server keeps it
-connected and drops for it (announcing the drops), and before publishing starts it is
-jammed: a private topic only it subscribes to is flooded until the server reports drops
-for it, so its socket is provably full while the measured messages flow.
+The clients are fanwire.testing's own :class:`~fanwire.testing.sse_client.SSEClient`
+(httpx + httpx-sse) and :class:`~fanwire.testing.ws_client.WSClient` (websockets), with
+``keep=False`` and an ``on_message`` callback that checks each ``seq`` as it arrives, so a
+thousand of them hold no history; given a server handle, they are made by its
+``sse_client()``/``ws_client()`` (a :class:`~fanwire.testing.matrix.Serving` row's TLS
+and compression apply). A stalled client sets a small socket receive buffer and stops
+reading once subscribed (:meth:`~fanwire.testing.connection.StallableClient.stall`); it
+asks for ``policy=drop_oldest`` and a small queue so the server keeps it connected and
+drops for it (announcing the drops), and before publishing starts it is jammed: a
+private topic only it subscribes to is flooded until the server reports drops for it, so
+its socket is provably full while the measured messages flow.
 
 Publishing goes through fanwire's REST endpoint (``POST /topics/{topic}/messages``) by
 default, or through the app's own route: ``publish=lambda seq: ("/quotes", {..., "seq":
@@ -34,19 +37,19 @@ from the app's own background tasks) are counted but otherwise ignored.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote
 
 import httpx
-import orjson
+
+from .sse_client import SSEClient, SSEFrame
+from .tls import client_context_for
+from .ws_client import WSClient
 
 #: A publish function: ``seq -> (path, json_body)`` posted to the server under test.
 PublishFn = Callable[[int], tuple[str, Any]]
@@ -112,304 +115,113 @@ class ClientResult:
         """Record a notice from the server (gap, drop, error, shutdown...)."""
         self.notices.append({"kind": kind, "body": body})
 
+    @property
+    def dropped_by_keepalive(self) -> bool:
+        """A WebSocket the server closed for not answering its pings (1011): what a
+        server does, rightly, to a client stalled longer than its ping interval plus
+        timeout (uvicorn's default: 20 s + 20 s), so such a run cannot tell it of drops."""
+        return self.closed and (self.close_reason or "").startswith("close 1011")
 
-class _Conn(asyncio.Protocol):
-    """Shared plumbing of the two lean clients."""
-
-    def __init__(self, result: ClientResult, seq_key: str) -> None:
-        self.result = result
-        self.seq_key = seq_key
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.ready = asyncio.get_running_loop().create_future()
-        self.done = asyncio.Event()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport and send the request."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request())
-
-    def request(self) -> bytes:
-        """The bytes to send first."""
-        raise NotImplementedError
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Mark the client closed (and not ready, if it never was)."""
-        self.result.closed = True
-        if self.result.close_reason is None:
-            self.result.close_reason = repr(exc) if exc else "closed by the server"
-        self._fail("connection closed before it was ready")
-        self.done.set()
-
-    def _fail(self, why: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"{self.result.name}: {why}"))
-            self.ready.exception()  # mark retrieved: the caller may be gone already
-
-    def _ready(self) -> None:
-        if not self.ready.done():
-            self.result.connected = True
-            self.ready.set_result(None)
-
-    def stall(self) -> None:
-        """Stop reading: data backs up in the socket, then in the server."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
-
-    def unstall(self) -> None:
-        """Read again."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        """Drop the connection."""
-        if not self.result.closed and self.result.close_reason is None:
-            self.result.close_reason = "closed by the test"
-        if self.transport is not None:
-            self.transport.abort()
+    def told_of_drops(self, topic: str) -> bool:
+        """Whether the server announced drops on ``topic`` (SSE ``gap``, WebSocket
+        ``messages_dropped``): a stalled client is waited for until it was, not until
+        its first notice of any topic (its private flood topic's comes first)."""
+        return any(
+            n["kind"] in ("gap", "messages_dropped")
+            and isinstance(n["body"], dict)
+            and n["body"].get("topic") == topic
+            for n in self.notices
+        )
 
 
-def _split_head(buffer: bytearray) -> tuple[int, dict[str, str], bytes] | None:
-    """Parse an HTTP response head off ``buffer``: (status, headers, rest) or None."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, bytes(buffer[end + 4 :])
-
-
-class _SSEConn(_Conn):
-    """``GET /stream`` over raw HTTP/1.1; parses frames, follows chunked encoding."""
-
-    def __init__(self, result: ClientResult, seq_key: str, host: str, target: str) -> None:
-        super().__init__(result, seq_key)
-        self.host = host
-        self.target = target
-        self.head_done = False
-        self.chunked = False
-        self.raw = bytearray()  # chunked body not yet decoded
-        self.body = bytearray()  # decoded body not yet split into frames
-        self.status: int | None = None
-
-    def request(self) -> bytes:
-        """The GET request."""
-        return (
-            f"GET {self.target} HTTP/1.1\r\nHost: {self.host}\r\n"
-            "Accept: text/event-stream\r\nCache-Control: no-store\r\n\r\n"
-        ).encode()
-
-    def data_received(self, data: bytes) -> None:
-        """Decode the body and dispatch complete frames."""
-        if not self.head_done:
-            self.buffer += data
-            head = _split_head(self.buffer)
-            if head is None:
-                return
-            self.status, headers, data = head
-            self.head_done = True
-            self.buffer = bytearray()
-            if self.status != 200:
-                self.result.close_reason = f"HTTP {self.status}"
-                self._fail(f"GET {self.target} answered {self.status}")
-                self.close()
-                return
-            self.chunked = "chunked" in headers.get("transfer-encoding", "")
-        if self.chunked:
-            self.raw += data
-            self._dechunk()
-        else:
-            self.body += data
-        self._frames()
-        if self.done.is_set() and self.transport is not None:
-            self.transport.close()
-
-    def _dechunk(self) -> None:
-        raw = self.raw
-        pos = 0
-        while True:
-            line_end = raw.find(b"\r\n", pos)
-            if line_end < 0:
-                break
-            size = int(bytes(raw[pos:line_end]).split(b";", 1)[0], 16)
-            if size == 0:  # the server ended the stream (the connection may stay open)
-                self.result.close_reason = self.result.close_reason or "stream ended by the server"
-                self.done.set()
-                pos = len(raw)
-                break
-            start = line_end + 2
-            if len(raw) < start + size + 2:
-                break
-            self.body += raw[start : start + size]
-            pos = start + size + 2
-        del raw[:pos]
-
-    def _frames(self) -> None:
-        body = self.body
-        end = body.rfind(b"\n\n")
-        if end < 0:
-            return
-        complete = bytes(body[:end])
-        del body[: end + 2]
-        self._ready()  # the stream started (its first frame is `retry:`)
-        seq_key = self.seq_key
-        result = self.result
-        for frame in complete.split(b"\n\n"):
-            event = b"message"
-            data = None
-            for line in frame.split(b"\n"):
-                if line.startswith(b"data: "):
-                    data = line[6:]
-                elif line.startswith(b"event: "):
-                    event = line[7:]
-            if data is None:
-                continue
-            if event in (b"heartbeat",):
-                continue
-            payload = orjson.loads(data)
-            if event in (b"gap", b"error", b"shutdown", b"topic_deleted"):
-                result.notice(event.decode(), payload)
-            elif isinstance(payload, dict):
-                result.got(payload.get("data"), seq_key)
-
-
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def _ws_frame(opcode: int, payload: bytes) -> bytes:
-    """One masked client frame (RFC 6455 section 5.2)."""
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-    elif length < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    if length:
-        key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
-        masked = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
-    else:
-        masked = b""
-    return head + mask + masked
-
-
-class _WSConn(_Conn):
-    """A WebSocket client of ``/ws``: handshake, subscribe, read events; answers pings."""
+class _Client:
+    """One subscriber of the run: an :class:`SSEClient` or :class:`WSClient` whose
+    ``on_message`` callback feeds its :class:`ClientResult` (nothing is stored)."""
 
     def __init__(
         self,
+        connection: SSEClient | WSClient,
         result: ClientResult,
-        seq_key: str,
-        host: str,
-        path: str,
-        subscribes: list[dict[str, Any]],
+        subscribes: list[tuple[str, dict[str, Any]]],
+        timeout: float,
     ) -> None:
-        super().__init__(result, seq_key)
-        self.host = host
-        self.path = path
-        self.key = base64.b64encode(os.urandom(16)).decode()
-        self.head_done = False
+        self.connection = connection
+        self.result = result
         self.subscribes = subscribes
-        self.acks = 0
-        self.fragments = bytearray()
+        self.timeout = timeout
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self._life())
 
-    def request(self) -> bytes:
-        """The upgrade request (no compression offered)."""
-        return (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+    async def _life(self) -> None:
+        connection, result = self.connection, self.result
+        try:
+            await connection.connect()
+            if isinstance(connection, WSClient):
+                for topic, options in self.subscribes:
+                    await connection.subscribe(topic, timeout=self.timeout, **options)
+                connection.keep = False  # the acks are in; from now on only count
+                connection.messages.clear()
+            else:  # the stream started (its first frame is `retry:`)
+                await connection.read_until(
+                    lambda c: c.count > 0, timeout=self.timeout, what="the first frame"
+                )
+            result.connected = True
+            self.ready.set_result(None)
+            await connection.until_ended()
+            if result.close_reason is None:
+                result.close_reason = _why_ended(connection)
+        except Exception as error:  # any failure to connect is the run's to report
+            result.close_reason = result.close_reason or repr(error)
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"{result.name}: {error}"))
+                self.ready.exception()  # mark retrieved: the caller may be gone already
+        finally:
+            result.closed = True
 
-    def send_json(self, message: Any) -> None:
-        """Send one JSON text message."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_ws_frame(0x1, orjson.dumps(message)))
+    async def close(self) -> None:
+        """Close the connection (the test is done with it)."""
+        if not self.result.closed and self.result.close_reason is None:
+            self.result.close_reason = "closed by the test"
+        await self.connection.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
 
-    def data_received(self, data: bytes) -> None:
-        """Parse frames; dispatch complete messages."""
-        self.buffer += data
-        if not self.head_done:
-            head = _split_head(self.buffer)
-            if head is None:
-                return
-            status, _headers, rest = head
-            self.head_done = True
-            self.buffer = bytearray(rest)
-            if status != 101:
-                self.result.close_reason = f"HTTP {status}"
-                self._fail(f"handshake answered {status}")
-                self.close()
-                return
-        buffer = self.buffer
-        pos = 0
-        size = len(buffer)
-        while size - pos >= 2:
-            first, second = buffer[pos], buffer[pos + 1]
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
-                start = pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            if size < start + length:
-                break
-            payload = bytes(buffer[start : start + length])
-            pos = start + length
-            self._frame(first & 0x80, first & 0x0F, payload)
-        del buffer[:pos]
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
-        if opcode == 0x9:  # ping
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(_ws_frame(0xA, payload))
-            return
-        if opcode == 0x8:  # close
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            self.result.close_reason = f"close {code} {payload[2:].decode(errors='replace')}"
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(_ws_frame(0x8, payload[:2]))
-                self.transport.close()
-            return
-        if opcode == 0xA:
-            return
-        if opcode in (0x1, 0x2, 0x0):
-            if not fin:
-                self.fragments += payload
-                return
-            if self.fragments:
-                payload = bytes(self.fragments) + payload
-                self.fragments = bytearray()
-            self._message(orjson.loads(payload))
+def _why_ended(connection: SSEClient | WSClient) -> str:
+    if isinstance(connection, WSClient):
+        return f"close {connection.close_code} {connection.close_reason or ''}".rstrip()
+    if connection.error is not None:
+        return repr(connection.error)
+    return "stream ended by the server"
 
-    def _message(self, message: Any) -> None:
-        kind = message.get("type") if isinstance(message, dict) else None
+
+def _sse_notices(result: ClientResult, seq_key: str) -> Callable[[SSEFrame], None]:
+    def on_frame(frame: SSEFrame) -> None:
+        if frame.is_message:
+            payload = frame.data
+            if isinstance(payload, dict):
+                result.got(payload.get("data"), seq_key)
+        elif frame.event in _SSE_NOTICES:
+            result.notice(frame.event, frame.data)
+
+    return on_frame
+
+
+def _ws_notices(result: ClientResult, seq_key: str) -> Callable[[dict[str, Any]], None]:
+    def on_message(message: dict[str, Any]) -> None:
+        kind = message.get("type")
         if kind == "event":
-            self.result.got(message.get("data"), self.seq_key)
-        elif kind == "info" and message.get("message") == "connected":
-            for request in self.subscribes:
-                self.send_json(request)
-        elif kind == "ack" and message.get("request_type") == "subscribe":
-            self.acks += 1
-            if self.acks == len(self.subscribes):
-                self._ready()
+            result.got(message.get("data"), seq_key)
         elif kind == "error":
-            self.result.notice("error", message)
-            self._fail(f"server answered {message}")
-        elif kind == "info" and message.get("message") != "heartbeat":
-            self.result.notice(str(message.get("message")), message)
+            result.notice("error", message)
+        elif kind == "info" and message.get("message") not in ("heartbeat", "connected"):
+            result.notice(str(message.get("message")), message)
+
+    return on_message
+
+
+#: SSE events recorded as notices (``heartbeat`` is not one).
+_SSE_NOTICES = frozenset({"gap", "error", "shutdown", "topic_deleted"})
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -484,7 +296,8 @@ class StressReport:
 
         Stuck means: each stalled client's socket was full before publishing started, the
         server dropped messages on the topic for them while publishing, and once they
-        read again each was told of its drops (a ``gap`` / ``messages_dropped`` notice).
+        read again each was told of its drops (a ``gap`` / ``messages_dropped`` notice),
+        unless the server's keepalive had closed it (:attr:`ClientResult.dropped_by_keepalive`).
         """
         problems: list[str] = []
         if not self.stalled:
@@ -497,36 +310,17 @@ class StressReport:
                 "stalled clients never fell behind"
             )
         for client in self.stalled:
-            told = [
-                n
-                for n in client.notices
-                if n["kind"] in ("gap", "messages_dropped")
-                and isinstance(n["body"], dict)
-                and n["body"].get("topic") == self.topic
-            ]
-            if not told:
-                problems.append(f"{client.name} was never told of its drops: {client.notices[:3]}")
+            if not client.told_of_drops(self.topic) and not client.dropped_by_keepalive:
+                problems.append(
+                    f"{client.name} was never told of its drops (closed: "
+                    f"{client.close_reason if client.closed else 'no'}): {client.notices[:3]}"
+                )
         if problems:
             raise AssertionError(self.summary() + "\n  " + "\n  ".join(problems))
         self.assert_all_delivered_in_order()
 
 
 # -- the run ---------------------------------------------------------------------------------
-
-
-async def _open(factory: Callable[[], _Conn], host: str, port: int, rcvbuf: int | None) -> _Conn:
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, (host, port))
-    except OSError:
-        sock.close()
-        raise
-    _transport, conn = await loop.create_connection(factory, sock=sock)
-    return conn
 
 
 async def _topic_stats(http: httpx.AsyncClient, topic: str) -> dict[str, Any]:
@@ -626,67 +420,75 @@ async def astress(
     connect_batch: int = 100,
 ) -> StressReport:
     """:func:`stress` for async code (same arguments)."""
-    base = server if isinstance(server, str) else server.url
-    base = base.rstrip("/")
-    parts = urlsplit(base)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    hostport = f"{host}:{port}"
+    base = (server if isinstance(server, str) else server.url).rstrip("/")
+    new_sse, new_ws = _factories(server, base)
     report = StressReport(topic=topic, messages=messages)
     floods: list[str] = []
-    conns: list[_Conn] = []
-    stalled_conns: list[_Conn] = []
+    readers: list[_Client] = []
+    stalled_clients: list[_Client] = []
 
-    def sse(index: int, stall: bool) -> Callable[[], _Conn]:
+    def sse(index: int, stall: bool) -> _Client:
         result = ClientResult("sse", index, stalled=stall)
-        query: list[tuple[str, Any]] = [("topic", topic)]
+        topics = [topic]
+        options: dict[str, Any] = {}
         if stall:
             floods.append(f"{topic}.stalled-sse{index}")
-            query += [("topic", floods[-1]), ("policy", "drop_oldest")]
-            query += [("queue_size", _STALLED_QUEUE)]
-        target = (parts.path or "") + "/stream?" + urlencode(query)
+            topics.append(floods[-1])
+            options = {"policy": "drop_oldest", "queue_size": _STALLED_QUEUE}
+            options["receive_buffer"] = _STALLED_RCVBUF
         (report.stalled if stall else report.clients).append(result)
-        return lambda: _SSEConn(result, seq_key, hostport, target)
+        connection = new_sse(
+            topics=topics,
+            on_message=_sse_notices(result, seq_key),
+            keep=False,
+            raw=True,
+            connect_timeout=connect_timeout,
+            **options,
+        )
+        return _Client(connection, result, [], connect_timeout)
 
-    def ws(index: int, stall: bool) -> Callable[[], _Conn]:
+    def ws(index: int, stall: bool) -> _Client:
         result = ClientResult("ws", index, stalled=stall)
-        subscribes: list[dict[str, Any]] = [{"type": "subscribe", "topic": topic}]
+        subscribes: list[tuple[str, dict[str, Any]]] = [(topic, {})]
+        options: dict[str, Any] = {}
         if stall:
             extra = {"policy": "drop_oldest", "queue_size": _STALLED_QUEUE}
-            subscribes = [{**s, **extra} for s in subscribes]
             floods.append(f"{topic}.stalled-ws{index}")
-            subscribes.append({"type": "subscribe", "topic": floods[-1], **extra})
+            subscribes = [(topic, extra), (floods[-1], extra)]
+            options["receive_buffer"] = _STALLED_RCVBUF
         (report.stalled if stall else report.clients).append(result)
-        path = (parts.path or "") + "/ws"
-        return lambda: _WSConn(result, seq_key, hostport, path, subscribes)
+        connection = new_ws(
+            on_message=_ws_notices(result, seq_key), open_timeout=connect_timeout, **options
+        )
+        return _Client(connection, result, subscribes, connect_timeout)
 
     limits = httpx.Limits(max_connections=4)
     async with httpx.AsyncClient(
-        base_url=base, timeout=30.0, trust_env=False, limits=limits
+        base_url=base,
+        timeout=30.0,
+        trust_env=False,
+        limits=limits,
+        verify=client_context_for(base) or True,
     ) as http:
         try:
             if create_topic:
                 await _ensure_topic(http, topic)
             started = time.monotonic()
             # Stalled clients first: jam them, then connect the readers.
-            stalled_makers = [m for i in range(stalled) for m in (sse(i, True), ws(i, True))]
-            for flood in floods:
-                await _ensure_topic(http, flood)
-            for make in stalled_makers:
-                conn = await _open(make, host, port, _STALLED_RCVBUF)
-                stalled_conns.append(conn)
-                await asyncio.wait_for(conn.ready, connect_timeout)
-                conn.stall()
+            for index in range(stalled):
+                for make in (sse, ws):
+                    await _ensure_topic(http, f"{topic}.stalled-{make.__name__}{index}")
+                    client = make(index, True)
+                    stalled_clients.append(client)
+                    await asyncio.wait_for(asyncio.shield(client.ready), connect_timeout)
+                    client.connection.stall()
             if stalled:
                 report.stalled_jammed = await _jam(http, floods)
-            makers = [sse(i, False) for i in range(sse_clients)]
-            makers += [ws(i, False) for i in range(ws_clients)]
+            makers = [(sse, i) for i in range(sse_clients)] + [(ws, i) for i in range(ws_clients)]
             for first in range(0, len(makers), connect_batch):
-                batch = makers[first : first + connect_batch]
-                opened = await asyncio.wait_for(
-                    asyncio.gather(*(_open(m, host, port, None) for m in batch)), connect_timeout
-                )
-                conns += opened
-            await asyncio.wait_for(asyncio.gather(*(c.ready for c in conns)), connect_timeout)
+                batch = [make(i, False) for make, i in makers[first : first + connect_batch]]
+                readers += batch
+                await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), connect_timeout)
             report.connect_seconds = time.monotonic() - started
             dropped_before = int((await _topic_stats(http, topic)).get("dropped_count", 0))
             await _publish_all(http, report, publish, rate, payload_bytes, window)
@@ -701,23 +503,33 @@ async def astress(
             dropped_after = int((await _topic_stats(http, topic)).get("dropped_count", 0))
             report.dropped_during_run = dropped_after - dropped_before
             # Let the stalled clients read what the server kept for them, and its notices.
-            for conn in stalled_conns:
-                conn.unstall()
+            for client in stalled_clients:
+                client.connection.resume()
             deadline = time.monotonic() + 10.0
             while time.monotonic() < deadline and any(
-                not any(n["kind"] in ("gap", "messages_dropped") for n in r.notices)
-                and not r.closed
-                for r in report.stalled
+                not r.told_of_drops(topic) and not r.closed for r in report.stalled
             ):
                 await asyncio.sleep(0.05)
         finally:
-            for conn in [*conns, *stalled_conns]:
-                conn.close()
-            await asyncio.sleep(0)
+            await asyncio.gather(*(c.close() for c in [*readers, *stalled_clients]))
             for flood in floods:
                 with contextlib.suppress(httpx.HTTPError):
                     await http.delete(f"/topics/{flood}")
     return report
+
+
+def _factories(
+    server: _Server | str, base: str
+) -> tuple[Callable[..., SSEClient], Callable[..., WSClient]]:
+    """How to make the run's clients: a server handle's own ``sse_client``/``ws_client``
+    (so a :class:`~fanwire.testing.matrix.Serving` row's TLS and compression apply), else
+    plain clients of the base URL."""
+    sse_client = getattr(server, "sse_client", None)
+    ws_client = getattr(server, "ws_client", None)
+    if callable(sse_client) and callable(ws_client):
+        return sse_client, ws_client
+    ws_url = base.replace("http", "ws", 1) + "/ws"
+    return partial(SSEClient, base), partial(WSClient, ws_url)
 
 
 def stress(server: _Server | str, **options: Any) -> StressReport:

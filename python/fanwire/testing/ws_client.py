@@ -4,6 +4,8 @@ A background task reads every server message (parsed with orjson) into
 :attr:`WSClient.messages` in arrival order; requests (:meth:`WSClient.subscribe`,
 :meth:`~WSClient.publish`, :meth:`~WSClient.ping`, ...) await the answer carrying their
 ``request_id``. :meth:`WSClient.stall` stops reading, to play a slow consumer.
+This is fanwire.testing's one WebSocket client: :mod:`~fanwire.testing.load` and
+:mod:`~fanwire.testing.stress` run on it (``on_message`` and ``keep=False``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .connection import StallableClient
+from .connection import StallableClient, connected_socket
 from .gaps import Gap
 from .tls import client_context_for
 
@@ -55,7 +56,13 @@ class WSClient(StallableClient):
     ``compression="deflate"`` negotiates permessage-deflate (default: none). A ``wss://``
     URL is verified with ``ssl_context`` (default: a context trusting the test
     certificate of :mod:`fanwire.testing.tls`).
+
+    ``on_message(message)`` is called for every message as it arrives; set ``keep`` to
+    False (at construction, or once subscribed) to stop storing them in :attr:`messages`
+    (a load client that only counts: requests then cannot find their answers).
     """
+
+    _ended_error = WSClosed
 
     def __init__(
         self,
@@ -71,8 +78,12 @@ class WSClient(StallableClient):
         open_timeout: float = 10.0,
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        keep: bool = True,
     ) -> None:
         """Describe the connection; :meth:`connect` (or ``async with``) opens it."""
+        super().__init__(stalled=stalled, keep=keep)
+        self.on_message = on_message
         self.url = url + ("?" + urlencode(dict(params)) if params else "")
         self.ssl_context = ssl_context or client_context_for(self.url)
         self.request_headers = dict(headers or {})
@@ -88,11 +99,6 @@ class WSClient(StallableClient):
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._ws: ClientConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._allowed = asyncio.Event()
-        if not stalled:
-            self._allowed.set()
-        self._changed = asyncio.Event()
 
     # -- connection --------------------------------------------------------------------
     async def connect(self) -> Self:
@@ -111,13 +117,8 @@ class WSClient(StallableClient):
             options["ssl"] = self.ssl_context
         if self.receive_buffer is not None:
             parts = urlsplit(self.url)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(
-                sock, (parts.hostname or "127.0.0.1", parts.port or self._default_port)
-            )
-            options["sock"] = sock
+            host, port = parts.hostname or "127.0.0.1", parts.port or self._default_port
+            options["sock"] = await connected_socket(host, port, self.receive_buffer)
         self._ws = await connect(self.url, **options)
         self._reader = asyncio.create_task(self._read(self._ws))
         if self.expect_connected:
@@ -144,7 +145,11 @@ class WSClient(StallableClient):
                 if not isinstance(message, dict):
                     message = {"type": "<not an object>", "raw": message}
                 message["_received_at"] = time.time()
-                self.messages.append(message)
+                self.count += 1
+                if self.on_message is not None:
+                    self.on_message(message)
+                if self.keep:
+                    self.messages.append(message)
                 self._changed.set()
         except ConnectionClosed as closed:
             frame = closed.rcvd or closed.sent
@@ -354,19 +359,15 @@ class WSClient(StallableClient):
     ) -> None:
         """Wait until ``condition(self)`` holds (bounded; errors say what had arrived)."""
         limit = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        while not condition(self):
-            if self.closed:
-                if allow_close:
-                    return
-                raise WSClosed(f"connection closed ({self.close_code}) {self._waiting(what)}")
-            if not self._allowed.is_set():
-                raise RuntimeError(f"client is stalled {self._waiting(what)}; resume() it")
-            await self._await_change(deadline, limit, what)
+        await self._wait(condition, timeout=limit, what=what, allow_end=allow_close)
+
+    @property
+    def _ended(self) -> bool:
+        return self.closed
+
+    def _ended_because(self) -> str:
+        return f"connection closed ({self.close_code})"
 
     def _waiting(self, what: str) -> str:
         tail = "\n  ".join(repr(m) for m in self.messages[-5:])
-        return (
-            f"waiting for {what} on {self.url}; {len(self.messages)} messages so far; "
-            f"last:\n  {tail}"
-        )
+        return f"waiting for {what} on {self.url}; {self.count} messages so far; last:\n  {tail}"

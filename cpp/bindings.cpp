@@ -113,12 +113,12 @@ py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::s
 
 std::shared_ptr<Subscriber> subscribe(Broker& broker, std::string_view topic, uint64_t waiter,
                                       size_t last_n, std::optional<std::string> since,
-                                      int policy, size_t queue_size) {
+                                      Policy policy, size_t queue_size) {
   SubscribeOptions options;
   options.waiter = waiter;
   options.last_n = last_n;
   options.since = std::move(since);
-  options.policy = policy == 1 ? Policy::disconnect : Policy::drop_oldest;
+  options.policy = policy;
   options.queue_size = queue_size;
   return broker.subscribe(topic, options);
 }
@@ -174,8 +174,6 @@ std::vector<py::tuple> topic_stats(const Broker& broker) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fanwire's native fan-out core";
-  m.attr("DROP_OLDEST") = 0;
-  m.attr("DISCONNECT") = 1;
   m.attr("WAITER_MASK") = Notifier::kWaiterMask;
   m.attr("CLOSING_BIT") = Notifier::kClosingBit;
   py::register_exception<TopicNotFound>(m, "TopicNotFound", PyExc_KeyError);
@@ -200,6 +198,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("text"));
   m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
         py::arg("event"), py::arg("ts"));
+
+  py::enum_<Policy>(m, "Policy")
+      .value("drop_oldest", Policy::drop_oldest)
+      .value("disconnect", Policy::disconnect);
 
   py::enum_<Encoding>(m, "Encoding")
       .value("sse", Encoding::sse)
@@ -265,7 +267,8 @@ PYBIND11_MODULE(_core, m) {
       .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
            py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
       .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
-           py::arg("since") = py::none(), py::arg("policy") = 0, py::arg("queue_size") = 1000)
+           py::arg("since") = py::none(), py::arg("policy") = Policy::drop_oldest,
+           py::arg("queue_size") = 1000)
       .def("drain", &drain)
       .def("shutdown", &Broker::shutdown, py::call_guard<py::gil_scoped_release>())
       .def("counters", &counters)

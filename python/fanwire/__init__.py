@@ -2,6 +2,7 @@
 
 from .app import create_app, lifespan, router
 from .broker import Broker, Published, Subscription, TopicInfo
+from .enums import Mode, Policy
 from .errors import (
     FanwireError,
     InvalidMessage,
@@ -19,7 +20,9 @@ __all__ = [
     "InvalidMessage",
     "InvalidTopic",
     "LimitReached",
+    "Mode",
     "PayloadTooLarge",
+    "Policy",
     "Published",
     "Settings",
     "ShuttingDown",

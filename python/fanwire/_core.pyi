@@ -2,8 +2,6 @@
 
 from typing import ClassVar
 
-DROP_OLDEST: int
-DISCONNECT: int
 WAITER_MASK: int
 CLOSING_BIT: int
 
@@ -29,6 +27,22 @@ class CoreSub:
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...
+
+class Policy:
+    """What a full queue does: drop its oldest messages, or close the subscriber."""
+
+    drop_oldest: ClassVar[Policy]
+    disconnect: ClassVar[Policy]
+    __members__: ClassVar[dict[str, Policy]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
 
 class Encoding:
     """How a Stream encodes: SSE frames, WebSocket texts, or whole WebSocket frames."""
@@ -166,7 +180,7 @@ class Core:
         waiter: int,
         last_n: int,
         since: str | None,
-        policy: int,
+        policy: Policy,
         queue_size: int,
     ) -> CoreSub: ...
     def drain(self) -> list[int]:

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import _core
+from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
-from .subscription import Hub, Mode, Policy, Subscription
+from .subscription import Hub, Subscription
 from .waker import Waker
 
 if TYPE_CHECKING:
@@ -285,9 +286,9 @@ class Broker:
         *,
         last_n: int = 0,
         since: str | None = None,
-        policy: Policy = "drop_oldest",
+        policy: Policy | str = Policy.drop_oldest,
         queue_size: int = 1000,
-        mode: Mode = "sse",
+        mode: Mode | str = Mode.sse,
         end_when_empty: bool | None = None,
     ) -> Subscription:
         """Subscribe to one or several topics (or none yet: add them with ``add``).
@@ -297,9 +298,10 @@ class Broker:
         True for SSE) ends the iteration once no topic is left.
         """
         self._check_open()
+        mode, policy = Mode(mode), Policy.parse(policy)
         self.start()
         if end_when_empty is None:
-            end_when_empty = mode == "sse"
+            end_when_empty = mode is Mode.sse
         waiter = next(self._waiters)
         sub = Subscription(self._hub, waiter, mode, end_when_empty, policy, queue_size)
         self._subs[waiter] = sub

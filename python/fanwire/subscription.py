@@ -14,9 +14,10 @@ import asyncio
 import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
+from .enums import Mode, Policy
 from .errors import TopicNotFound
 from .names import check_topic
 from .wire import Notices
@@ -25,15 +26,7 @@ if TYPE_CHECKING:
     from .backends.history import Replay
     from .log import Log
 
-Policy = Literal["drop_oldest", "disconnect"]
-Mode = Literal["sse", "ws", "ws_frames"]
-_POLICIES = {"drop_oldest": _core.DROP_OLDEST, "disconnect": _core.DISCONNECT}
 _TIMEOUT = object()
-_ENCODINGS = {
-    "sse": _core.Encoding.sse,
-    "ws": _core.Encoding.ws,
-    "ws_frames": _core.Encoding.ws_frames,
-}
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,7 @@ class Subscription:
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
         # The subscribers taken from, merged in id order: all but the held ones.
-        self._stream = _core.Stream(_ENCODINGS[mode])
+        self._stream = _core.Stream(mode.encoding)
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._pending: list[Any] = []
         self._ready = False
@@ -114,7 +107,7 @@ class Subscription:
         *,
         last_n: int = 0,
         since: str | None = None,
-        policy: Policy | None = None,
+        policy: Policy | str | None = None,
         queue_size: int | None = None,
         since_group: Sequence[str] = (),
     ) -> None:
@@ -126,7 +119,7 @@ class Subscription:
         """
         check_topic(topic)
         self._hub.check_open()
-        policy_code = _POLICIES[policy or self._policy]
+        policy_code = Policy.parse(policy).core if policy else self._policy.core
         size = max(1, min(queue_size or self._queue_size, self._hub.retention))
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
@@ -199,7 +192,7 @@ class Subscription:
     @property
     def native_ready(self) -> bool:
         """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
-        return self._mode == "sse" and not self._held and self._sink is None
+        return self._mode is Mode.sse and not self._held and self._sink is None
 
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
@@ -321,7 +314,7 @@ class Subscription:
             # A whole-connection end (shutdown, slow consumer) releases the other topics.
             if note.ended and note.topic in self._subs:
                 self._end_topic(note.topic, note.close_reason, out)
-        if self._mode == "ws":
+        if self._mode is Mode.ws:
             return out
         return out[0] if len(out) == 1 else b"".join(out)
 
@@ -331,7 +324,7 @@ class Subscription:
         batch = self._stream.take()
         self.received += batch.messages
         self.dropped += batch.dropped
-        if self._mode == "ws":
+        if self._mode is Mode.ws:
             out.extend(batch.texts)
         elif batch.data:
             out.append(batch.data)

@@ -23,17 +23,17 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from . import native
 from .auth import Claims
+from .enums import Mode, Policy
 from .errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from .jsoncheck import check_integers
 from .limits import TokenBucket
 from .names import check_topic
 from .native import hang_up_ws, raw_transport
 from .runtime import Runtime, http_error
-from .subscription import Mode, Subscription
+from .subscription import Subscription
 from .wire import Notices, ws_error, ws_info, ws_text
 
 FIRST = asyncio.FIRST_COMPLETED
-POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
@@ -109,7 +109,7 @@ class Connection:
         # Under uvicorn, event batches go to its transport as ready-made frames (one
         # write per wake-up); elsewhere, one ASGI send per message.
         self.transport = raw_transport(websocket) if self.settings.ws_batch_frames else None
-        self.mode: Mode = "ws" if self.transport is None else "ws_frames"
+        self.mode = Mode.ws if self.transport is None else Mode.ws_frames
         self.notices = Notices(self.mode)
         self.sub: Subscription = runtime.broker.subscribe(
             None,
@@ -164,8 +164,8 @@ class Connection:
             raise InvalidMessage(f"last_n must be between 0 and {self.runtime.broker.retention}")
         since = _field(msg, "since", str)
         policy = _field(msg, "policy", str)
-        if policy is not None and policy not in POLICIES:
-            raise InvalidMessage("policy must be drop_oldest or disconnect")
+        if policy is not None:
+            policy = Policy.parse(policy)
         queue_size = _field(msg, "queue_size", int)
         if queue_size is not None and queue_size < 1:
             raise InvalidMessage("queue_size must be at least 1")

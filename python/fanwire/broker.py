@@ -188,7 +188,10 @@ class Broker:
         await self._log.adopt(names)
 
     def topics(self) -> list[TopicInfo]:
-        return [TopicInfo(*row) for row in self._core.topic_stats()]
+        return [
+            TopicInfo(row.name, row.subscribers, row.messages, row.dropped)
+            for row in self._core.topic_stats()
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Per-topic and server-wide counters, the body of ``GET /stats``."""
@@ -204,11 +207,11 @@ class Broker:
                 for t in topics
             },
             "topic_count": len(topics),
-            "subscriber_count": counters["subscribers"],
-            "published_count": counters["published"],
-            "delivered_count": counters["delivered"],
-            "dropped_count": counters["dropped"],
-            "retained_messages": counters["messages"],
+            "subscriber_count": counters.subscribers,
+            "published_count": counters.published,
+            "delivered_count": counters.delivered,
+            "dropped_count": counters.dropped,
+            "retained_messages": counters.messages,
         }
 
     # -- publishing ------------------------------------------------------------------
@@ -329,18 +332,18 @@ class Broker:
     def _drain(self) -> None:
         """Wake every subscription the core reported ready (runs on the loop).
 
-        The core hands each token out once: a wake-up that raises (e.g. a direct write)
+        The core hands each wake-up out once: a wake-up that raises (e.g. a direct write)
         must not cost the rest of the round theirs, so every one is woken, then the
         first error is logged (raising here would also break ``close``).
         """
         first: Exception | None = None
         failed = 0
-        for token in self._core.drain():
-            sub = self._subs.get(token & _core.WAITER_MASK)
+        for wake in self._core.drain():
+            sub = self._subs.get(wake.waiter)
             if sub is None:
                 continue
             try:
-                sub.wake(closing=bool(token & _core.CLOSING_BIT))
+                sub.wake(closing=wake.closing)
             except Exception as exc:
                 failed += 1
                 first = first or exc

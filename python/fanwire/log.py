@@ -96,12 +96,12 @@ def _publish_local(
     on_loop: bool,
 ) -> Published | None:
     try:
-        mid, count, must_drain = core.publish(topic, payload, event, message_id, on_loop)
+        result = core.publish(topic, payload, event, message_id, on_loop)
     except KeyError:
         return None
-    if must_drain:
+    if result.must_drain:
         drain()
-    return Published(mid, count)
+    return Published(result.id, result.subscribers)
 
 
 def _check_room(core: _core.Core, name: str, max_topics: int) -> None:
@@ -256,4 +256,4 @@ class RedisLog:
 
 
 def _subscribers_of(core: _core.Core, topic: str) -> int:
-    return next((row[1] for row in core.topic_stats() if row[0] == topic), 0)
+    return next((row.subscribers for row in core.topic_stats() if row.name == topic), 0)

@@ -134,7 +134,7 @@ class Subscription:
         self.wake()
 
     def _core_subscribe(
-        self, topic: str, last_n: int, since: str | None, policy: int, size: int
+        self, topic: str, last_n: int, since: str | None, policy: _core.Policy, size: int
     ) -> _core.CoreSub:
         # (Redis mode: a topic created on another node a moment ago, not yet announced
         # here, is looked up beforehand, without blocking: Broker.aknow_topics.)

@@ -116,7 +116,7 @@ async def idle_memory(count: int = 20_000) -> dict[str, float]:
     from fanwire import _core
 
     base = heap_bytes()
-    core_subs = [broker._core.subscribe("idle", i + 1, 0, None, _core.DROP_OLDEST, QUEUE)
+    core_subs = [broker._core.subscribe("idle", i + 1, 0, None, _core.Policy.drop_oldest, QUEUE)
                  for i in range(count)]
     core = (heap_bytes() - base) / count
     for s in core_subs:

@@ -92,14 +92,27 @@ Batch take_batch(const Stream& stream) {
   return batch;
 }
 
+// One wake-up of Core.drain: the waiter token split from its closing bit here, so that
+// no bit mask crosses the binding.
+struct Wake {
+  uint64_t waiter = 0;
+  bool closing = false;  // the core is closing this subscriber (shutdown, slow consumer)
+};
+
+// What encode returns: a message as the core encodes it at publish time.
+struct Encoded {
+  py::bytes sse;
+  py::str ws;
+};
+
 // Core objects alive in the process, of every Core: for leak checks in tests only.
 struct LiveCounts {
   int64_t messages = 0;
   int64_t subscribers = 0;
 };
 
-py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::string_view event,
-                  std::string_view id, bool on_loop, double ts) {
+PublishResult publish(Broker& broker, std::string_view topic, py::bytes data,
+                      std::string_view event, std::string_view id, bool on_loop, double ts) {
   const std::string_view payload = data;  // the caller keeps `data` alive
   if (payload.find_first_of("\r\n") != std::string_view::npos)
     throw py::value_error("payload must be compact JSON with no raw newline");
@@ -108,31 +121,31 @@ py::tuple publish(Broker& broker, std::string_view topic, py::bytes data, std::s
     py::gil_scoped_release release;
     result = broker.publish(topic, payload, event, id, on_loop, ts);
   }
-  return py::make_tuple(result.id, result.subscribers, result.must_drain);
+  return result;
 }
 
 std::shared_ptr<Subscriber> subscribe(Broker& broker, std::string_view topic, uint64_t waiter,
                                       size_t last_n, std::optional<std::string> since,
-                                      int policy, size_t queue_size) {
+                                      Policy policy, size_t queue_size) {
   SubscribeOptions options;
   options.waiter = waiter;
   options.last_n = last_n;
   options.since = std::move(since);
-  options.policy = policy == 1 ? Policy::disconnect : Policy::drop_oldest;
+  options.policy = policy;
   options.queue_size = queue_size;
   return broker.subscribe(topic, options);
 }
 
 // Encodes a message exactly as the core does at publish time (for history read from a
-// shared log, e.g. Redis XRANGE): (SSE frame, WebSocket event text).
-py::tuple encode(std::string_view topic, std::string_view id, py::bytes data,
-                 std::string_view event, double ts) {
+// shared log, e.g. Redis XRANGE): its SSE frame and its WebSocket event text.
+Encoded encode(std::string_view topic, std::string_view id, py::bytes data,
+               std::string_view event, double ts) {
   auto key = MessageKey::parse(id);
   if (!key) throw py::value_error("bad message id");
   auto message = Message::make(*key, id, topic, event, std::string_view(data), ts);
   auto ws = message->ws();
-  return py::make_tuple(py::bytes(message->sse().data(), message->sse().size()),
-                        py::str(ws.data(), ws.size()));
+  return Encoded{py::bytes(message->sse().data(), message->sse().size()),
+                 py::str(ws.data(), ws.size())};
 }
 
 std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscriber>> subs, int fd,
@@ -146,27 +159,13 @@ std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscri
   return writer.attach(std::move(subs), std::move(options));
 }
 
-py::list drain(Broker& broker) {
+std::vector<Wake> drain(Broker& broker) {
   std::vector<uint64_t> tokens;
   broker.drain(tokens);
-  return py::cast(tokens);
-}
-
-py::dict counters(const Broker& broker) {
-  BrokerCounters c = broker.counters();
-  py::dict out;
-  out["messages"] = c.messages;
-  out["subscribers"] = c.subscribers;
-  out["published"] = c.published;
-  out["delivered"] = c.delivered;
-  out["dropped"] = c.dropped;
-  return out;
-}
-
-std::vector<py::tuple> topic_stats(const Broker& broker) {
-  std::vector<py::tuple> out;
-  for (const auto& s : broker.topic_stats())
-    out.push_back(py::make_tuple(s.name, s.subscribers, s.messages, s.dropped));
+  std::vector<Wake> out;
+  out.reserve(tokens.size());
+  for (uint64_t token : tokens)
+    out.push_back(Wake{token & Notifier::kWaiterMask, (token & Notifier::kClosingBit) != 0});
   return out;
 }
 
@@ -174,10 +173,6 @@ std::vector<py::tuple> topic_stats(const Broker& broker) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fanwire's native fan-out core";
-  m.attr("DROP_OLDEST") = 0;
-  m.attr("DISCONNECT") = 1;
-  m.attr("WAITER_MASK") = Notifier::kWaiterMask;
-  m.attr("CLOSING_BIT") = Notifier::kClosingBit;
   py::register_exception<TopicNotFound>(m, "TopicNotFound", PyExc_KeyError);
 
   py::class_<Subscriber, std::shared_ptr<Subscriber>>(m, "CoreSub")
@@ -198,8 +193,15 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &Subscriber::close);
   m.def("ws_frame", [](std::string_view text) { return py::bytes(fanwire::ws_frame(text)); },
         py::arg("text"));
+  py::class_<Encoded>(m, "Encoded")
+      .def_readonly("sse", &Encoded::sse)
+      .def_readonly("ws", &Encoded::ws);
   m.def("encode", &encode, py::arg("topic"), py::arg("message_id"), py::arg("data"),
         py::arg("event"), py::arg("ts"));
+
+  py::enum_<Policy>(m, "Policy")
+      .value("drop_oldest", Policy::drop_oldest)
+      .value("disconnect", Policy::disconnect);
 
   py::enum_<Encoding>(m, "Encoding")
       .value("sse", Encoding::sse)
@@ -252,6 +254,29 @@ PYBIND11_MODULE(_core, m) {
            py::arg("heartbeat"), py::arg("waiter"))
       .def("sink_count", &Writer::sink_count);
 
+  py::class_<PublishResult>(m, "PublishResult")
+      .def_readonly("id", &PublishResult::id)
+      .def_readonly("subscribers", &PublishResult::subscribers)
+      .def_readonly("must_drain", &PublishResult::must_drain);
+
+  py::class_<Wake>(m, "Wake")
+      .def_readonly("waiter", &Wake::waiter)
+      .def_readonly("closing", &Wake::closing);
+
+  py::class_<BrokerCounters>(m, "Counters")
+      .def_readonly("messages", &BrokerCounters::messages)
+      .def_readonly("subscribers", &BrokerCounters::subscribers)
+      .def_readonly("published", &BrokerCounters::published)
+      .def_readonly("delivered", &BrokerCounters::delivered)
+      .def_readonly("dropped", &BrokerCounters::dropped);
+
+  py::class_<TopicStats>(m, "TopicStats")
+      .def_readonly("name", &TopicStats::name)
+      .def_readonly("subscribers", &TopicStats::subscribers)
+      .def_readonly("messages", &TopicStats::messages)
+      .def_readonly("dropped", &TopicStats::dropped)
+      .def_readonly("retained", &TopicStats::retained);
+
   py::class_<Broker>(m, "Core")
       .def(py::init<size_t, uint64_t, bool>(), py::arg("retention") = 1000,
            py::arg("epoch") = 0, py::arg("external_ids") = false)
@@ -261,13 +286,14 @@ PYBIND11_MODULE(_core, m) {
       .def("delete_topic", &Broker::delete_topic, py::call_guard<py::gil_scoped_release>())
       .def("has_topic", &Broker::has_topic)
       .def("topic_count", &Broker::topic_count)
-      .def("topic_stats", &topic_stats)
+      .def("topic_stats", &Broker::topic_stats)
       .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
            py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
       .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
-           py::arg("since") = py::none(), py::arg("policy") = 0, py::arg("queue_size") = 1000)
+           py::arg("since") = py::none(), py::arg("policy") = Policy::drop_oldest,
+           py::arg("queue_size") = 1000)
       .def("drain", &drain)
       .def("shutdown", &Broker::shutdown, py::call_guard<py::gil_scoped_release>())
-      .def("counters", &counters)
+      .def("counters", &Broker::counters)
       .def_property_readonly("external_ids", &Broker::external_ids);
 }

@@ -146,7 +146,9 @@ def test_idle_subscriber_costs_under_2_kib_in_the_core():
         gc.collect()
         before = rss_kib()
         for i in range(10_000):
-            core_subs.append(broker._core.subscribe("t", i + 1, 0, None, _core.DROP_OLDEST, 1000))
+            core_subs.append(
+                broker._core.subscribe("t", i + 1, 0, None, _core.Policy.drop_oldest, 1000)
+            )
         per_sub = (rss_kib() - before) * 1024 / 10_000
         assert per_sub < 2048, f"{per_sub:.0f} bytes per idle subscriber"
         for s in core_subs:

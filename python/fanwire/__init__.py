@@ -2,6 +2,7 @@
 
 from ._version import __version__ as __version__
 from .broker import Broker, Published, Subscription, TopicInfo
+from .enums import Mode, Policy
 from .errors import (
     FanwireError,
     InvalidMessage,
@@ -20,7 +21,9 @@ __all__ = [
     "InvalidMessage",
     "InvalidTopic",
     "LimitReached",
+    "Mode",
     "PayloadTooLarge",
+    "Policy",
     "Published",
     "Settings",
     "ShuttingDown",

@@ -2,11 +2,6 @@
 
 from typing import ClassVar
 
-DROP_OLDEST: int
-DISCONNECT: int
-WAITER_MASK: int
-CLOSING_BIT: int
-
 class TopicNotFound(KeyError):
     """Raised by the core for a topic it does not hold; the broker turns it into
     fanwire.errors.TopicNotFound."""
@@ -33,6 +28,22 @@ class CoreSub:
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...
+
+class Policy:
+    """What a full queue does: drop its oldest messages, or close the subscriber."""
+
+    drop_oldest: ClassVar[Policy]
+    disconnect: ClassVar[Policy]
+    __members__: ClassVar[dict[str, Policy]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
 
 class Encoding:
     """How a Stream encodes: SSE frames, WebSocket texts, or whole WebSocket frames."""
@@ -111,8 +122,18 @@ def live_in_process() -> LiveCounts:
 def ws_frame(text: str) -> bytes:
     """An unmasked WebSocket text frame carrying ``text``."""
 
-def encode(topic: str, message_id: str, data: bytes, event: str, ts: float) -> tuple[bytes, str]:
-    """(SSE frame, WebSocket event text) of a message, encoded as the core does."""
+class Encoded:
+    """A message as the core encodes it at publish time."""
+
+    @property
+    def sse(self) -> bytes:
+        """Its SSE frame."""
+    @property
+    def ws(self) -> str:
+        """Its WebSocket ``event`` text."""
+
+def encode(topic: str, message_id: str, data: bytes, event: str, ts: float) -> Encoded:
+    """A message encoded as the core does (for history read from a shared log)."""
 
 class Sink:
     """A native SSE stream: the core writes its frames straight to the socket."""
@@ -139,6 +160,55 @@ class Writer:
         """Take ``subs`` over and write to ``fd`` (a duplicate, owned by the Sink)."""
     def sink_count(self) -> int: ...
 
+class PublishResult:
+    @property
+    def id(self) -> str: ...
+    @property
+    def subscribers(self) -> int:
+        """Subscribers the message reached."""
+    @property
+    def must_drain(self) -> bool:
+        """The caller must arrange a drain itself (see Notifier::push)."""
+
+class Wake:
+    """One wake-up of Core.drain."""
+
+    @property
+    def waiter(self) -> int: ...
+    @property
+    def closing(self) -> bool:
+        """The core is closing this subscriber (shutdown, slow consumer)."""
+
+class Counters:
+    """One Core's counts (two Cores in one process never see each other's)."""
+
+    @property
+    def messages(self) -> int:
+        """Retained by its topics."""
+    @property
+    def subscribers(self) -> int:
+        """Open subscribers of its topics."""
+    @property
+    def published(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+class TopicStats:
+    @property
+    def name(self) -> str: ...
+    @property
+    def subscribers(self) -> int: ...
+    @property
+    def messages(self) -> int:
+        """Messages published."""
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def retained(self) -> int:
+        """Messages in the ring now."""
+
 class Core:
     def __init__(self, retention: int = 1000, epoch: int = 0, external_ids: bool = False) -> None:
         """``external_ids``: every publish brings its id (e.g. a Redis stream id)."""
@@ -151,8 +221,7 @@ class Core:
     def delete_topic(self, name: str) -> bool: ...
     def has_topic(self, name: str) -> bool: ...
     def topic_count(self) -> int: ...
-    def topic_stats(self) -> list[tuple[str, int, int, int]]:
-        """(name, subscribers, messages published, messages dropped) per topic."""
+    def topic_stats(self) -> list[TopicStats]: ...
     def publish(
         self,
         topic: str,
@@ -161,8 +230,8 @@ class Core:
         message_id: str = "",
         on_loop: bool = False,
         ts: float = 0.0,
-    ) -> tuple[str, int, bool]:
-        """(id, subscribers reached, whether the caller must drain). KeyError if no topic.
+    ) -> PublishResult:
+        """KeyError if no topic.
         ``ts`` 0 means now; a shared log's reader passes the publisher's time."""
     def subscribe(
         self,
@@ -170,12 +239,10 @@ class Core:
         waiter: int,
         last_n: int,
         since: str | None,
-        policy: int,
+        policy: Policy,
         queue_size: int,
     ) -> CoreSub: ...
-    def drain(self) -> list[int]:
-        """Waiter tokens woken since the last drain (CLOSING_BIT set on closures)."""
+    def drain(self) -> list[Wake]:
+        """The waiters woken since the last drain."""
     def shutdown(self) -> None: ...
-    def counters(self) -> dict[str, int]:
-        """This Core's counts: messages (retained), subscribers (open), published,
-        delivered, dropped."""
+    def counters(self) -> Counters: ...

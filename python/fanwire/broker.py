@@ -1,4 +1,5 @@
-"""asyncio facade over the native core: :class:`Broker` (subscriptions: ``subscription.py``).
+"""asyncio facade over the native core: :class:`Broker` (subscriptions: ``subscription.py``,
+the history they come from: :class:`~fanwire.log.Log`).
 
 The core (``fanwire._core``) does the fan-out in C++ with the GIL released. It wakes this
 module through one eventfd: the loop watches it with ``add_reader`` and, once per batch of
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import _core
+from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
+from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
-from .subscription import Mode, Policy, Subscription
+from .subscription import Hub, Subscription
 from .waker import Waker
 
 if TYPE_CHECKING:
@@ -36,14 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["Broker", "Mode", "Policy", "Published", "Subscription", "TopicInfo"]
 
 log = logging.getLogger("fanwire")
-
-
-@dataclass(frozen=True)
-class Published:
-    """What a publish returns: the message id and how many subscribers it reached."""
-
-    message_id: str
-    subscribers: int
 
 
 @dataclass(frozen=True)
@@ -77,11 +72,10 @@ class Broker:
         self.max_topics = max_topics
         self.auto_create = auto_create
         self._core = _core.Core(retention, external_ids=bool(redis_url))
-        self._backend: RedisBackend | None = None
+        self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
+        self._backend: RedisBackend | None = None  # for the server's Redis-only features
         if redis_url:
-            from .backends.redis import RedisBackend
-
-            self._backend = RedisBackend(
+            redis_log = RedisLog(
                 self._core,
                 self._schedule_drain,
                 self._announce_gap,
@@ -92,6 +86,7 @@ class Broker:
                 backlog=self._backlog,
                 rounds=lambda: self._waker.rounds,
             )
+            self._log, self._backend = redis_log, redis_log.backend
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,13 +94,20 @@ class Broker:
         self._waker = Waker(self._core.fileno(), self._drain, wake_interval)
         self._shutting_down = False
         self._writer: _core.Writer | None = None
+        self._hub = Hub(
+            core=self._core,
+            log=self._log,
+            retention=retention,
+            check_open=self._check_open,
+            writer=lambda: self.writer,
+            forget=self._forget,
+        )
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Attach to the running event loop (idempotent); subscriptions need it."""
         loop = asyncio.get_running_loop()
-        if self._backend is not None:
-            self._backend.start()
+        self._log.start()
         if self._loop is loop:
             return
         self._loop = loop
@@ -123,8 +125,7 @@ class Broker:
     async def aclose(self) -> None:
         """:meth:`close`, then stop the Redis reader and close its connections."""
         self.close()
-        if self._backend is not None:
-            await self._backend.stop()
+        await self._log.stop()
 
     @property
     def backend(self) -> RedisBackend | None:
@@ -160,33 +161,21 @@ class Broker:
         """Create ``name``; False when it already existed."""
         check_topic(name)
         self._check_open()
-        if not self._core.has_topic(name) and self._core.topic_count() >= self.max_topics:
-            from .errors import LimitReached
-
-            raise LimitReached(f"at most {self.max_topics} topics")
-        if self._backend is not None:
-            return self._backend.create_topic_sync(name)
-        return self._core.create_topic(name)
+        return self._log.create_topic(name)
 
     def delete_topic(self, name: str) -> bool:
         """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
-        if self._backend is not None:
-            return self._backend.delete_topic_sync(name)
-        return self._core.delete_topic(name)
+        return self._log.delete_topic(name)
 
     async def acreate_topic(self, name: str) -> bool:
         """:meth:`create_topic` for the event loop; in Redis mode, known on every node."""
-        if self._backend is None:
-            return self.create_topic(name)
         check_topic(name)
         self._check_open()
-        return await self._backend.create_topic(name)
+        return await self._log.acreate_topic(name)
 
     async def adelete_topic(self, name: str) -> bool:
         """:meth:`delete_topic` for the event loop; in Redis mode, on every node."""
-        if self._backend is None:
-            return self.delete_topic(name)
-        return await self._backend.delete_topic(check_topic(name))
+        return await self._log.adelete_topic(name)
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
@@ -196,14 +185,13 @@ class Broker:
         the registry has (created on another node a moment ago), so that a subscribe
         right after finds it. Call it before :meth:`subscribe` on the event loop: the
         subscribe itself never asks Redis (it would block the loop)."""
-        if self._backend is None:
-            return
-        for name in names:
-            if is_valid_name(name) and not self._core.has_topic(name):
-                await self._backend.adopt(name)
+        await self._log.adopt(names)
 
     def topics(self) -> list[TopicInfo]:
-        return [TopicInfo(*row) for row in self._core.topic_stats()]
+        return [
+            TopicInfo(row.name, row.subscribers, row.messages, row.dropped)
+            for row in self._core.topic_stats()
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Per-topic and server-wide counters, the body of ``GET /stats``."""
@@ -219,11 +207,11 @@ class Broker:
                 for t in topics
             },
             "topic_count": len(topics),
-            "subscriber_count": counters["subscribers"],
-            "published_count": counters["published"],
-            "delivered_count": counters["delivered"],
-            "dropped_count": counters["dropped"],
-            "retained_messages": counters["messages"],
+            "subscriber_count": counters.subscribers,
+            "published_count": counters.published,
+            "delivered_count": counters.delivered,
+            "dropped_count": counters.dropped,
+            "retained_messages": counters.messages,
         }
 
     # -- publishing ------------------------------------------------------------------
@@ -240,29 +228,13 @@ class Broker:
     ) -> Published:
         """Publish an already JSON-encoded payload (compact, no raw newline)."""
         self._check_publish(payload, event)
-        if self._backend is not None and not message_id:
-            mid = self._backend.publish_sync(topic, payload, event or "")
-            if mid is None:
-                self._missing(topic)
-                mid = self._backend.publish_sync(topic, payload, event or "")
-            return Published(mid or "", self._local_subscribers(topic))
         on_loop = self._loop_thread == threading.get_ident()
-        try:
+        published = self._log.publish(topic, payload, event or "", message_id, on_loop)
+        if published is None:
             # Only valid names ever become topics, so the name is checked on a miss only.
-            mid, count, must_drain = self._core.publish(
-                topic, payload, event or "", message_id, on_loop
-            )
-        except KeyError:
-            check_topic(topic)
-            if not self.auto_create:
-                raise TopicNotFound(f"no topic {topic!r}") from None
-            self.create_topic(topic)
-            mid, count, must_drain = self._core.publish(
-                topic, payload, event or "", message_id, on_loop
-            )
-        if must_drain:
-            self._schedule_drain()
-        return Published(mid, count)
+            self._missing(topic)
+            published = self._log.publish(topic, payload, event or "", message_id, on_loop)
+        return published or Published("", 0)
 
     async def apublish(self, topic: str, data: Any, event: str | None = None) -> Published:
         """:meth:`publish_message` for the event loop.
@@ -271,18 +243,17 @@ class Broker:
         stream id as message id and this node's subscribers of ``topic`` as count; it
         raises :class:`~fanwire.backends.BackendUnavailable` (503) when Redis is down.
         """
-        if self._backend is None:
-            return self.publish_message(topic, data, event)
         payload = _encode(data)
         self._check_publish(payload, event)
-        mid = await self._backend.publish(topic, payload, event or "")
-        if mid is None:
+        on_loop = self._loop_thread == threading.get_ident()
+        published = await self._log.apublish(topic, payload, event or "", on_loop)
+        if published is None:
+            check_topic(topic)
             if not self.auto_create:
-                check_topic(topic)
                 raise TopicNotFound(f"no topic {topic!r}")
             await self.acreate_topic(topic)
-            mid = await self._backend.publish(topic, payload, event or "")
-        return Published(mid or "", self._local_subscribers(topic))
+            published = await self._log.apublish(topic, payload, event or "", on_loop)
+        return published or Published("", 0)
 
     def _check_publish(self, payload: bytes, event: str | None) -> None:
         if event is not None and not is_valid_name(event):
@@ -301,17 +272,10 @@ class Broker:
             raise TopicNotFound(f"no topic {topic!r}")
         self.create_topic(topic)
 
-    def _local_subscribers(self, topic: str) -> int:
-        """This node's subscribers of ``topic`` (Redis mode): counted when there are few
-        topics, else as the node's reader last saw them (O(1))."""
-        if self._backend is not None and self._core.topic_count() > 100:
-            return self._backend.reader.subscribers.get(topic, 0)
-        return next((row[1] for row in self._core.topic_stats() if row[0] == topic), 0)
-
     def _announce_gap(self, topic: str, first_available: str | None) -> None:
         """Tell every local subscriber of ``topic`` that messages may be missing."""
         for sub in list(self._subs.values()):
-            sub._inject_gap(topic, first_available)
+            sub.inject_gap(topic, first_available)
 
     def _backlog(self, topics: Collection[str]) -> int:
         """Messages of ``topics`` that local subscribers have not taken yet (the Redis
@@ -325,9 +289,9 @@ class Broker:
         *,
         last_n: int = 0,
         since: str | None = None,
-        policy: Policy = "drop_oldest",
+        policy: Policy | str = Policy.drop_oldest,
         queue_size: int = 1000,
-        mode: Mode = "sse",
+        mode: Mode | str = Mode.sse,
         end_when_empty: bool | None = None,
     ) -> Subscription:
         """Subscribe to one or several topics (or none yet: add them with ``add``).
@@ -337,10 +301,13 @@ class Broker:
         True for SSE) ends the iteration once no topic is left.
         """
         self._check_open()
+        mode, policy = Mode(mode), Policy.parse(policy)
         self.start()
         if end_when_empty is None:
-            end_when_empty = mode == "sse"
-        sub = Subscription(self, next(self._waiters), mode, end_when_empty, policy, queue_size)
+            end_when_empty = mode is Mode.sse
+        waiter = next(self._waiters)
+        sub = Subscription(self._hub, waiter, mode, end_when_empty, policy, queue_size)
+        self._subs[waiter] = sub
         names = [topics] if isinstance(topics, str) else list(topics or ())
         try:
             for name in names:
@@ -355,24 +322,28 @@ class Broker:
         if self._shutting_down:
             raise ShuttingDown("server is shutting down")
 
+    def _forget(self, waiter: int) -> None:
+        """A subscription closed: no more wake-ups for it."""
+        self._subs.pop(waiter, None)
+
     def _schedule_drain(self) -> None:
         self._waker.request()
 
     def _drain(self) -> None:
         """Wake every subscription the core reported ready (runs on the loop).
 
-        The core hands each token out once: a wake-up that raises (e.g. a direct write)
+        The core hands each wake-up out once: a wake-up that raises (e.g. a direct write)
         must not cost the rest of the round theirs, so every one is woken, then the
         first error is logged (raising here would also break ``close``).
         """
         first: Exception | None = None
         failed = 0
-        for token in self._core.drain():
-            sub = self._subs.get(token & _core.WAITER_MASK)
+        for wake in self._core.drain():
+            sub = self._subs.get(wake.waiter)
             if sub is None:
                 continue
             try:
-                sub._wake(closing=bool(token & _core.CLOSING_BIT))
+                sub.wake(closing=wake.closing)
             except Exception as exc:
                 failed += 1
                 first = first or exc

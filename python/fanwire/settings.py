@@ -6,12 +6,10 @@ case, e.g. ``FANWIRE_MAX_PAYLOAD=131072`` or ``FANWIRE_DEMO_RATE=0``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Policy = Literal["drop_oldest", "disconnect"]
+from .enums import Policy
 
 
 class Settings(BaseSettings):
@@ -31,9 +29,9 @@ class Settings(BaseSettings):
     )
     auto_create_topics: bool = Field(False, description="create topics on first use")
 
-    sse_policy: Policy = Field("disconnect", description="SSE slow-consumer policy")
+    sse_policy: Policy = Field(Policy.disconnect, description="SSE slow-consumer policy")
     sse_queue_size: int = Field(100, ge=1, description="SSE queue per subscription")
-    ws_policy: Policy = Field("drop_oldest", description="WebSocket slow-consumer policy")
+    ws_policy: Policy = Field(Policy.drop_oldest, description="WebSocket slow-consumer policy")
     ws_queue_size: int = Field(1000, ge=1, description="WebSocket queue per subscription")
     ws_publish_rate: float = Field(
         0.0, ge=0, description="publishes/s allowed per WebSocket (0: no limit)"

@@ -12,27 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
+from .enums import Mode, Policy
 from .errors import TopicNotFound
 from .names import check_topic
 from .wire import Notices
 
 if TYPE_CHECKING:
     from .backends.history import Replay
-    from .broker import Broker
+    from .log import Log
 
-Policy = Literal["drop_oldest", "disconnect"]
-Mode = Literal["sse", "ws", "ws_frames"]
-_POLICIES = {"drop_oldest": _core.DROP_OLDEST, "disconnect": _core.DISCONNECT}
 _TIMEOUT = object()
-_ENCODINGS = {
-    "sse": _core.Encoding.sse,
-    "ws": _core.Encoding.ws,
-    "ws_frames": _core.Encoding.ws_frames,
-}
+
+
+@dataclass(frozen=True)
+class Hub:
+    """What a subscription needs from its broker (given at construction, so this module
+    never imports the broker)."""
+
+    core: _core.Core
+    log: Log
+    retention: int
+    check_open: Callable[[], None]  # raises ShuttingDown once the broker shuts down
+    writer: Callable[[], _core.Writer]  # the native writer thread (created on first use)
+    forget: Callable[[int], None]  # a closed subscription's waiter gets no more wake-ups
 
 
 class DirectWriter(Protocol):
@@ -59,14 +66,14 @@ class Subscription:
 
     def __init__(
         self,
-        broker: Broker,
+        hub: Hub,
         waiter: int,
         mode: Mode,
         end_when_empty: bool,
         policy: Policy,
         queue_size: int,
     ) -> None:
-        self._broker = broker
+        self._hub = hub
         self._waiter = waiter
         self._mode = mode
         self._notices = Notices(mode)
@@ -75,7 +82,7 @@ class Subscription:
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
         # The subscribers taken from, merged in id order: all but the held ones.
-        self._stream = _core.Stream(_ENCODINGS[mode])
+        self._stream = _core.Stream(mode.encoding)
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._pending: list[Any] = []
         self._ready = False
@@ -88,7 +95,6 @@ class Subscription:
         self.close_reason: str | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
-        broker._subs[waiter] = self
 
     # -- topics ----------------------------------------------------------------------
     @property
@@ -101,7 +107,7 @@ class Subscription:
         *,
         last_n: int = 0,
         since: str | None = None,
-        policy: Policy | None = None,
+        policy: Policy | str | None = None,
         queue_size: int | None = None,
         since_group: Sequence[str] = (),
     ) -> None:
@@ -112,31 +118,28 @@ class Subscription:
         time for the others, and unknown (``gap``) only if none of their streams holds it.
         """
         check_topic(topic)
-        self._broker._check_open()
-        policy_code = _POLICIES[policy or self._policy]
-        size = max(1, min(queue_size or self._queue_size, self._broker.retention))
+        self._hub.check_open()
+        policy_code = Policy.parse(policy).core if policy else self._policy.core
+        size = max(1, min(queue_size or self._queue_size, self._hub.retention))
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
         self._subs[topic] = core_sub
-        backend = self._broker._backend
-        if backend is not None:
-            replay = backend.resume(topic, core_sub, since, last_n, self._notices, since_group)
-            if replay is not None:
-                self._held[topic] = replay
-                replay.add_done_callback(functools.partial(self._replayed, topic, core_sub))
-        elif core_sub.gap:
-            self._pending.append(self._notices.gap(topic, core_sub.first_available))
-        if topic not in self._held:
+        resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
+        if isinstance(resumed, list):
+            self._pending.extend(resumed)
             self._stream.add(core_sub)
-        self._wake()
+        else:  # history on its way (Redis): the core's messages wait for it
+            self._held[topic] = resumed
+            resumed.add_done_callback(functools.partial(self._replayed, topic, core_sub))
+        self.wake()
 
     def _core_subscribe(
-        self, topic: str, last_n: int, since: str | None, policy: int, size: int
+        self, topic: str, last_n: int, since: str | None, policy: _core.Policy, size: int
     ) -> _core.CoreSub:
         # (Redis mode: a topic created on another node a moment ago, not yet announced
         # here, is looked up beforehand, without blocking: Broker.aknow_topics.)
         try:
-            return self._broker._core.subscribe(topic, self._waiter, last_n, since, policy, size)
+            return self._hub.core.subscribe(topic, self._waiter, last_n, since, policy, size)
         except KeyError:
             raise TopicNotFound(f"no topic {topic!r}") from None
 
@@ -152,9 +155,9 @@ class Subscription:
         self._pending.extend(replay.items)
         if replay.floor is not None:
             core_sub.skip_through(replay.floor)
-        self._wake()
+        self.wake()
 
-    def _inject_gap(self, topic: str, first_available: str | None) -> None:
+    def inject_gap(self, topic: str, first_available: str | None) -> None:
         """Queue a gap notice for ``topic`` after what its core queue holds now."""
         core_sub = self._subs.get(topic)
         if core_sub is None:
@@ -165,7 +168,7 @@ class Subscription:
         if topic not in self._held:
             self._take(self._pending)  # every topic: the stream stays in id order
         self._pending.append(self._notices.gap(topic, first_available))
-        self._wake()
+        self.wake()
 
     def remove(self, topic: str) -> bool:
         """Unsubscribe from ``topic``; False when not subscribed."""
@@ -189,7 +192,7 @@ class Subscription:
     @property
     def native_ready(self) -> bool:
         """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
-        return self._mode == "sse" and not self._held and self._sink is None
+        return self._mode is Mode.sse and not self._held and self._sink is None
 
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
@@ -201,7 +204,7 @@ class Subscription:
         subs = list(self._subs.values())
         for core_sub in subs:
             self._stream.remove(core_sub)  # the sink's own stream takes from them now
-        self._sink = self._broker.writer.attach(subs, fd, preamble, heartbeat, self._waiter)
+        self._sink = self._hub.writer().attach(subs, fd, preamble, heartbeat, self._waiter)
         return self._sink
 
     def close(self) -> None:
@@ -213,10 +216,10 @@ class Subscription:
         self._subs.clear()
         self._stream.close()
         self._held.clear()  # replays on their way are dropped (see remove)
-        self._broker._subs.pop(self._waiter, None)
+        self._hub.forget(self._waiter)
         if self.close_reason is None:
             self.close_reason = "closed"
-        self._wake()
+        self.wake()
 
     # -- iteration -------------------------------------------------------------------
     async def __aenter__(self) -> Subscription:
@@ -273,7 +276,9 @@ class Subscription:
             if timer is not None:
                 timer.cancel()
 
-    def _wake(self, closing: bool = False) -> None:
+    def wake(self, closing: bool = False) -> None:
+        """Something is ready (the broker's wake-up round; ``closing``: the core is closing
+        this client)."""
         self._ready = True
         if closing:
             self.must_close.set()
@@ -309,7 +314,7 @@ class Subscription:
             # A whole-connection end (shutdown, slow consumer) releases the other topics.
             if note.ended and note.topic in self._subs:
                 self._end_topic(note.topic, note.close_reason, out)
-        if self._mode == "ws":
+        if self._mode is Mode.ws:
             return out
         return out[0] if len(out) == 1 else b"".join(out)
 
@@ -319,7 +324,7 @@ class Subscription:
         batch = self._stream.take()
         self.received += batch.messages
         self.dropped += batch.dropped
-        if self._mode == "ws":
+        if self._mode is Mode.ws:
             out.extend(batch.texts)
         elif batch.data:
             out.append(batch.data)

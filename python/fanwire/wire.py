@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from . import _core
+from .enums import Mode
 
 
 def sse_frame(event: str, data: Any) -> bytes:
@@ -50,18 +51,19 @@ class Notices:
     frames), ``ws`` (WebSocket texts) or ``ws_frames`` (bytes of WebSocket frames, written
     to the socket as they are)."""
 
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.sse = mode == "sse"
+    def __init__(self, mode: Mode | str) -> None:
+        self.mode = Mode(mode)
+        self.sse = self.mode is Mode.sse
+        self.frames = self.mode is Mode.ws_frames
 
     def event(self, sse: bytes, text: str) -> bytes | str:
         """A message already encoded by the core, in this transport's form."""
         if self.sse:
             return sse
-        return _core.ws_frame(text) if self.mode == "ws_frames" else text
+        return _core.ws_frame(text) if self.frames else text
 
     def _ws(self, text: str) -> bytes | str:
-        return _core.ws_frame(text) if self.mode == "ws_frames" else text
+        return _core.ws_frame(text) if self.frames else text
 
     def gap(self, topic: str, first_available: str | None) -> bytes | str:
         if self.sse:

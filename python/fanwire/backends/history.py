@@ -43,10 +43,10 @@ def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
     out: list[Any] = []
     for raw_id, fields in entries:
         ts = float(fields.get(b"t", b"0") or 0)
-        frame, text = _core.encode(
+        encoded = _core.encode(
             topic, as_text(raw_id), fields.get(b"d", b"null"), as_text(fields.get(b"e", b"")), ts
         )
-        out.append(notices.event(frame, text))
+        out.append(notices.event(encoded.sse, encoded.ws))
     return out
 
 

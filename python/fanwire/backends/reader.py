@@ -180,10 +180,11 @@ class StreamReader:
             event = as_text(fields.get(b"e", b""))
             try:
                 ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
-                _, reached, drain = self.core.publish(
+                result = self.core.publish(
                     topic, fields.get(b"d", b"null"), event, message_id, True, ts
                 )
-                self.subscribers[topic] = reached
+                self.subscribers[topic] = result.subscribers
+                drain = result.must_drain
             except KeyError:
                 self.positions.pop(topic, None)
                 self.counts.pop(topic, None)

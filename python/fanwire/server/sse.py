@@ -16,6 +16,7 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
@@ -24,7 +25,6 @@ from . import _uvicorn
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
-POLICIES = ("drop_oldest", "disconnect")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class StreamParams:
     topics: list[str]
     last_n: int
     since: str | None
-    policy: str
+    policy: Policy
     queue_size: int
 
 
@@ -62,9 +62,7 @@ def parse_params(request: Request, runtime: Runtime) -> StreamParams:
     if len(topics) > settings.max_subscriptions_per_connection:
         limit = settings.max_subscriptions_per_connection
         raise LimitReached(f"at most {limit} topics per stream")
-    policy = request.query_params.get("policy") or settings.sse_policy
-    if policy not in POLICIES:
-        raise InvalidMessage("policy must be drop_oldest or disconnect")
+    policy = Policy.parse(request.query_params.get("policy") or settings.sse_policy)
     queue = _int_param(request, "queue_size", settings.sse_queue_size, 1, 2**31)
     since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     return StreamParams(
@@ -97,9 +95,9 @@ def open_subscription(runtime: Runtime, params: StreamParams) -> Subscription:
         params.topics,
         last_n=params.last_n,
         since=params.since,
-        policy=params.policy,  # type: ignore[arg-type]
+        policy=params.policy,
         queue_size=params.queue_size,
-        mode="sse",
+        mode=Mode.sse,
     )
 
 

@@ -21,10 +21,11 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..jsoncheck import check_integers
 from ..names import check_topic
-from ..subscription import Mode, Subscription
+from ..subscription import Subscription
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
 from ._uvicorn import FrameWriter, frame_writer, hang_up_ws
@@ -33,7 +34,6 @@ from .limits import TokenBucket
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
-POLICIES = ("drop_oldest", "disconnect")
 CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
@@ -111,7 +111,7 @@ class Connection:
         self.frames: FrameWriter | None = (
             frame_writer(websocket) if self.settings.ws_batch_frames else None
         )
-        self.mode: Mode = "ws" if self.frames is None else "ws_frames"
+        self.mode = Mode.ws if self.frames is None else Mode.ws_frames
         self.notices = Notices(self.mode)
         self.sub: Subscription = runtime.broker.subscribe(
             None,
@@ -166,8 +166,8 @@ class Connection:
             raise InvalidMessage(f"last_n must be between 0 and {self.runtime.broker.retention}")
         since = _field(msg, "since", str)
         policy = _field(msg, "policy", str)
-        if policy is not None and policy not in POLICIES:
-            raise InvalidMessage("policy must be drop_oldest or disconnect")
+        if policy is not None:
+            policy = Policy.parse(policy)
         queue_size = _field(msg, "queue_size", int)
         if queue_size is not None and queue_size < 1:
             raise InvalidMessage("queue_size must be at least 1")

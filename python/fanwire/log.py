@@ -1,0 +1,259 @@
+"""The shared history under :class:`~fanwire.Broker`: the :class:`Log` interface.
+
+The broker and its subscriptions never ask which deployment they run in; they call the
+one :class:`Log` the broker was built with:
+
+- :class:`MemoryLog`: the core's own rings (one process); a publish is a core call.
+- :class:`RedisLog`: Redis Streams shared by several workers and hosts
+  (:class:`~fanwire.backends.redis.RedisBackend`, imported only when used). A publish is
+  an ``XADD`` that comes back to every node through its reader, which feeds the core.
+
+In both, the core (``_core.Core``) holds the local rings and the subscribers; a Log only
+decides where a publish, a topic change and the history of a resume come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import _core
+from .errors import LimitReached
+from .names import check_topic, is_valid_name
+from .wire import Notices
+
+if TYPE_CHECKING:
+    from .backends.history import Replay
+    from .backends.redis import RedisBackend
+
+__all__ = ["Log", "MemoryLog", "Published", "RedisLog"]
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish returns: the message id and how many subscribers it reached."""
+
+    message_id: str
+    subscribers: int
+
+
+class Log(Protocol):
+    """What the facade needs from the history it publishes to and resumes from."""
+
+    def start(self) -> None:
+        """Start on the running loop (idempotent)."""
+
+    async def stop(self) -> None:
+        """Stop and release the connections."""
+
+    def create_topic(self, name: str) -> bool:
+        """Create ``name`` (valid, checked by the caller); False when it existed."""
+
+    async def acreate_topic(self, name: str) -> bool:
+        """:meth:`create_topic` without blocking the loop."""
+
+    def delete_topic(self, name: str) -> bool:
+        """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
+
+    async def adelete_topic(self, name: str) -> bool:
+        """:meth:`delete_topic` without blocking the loop."""
+
+    def publish(
+        self, topic: str, payload: bytes, event: str, message_id: str, on_loop: bool
+    ) -> Published | None:
+        """Publish a checked payload; None when ``topic`` does not exist."""
+
+    async def apublish(
+        self, topic: str, payload: bytes, event: str, on_loop: bool
+    ) -> Published | None:
+        """:meth:`publish` without blocking the loop."""
+
+    async def adopt(self, names: Iterable[str]) -> None:
+        """Make the topics of ``names`` that exist elsewhere known here before a subscribe."""
+
+    def resume(
+        self,
+        topic: str,
+        core_sub: _core.CoreSub,
+        since: str | None,
+        last_n: int,
+        notices: Notices,
+        since_group: Sequence[str],
+    ) -> list[Any] | asyncio.Task[Replay]:
+        """What a new subscriber of ``topic`` gets before the core's messages: notices to
+        queue now (a ``gap``), or a task fetching what the local ring lacks (Redis)."""
+
+
+def _publish_local(
+    core: _core.Core,
+    drain: Callable[[], None],
+    topic: str,
+    payload: bytes,
+    event: str,
+    message_id: str,
+    on_loop: bool,
+) -> Published | None:
+    try:
+        result = core.publish(topic, payload, event, message_id, on_loop)
+    except KeyError:
+        return None
+    if result.must_drain:
+        drain()
+    return Published(result.id, result.subscribers)
+
+
+def _check_room(core: _core.Core, name: str, max_topics: int) -> None:
+    if not core.has_topic(name) and core.topic_count() >= max_topics:
+        raise LimitReached(f"at most {max_topics} topics")
+
+
+class MemoryLog:
+    """One process: the core's rings are the whole history."""
+
+    def __init__(self, core: _core.Core, drain: Callable[[], None], max_topics: int) -> None:
+        self.core = core
+        self.drain = drain
+        self.max_topics = max_topics
+
+    def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def create_topic(self, name: str) -> bool:
+        _check_room(self.core, name, self.max_topics)
+        return self.core.create_topic(name)
+
+    async def acreate_topic(self, name: str) -> bool:
+        return self.create_topic(name)
+
+    def delete_topic(self, name: str) -> bool:
+        return self.core.delete_topic(name)
+
+    async def adelete_topic(self, name: str) -> bool:
+        return self.core.delete_topic(name)
+
+    def publish(
+        self, topic: str, payload: bytes, event: str, message_id: str, on_loop: bool
+    ) -> Published | None:
+        return _publish_local(self.core, self.drain, topic, payload, event, message_id, on_loop)
+
+    async def apublish(
+        self, topic: str, payload: bytes, event: str, on_loop: bool
+    ) -> Published | None:
+        return self.publish(topic, payload, event, "", on_loop)
+
+    async def adopt(self, names: Iterable[str]) -> None:
+        pass
+
+    def resume(
+        self,
+        topic: str,
+        core_sub: _core.CoreSub,
+        since: str | None,
+        last_n: int,
+        notices: Notices,
+        since_group: Sequence[str],
+    ) -> list[Any] | asyncio.Task[Replay]:
+        # The ring is the whole history: what it lacks is gone (the core said so).
+        return [notices.gap(topic, core_sub.first_available)] if core_sub.gap else []
+
+
+class RedisLog:
+    """Several nodes: Redis Streams are the history, each node's core a window on them."""
+
+    def __init__(
+        self,
+        core: _core.Core,
+        drain: Callable[[], None],
+        announce_gap: Callable[[str, str | None], None],
+        url: str,
+        *,
+        retention: int,
+        max_topics: int,
+        prefix: str,
+        backlog: Callable[[Collection[str]], int],
+        rounds: Callable[[], int],
+    ) -> None:
+        from .backends.redis import RedisBackend
+
+        self.core = core
+        self.drain = drain
+        self.max_topics = max_topics
+        self.backend: RedisBackend = RedisBackend(
+            core,
+            drain,
+            announce_gap,
+            url,
+            retention=retention,
+            max_topics=max_topics,
+            prefix=prefix,
+            backlog=backlog,
+            rounds=rounds,
+        )
+
+    def start(self) -> None:
+        self.backend.start()
+
+    async def stop(self) -> None:
+        await self.backend.stop()
+
+    def create_topic(self, name: str) -> bool:
+        _check_room(self.core, name, self.max_topics)
+        return self.backend.create_topic_sync(name)
+
+    async def acreate_topic(self, name: str) -> bool:
+        return await self.backend.create_topic(name)  # Redis checks the limit
+
+    def delete_topic(self, name: str) -> bool:
+        return self.backend.delete_topic_sync(name)
+
+    async def adelete_topic(self, name: str) -> bool:
+        return await self.backend.delete_topic(check_topic(name))
+
+    def publish(
+        self, topic: str, payload: bytes, event: str, message_id: str, on_loop: bool
+    ) -> Published | None:
+        if message_id:  # already in the log (its id says where): feed the local core only
+            return _publish_local(self.core, self.drain, topic, payload, event, message_id, on_loop)
+        mid = self.backend.publish_sync(topic, payload, event)
+        return None if mid is None else Published(mid, self._local_subscribers(topic))
+
+    async def apublish(
+        self, topic: str, payload: bytes, event: str, on_loop: bool
+    ) -> Published | None:
+        mid = await self.backend.publish(topic, payload, event)
+        return None if mid is None else Published(mid, self._local_subscribers(topic))
+
+    async def adopt(self, names: Iterable[str]) -> None:
+        # A subscribe never asks Redis itself (it would block the loop): the caller
+        # awaits this first, for topics created on another node a moment ago.
+        for name in names:
+            if is_valid_name(name) and not self.core.has_topic(name):
+                await self.backend.adopt(name)
+
+    def resume(
+        self,
+        topic: str,
+        core_sub: _core.CoreSub,
+        since: str | None,
+        last_n: int,
+        notices: Notices,
+        since_group: Sequence[str],
+    ) -> list[Any] | asyncio.Task[Replay]:
+        task = self.backend.resume(topic, core_sub, since, last_n, notices, since_group)
+        return [] if task is None else task
+
+    def _local_subscribers(self, topic: str) -> int:
+        """This node's subscribers of ``topic``: counted when there are few topics, else
+        as the node's reader last saw them (O(1))."""
+        if self.core.topic_count() > 100:
+            return self.backend.reader.subscribers.get(topic, 0)
+        return _subscribers_of(self.core, topic)
+
+
+def _subscribers_of(core: _core.Core, topic: str) -> int:
+    return next((row.subscribers for row in core.topic_stats() if row.name == topic), 0)

@@ -2,7 +2,9 @@
 stream with ``XREAD BLOCK`` and feeds each entry to the local C++ core.
 
 Local fan-out then stays in C++: an entry crosses into the core once, with its stream id
-as the message id, and the core wakes this process's subscribers in batches.
+as the message id, and the core wakes this process's subscribers in batches. Entries are
+fed in key order across streams (ids increase in publish order across topics), so a
+stream of several topics is in id order (:meth:`StreamReader._feed_in_order`).
 
 Continuity: each entry carries its topic's publish count ``s`` (:mod:`.scripts`). A
 reader that fell more than the retention behind (a paused process, a slow Redis) finds

@@ -3,6 +3,8 @@ deployment's publish order (PROTOCOL.md, "A stream of several topics delivers th
 messages in id order..."), so its last id resumes every topic with no duplicate, no gap."""
 
 import asyncio
+import os
+import signal
 
 from redis_support import create_everywhere, http_client, node, publish, topic_name, two_nodes
 
@@ -102,5 +104,38 @@ def test_last_n_over_two_topics_read_from_redis_comes_in_id_order(fanwire_server
                 await sse.read_messages(8)
         replay = sorted(ids[topics[0]][-3:] + ids[topics[1]][-3:], key=order.index)
         assert sse.ids == replay + later
+
+    run(main(), timeout=60)
+
+
+def test_a_node_catching_up_feeds_its_topics_in_id_order(fanwire_server, redis_server):
+    """B's reader reads 10 entries per stream at a time (half its retention of 20): after
+    a pause, topic a's reply ends before topic b's begins, and a's rest, older than all of
+    b's, must not come after them."""
+    a = node(fanwire_server, redis_server.url)
+    b = node(fanwire_server, redis_server.url, retention=20)
+    topics = [topic_name("ca"), topic_name("cb")]
+
+    async def main():
+        async with http_client() as http:
+            for name in topics:
+                await create_everywhere(http, name, a, b)
+            async with SSEClient(b.url, topics=topics) as sse, WSClient(b.ws_url) as ws:
+                for name in topics:
+                    await ws.subscribe(name)
+                ids = [await publish(http, a, name, {"first": name}) for name in topics]
+                await sse.read_messages(2)
+                await ws.recv_events(2)
+                os.kill(b.pid, signal.SIGSTOP)
+                try:
+                    for name, count in ((topics[0], 15), (topics[1], 15), (topics[0], 5)):
+                        ids += [await publish(http, a, name, {"n": n}) for n in range(count)]
+                finally:
+                    os.kill(b.pid, signal.SIGCONT)
+                await sse.read_messages(len(ids), timeout=30)
+                await ws.recv_events(len(ids), timeout=30)
+        assert ids == sorted(ids, key=parse_id)  # publish order is id order
+        assert sse.ids == ids
+        assert ws.event_ids() == ids
 
     run(main(), timeout=60)

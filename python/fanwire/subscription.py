@@ -152,10 +152,10 @@ class Subscription:
     def _release(self) -> None:
         """Once every history on its way arrived: queue them merged in id order (several
         topics), then let the core go on after them."""
-        from .backends.history import merge  # Redis mode only
-
         if self._held or not self._replays:
             return
+        from .backends.history import merge  # Redis mode only (imports redis)
+
         arrived = [(t, c, r) for t, c, r in self._replays if self._subs.get(t) is c]
         self._replays = []
         self._pending.extend(merge([(c, r) for _, c, r in arrived if r is not None]))

@@ -84,7 +84,11 @@ PublishResult Broker::publish(std::string_view topic_name, std::string_view data
   if (ts <= 0) ts = now_seconds();
   // The id is taken under the topic's lock, so ids increase in publish order per topic.
   auto make = [&] {
-    if (!id.empty()) return Message::make(*MessageKey::parse(id), id, topic_name, event, data, ts);
+    if (!id.empty()) {
+      const MessageKey key = *MessageKey::parse(id);
+      ids_->fed(key);  // under the topic's lock, like an own id (IdPolicy::visible)
+      return Message::make(key, id, topic_name, event, data, ts);
+    }
     const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
     return Message::make(key, key.to_string(), topic_name, event, data, ts);
   };

@@ -332,6 +332,22 @@ TEST(stream_merges_external_ids_by_key) {
   CHECK((take_ids(stream) == std::vector<std::string>{"3-0", "5-0", "6-1", "7-0"}));
 }
 
+// A native Sink takes on its own thread while the Redis reader feeds in key order: the
+// take must stop at the newest key published, as with own ids.
+TEST(external_ids_bound_a_take_at_the_newest_key_published) {
+  Broker b(10, 0, true);
+  b.create_topic("a");
+  b.create_topic("b");
+  auto sub = b.subscribe("a", opts());
+  CHECK(sub->visible() == MessageKey{});
+  b.publish("a", "1", "", "5-0");
+  CHECK(sub->visible() == (MessageKey{5, 0}));
+  b.publish("b", "1", "", "3-9");  // older: visible at once, the bound never goes back
+  CHECK(sub->visible() == (MessageKey{5, 0}));
+  b.publish("b", "1", "", "6-1");
+  CHECK(sub->visible() == (MessageKey{6, 1}));
+}
+
 TEST(stream_reports_ends_per_topic) {
   Broker b(10, 7);
   b.create_topic("a");

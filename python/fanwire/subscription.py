@@ -84,6 +84,7 @@ class Subscription:
         # The subscribers taken from, merged in id order: all but the held ones.
         self._stream = _core.Stream(mode.encoding)
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
+        self._replays: list[tuple[str, _core.CoreSub, Replay | None]] = []  # arrived
         self._pending: list[Any] = []
         self._ready = False
         self._future: asyncio.Future[object] | None = None
@@ -148,13 +149,21 @@ class Subscription:
         if self._held.get(topic) is not task:
             return
         del self._held[topic]
-        self._stream.add(core_sub)
-        if task.cancelled():
+        self._replays.append((topic, core_sub, None if task.cancelled() else task.result()))
+        self._release()
+
+    def _release(self) -> None:
+        """Once every history on its way arrived: queue them merged in id order (several
+        topics), then let the core go on after them."""
+        if self._held or not self._replays:
             return
-        replay = task.result()
-        self._pending.extend(replay.items)
-        if replay.floor is not None:
-            core_sub.skip_through(replay.floor)
+        from .backends.history import merge  # Redis mode only (imports redis)
+
+        arrived = [(t, c, r) for t, c, r in self._replays if self._subs.get(t) is c]
+        self._replays = []
+        self._pending.extend(merge([(c, r) for _, c, r in arrived if r is not None]))
+        for _, c, _ in arrived:
+            self._stream.add(c)
         self.wake()
 
     def inject_gap(self, topic: str, first_available: str | None) -> None:
@@ -178,6 +187,7 @@ class Subscription:
         self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
         core_sub.close()  # redis-py may never finish a cancelled command
         self._stream.remove(core_sub)
+        self._release()  # the others may have waited for this one
         return True
 
     def backlog(self, topics: Collection[str]) -> int:
@@ -216,6 +226,7 @@ class Subscription:
         self._subs.clear()
         self._stream.close()
         self._held.clear()  # replays on their way are dropped (see remove)
+        self._replays.clear()
         self._hub.forget(self._waiter)
         if self.close_reason is None:
             self.close_reason = "closed"

@@ -69,9 +69,9 @@ class Taken {
 // One connection's subscribers (one per topic), taken together: a take merges what each
 // has ready in id order, so a client that resumes from the last id it saw gets every
 // topic's messages after it, none twice (PROTOCOL.md). Each topic's messages are in id
-// order already, so this is a k-way merge by key. With the broker's own ids the take
-// stops at IdPolicy::visible(), so no later take can bring a smaller id; with external
-// ids (Redis) each take is in key order, and takes follow each other as the reader feeds.
+// order already, so this is a k-way merge by key. The take stops at IdPolicy::visible(),
+// so no later take can bring a smaller id (external ids: as long as they are published
+// in key order across topics, as the Redis reader does).
 // A drop notice goes right before its topic's first message of the take.
 // Not thread-safe: one owner (the event loop, or a Sink under its lock).
 class Stream {

@@ -1,6 +1,7 @@
 // A topic: its retention ring and its subscribers.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -35,11 +36,23 @@ struct IdPolicy {
   // take over several topics may deliver up to it and stay in id order from one take to
   // the next (see Stream). Own ids are issued under the topic's lock, in the same
   // critical section as the append: any id issued before this load is visible to whoever
-  // locks its topic afterwards. External ids have no such bound (nullopt).
+  // locks its topic afterwards. External ids: the newest key published (fed_), raised in
+  // that same critical section; a shared log's reader feeds in key order across topics
+  // (fanwire.backends.reader), so this is as good a bound as the counter.
   std::optional<MessageKey> visible() const {
-    if (external) return std::nullopt;
-    return MessageKey{epoch, last_seq.load()};
+    if (!external) return MessageKey{epoch, last_seq.load()};
+    std::lock_guard lock(fed_mu_);  // two words: a lock, not an atomic
+    return fed_;
   }
+  // External ids: a message with `key` is being appended (under its topic's lock).
+  void fed(MessageKey key) {
+    std::lock_guard lock(fed_mu_);
+    fed_ = std::max(fed_, key);  // a smaller key later is visible at once, never held
+  }
+
+ private:
+  mutable std::mutex fed_mu_;
+  MessageKey fed_;
 };
 
 struct TopicStats {

@@ -18,7 +18,7 @@ from redis.retry import Retry
 
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
-from .ids import as_text
+from .ids import as_text, parse_id
 from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
@@ -59,6 +59,7 @@ class Commands:
     # -- writes ------------------------------------------------------------------------
     def _publish_args(self, topic: str, payload: bytes, event: str) -> dict[str, Any]:
         keys = [self.keys.registry, self.keys.stream(topic), self.keys.seq(topic)]
+        keys += [self.keys.ids, self.keys.clock]
         return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
 
     async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
@@ -169,19 +170,22 @@ class Commands:
     ) -> dict[str, Any]:
         """Up to ``cap`` newest entries after ``after`` (all retained if None), oldest
         first; with Redis's clock (ms), the stream's first id, whether it was trimmed, and
-        whether each stream of ``holders`` holds the entry ``after`` ("held").
+        whether each stream of ``holders`` holds the entry ``after`` ("held"), and the
+        last id issued in the deployment ("last", None before any): entries of every
+        topic up to it are in their streams by then, later ones get larger ids.
         """
         key = self.keys.stream(topic)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.time()
+            pipe.get(self.keys.clock)
             pipe.xinfo_stream(key)
             pipe.xrevrange(key, "+", "-" if after is None else "(" + after, count=max(cap, 1))
             for holder in holders:
                 if after is not None:
                     pipe.xrange(self.keys.stream(holder), after, after, count=1)
             replies = await pipe.execute(raise_on_error=False)
-        (seconds, micros), info, newest, *held = replies
-        for reply in (newest, *held):
+        (seconds, micros), clock, info, newest, *held = replies
+        for reply in (clock, newest, *held):
             if isinstance(reply, Exception):
                 raise reply
         stream = info if isinstance(info, dict) else {}  # an error: no such stream
@@ -192,6 +196,7 @@ class Commands:
             "trimmed": int(stream.get("entries-added", 0)) > int(stream.get("length", 0)),
             "entries": list(reversed(newest)) if cap > 0 else [],
             "held": [bool(reply) for reply in held],
+            "last": None if clock is None else parse_id(clock),
         }
 
 

@@ -15,6 +15,7 @@ holds the id (one round trip; the core's delivery waits for the answer).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .. import _core
 from ..wire import Notices
 from . import BackendUnavailable
 from .commands import Commands, Entry
-from .ids import ZERO, as_text, parse_id
+from .ids import ZERO, StreamKey, as_text, format_id, parse_id
 from .reader import StreamReader
 
 log = logging.getLogger("fanwire.redis")
@@ -32,10 +33,17 @@ log = logging.getLogger("fanwire.redis")
 
 @dataclass
 class Replay:
-    """What to deliver before the core's own messages, and the id to skip through."""
+    """What to deliver before the core's own messages, and the id to skip through.
+
+    ``keys``: each item's id (ZERO for a notice: it goes first); ``frontier``: the last id
+    of the deployment when the history was read, whose entries up to it it holds
+    (None: no history read, or none issued yet by this version).
+    """
 
     items: list[Any] = field(default_factory=list)
     floor: str | None = None
+    keys: list[StreamKey] = field(default_factory=list)
+    frontier: StreamKey | None = None
 
 
 def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
@@ -48,6 +56,33 @@ def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
         )
         out.append(notices.event(encoded.sse, encoded.ws))
     return out
+
+
+def _replay(topic: str, entries: list[Entry], notices: Notices, found: dict[str, Any]) -> Replay:
+    keys = [parse_id(raw_id) or ZERO for raw_id, _ in entries]
+    return Replay(encode(topic, entries, notices), keys=keys, frontier=found["last"])
+
+
+def merge(replays: Sequence[tuple[_core.CoreSub, Replay]]) -> list[Any]:
+    """The items of several topics' histories in one id order; each core subscriber is
+    set to go on after them. They were read one by one: only what every one of them
+    holds is taken from them (up to the smallest frontier, which is after the last id
+    issued when they subscribed), the rest comes from the core, which got it after."""
+    cut = min((r.frontier for _, r in replays if r.frontier and r.floor), default=None)
+    runs: list[list[tuple[StreamKey, Any]]] = []
+    for core_sub, replay in replays:
+        own = cut if cut is not None and replay.frontier and replay.floor else None
+        runs.append(
+            [
+                (k, i)
+                for k, i in zip(replay.keys, replay.items, strict=True)
+                if own is None or k <= own
+            ]
+        )
+        floor = replay.floor if own is None else format_id(own)
+        if floor is not None:
+            core_sub.skip_through(floor)
+    return [item for _, item in heapq.merge(*runs, key=lambda run: run[0])]
 
 
 class Resumer:
@@ -83,11 +118,15 @@ class Resumer:
                 not (key is None or core_sub.gap or key < start or fed is None or key > fed)
                 and not key < hole
             )
-            gap = Replay([notices.gap(topic, core_sub.first_available)])
-            fetch = self._since(topic, since, notices, group, local)
+            gap = Replay([notices.gap(topic, core_sub.first_available)], keys=[ZERO])
+            # Several topics: their histories are merged (history.merge), so each is read.
+            fetch = self._since(topic, since, notices, group, local and len(set(group)) < 2)
             # Redis down: trust the ring if it covers the id, else announce a gap.
             return asyncio.ensure_future(self._safely(fetch, Replay() if local else gap, topic))
-        if last_n > core_sub.pending and self.reader.feed_start.get(topic, ZERO) != ZERO:
+        several = last_n > 0 and len(set(group)) > 1
+        if several or (
+            last_n > core_sub.pending and self.reader.feed_start.get(topic, ZERO) != ZERO
+        ):
             fetch = self._last(topic, last_n, notices)
             return asyncio.ensure_future(self._safely(fetch, Replay(), topic))
         return None
@@ -133,15 +172,17 @@ class Resumer:
         entries: list[Entry] = found["entries"]
         if len(entries) > self.cap:
             entries, gap = entries[-self.cap :], True
-        replay = Replay(encode(topic, entries, notices))
+        replay = _replay(topic, entries, notices, found)
         if gap:
             first_available = as_text(entries[0][0]) if entries else None
             replay.items.insert(0, notices.gap(topic, first_available))
+            replay.keys.insert(0, ZERO)
         replay.floor = as_text(entries[-1][0]) if entries else ("0-0" if unknown else since)
         return replay
 
     async def _last(self, topic: str, last_n: int, notices: Notices) -> Replay:
         found = await self.commands.history(topic, None, last_n)
         entries: list[Entry] = found["entries"]
-        floor = as_text(entries[-1][0]) if entries else None
-        return Replay(encode(topic, entries, notices), floor)
+        replay = _replay(topic, entries, notices, found)
+        replay.floor = as_text(entries[-1][0]) if entries else None
+        return replay

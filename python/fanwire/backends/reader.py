@@ -2,7 +2,9 @@
 stream with ``XREAD BLOCK`` and feeds each entry to the local C++ core.
 
 Local fan-out then stays in C++: an entry crosses into the core once, with its stream id
-as the message id, and the core wakes this process's subscribers in batches.
+as the message id, and the core wakes this process's subscribers in batches. Entries are
+fed in key order across streams (ids increase in publish order across topics), so a
+stream of several topics is in id order (:meth:`StreamReader._feed_in_order`).
 
 Continuity: each entry carries its topic's publish count ``s`` (:mod:`.scripts`). A
 reader that fell more than the retention behind (a paused process, a slow Redis) finds
@@ -14,6 +16,7 @@ the entry after the hole) before feeding that entry, so a loss is never silent.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -139,18 +142,47 @@ class StreamReader:
         for key, entries in batches:
             if key == self.keys.control:
                 touched |= self._apply_control(entries)
-        must_drain = False
+        streams: list[tuple[str, Entries]] = []
         behind: set[str] = set()
         for key, entries in batches:
             topic = self.keys.topic_of(key)
             if key != self.keys.control and topic not in touched and topic in self.positions:
-                must_drain |= self._feed(topic, entries)
+                streams.append((topic, entries))
                 if len(entries) >= self.count:
                     behind.add(topic)
-        if must_drain:
+        if self._feed_in_order(streams, behind):
             self.drain()
         self._wake_waiters()
         return behind
+
+    def _feed_in_order(self, streams: list[tuple[str, Entries]], behind: set[str]) -> bool:
+        """Feed the entries of every stream merged by key, up to the largest key that no
+        stream can still bring a smaller one than (ids increase in publish order across
+        topics: :mod:`.scripts`). XREAD returned each stream's entries after its position,
+        COUNT at most: a stream with fewer has nothing more (nothing older can come, only
+        later publishes), so only the full ones bound it, by their last entry. What is
+        above the bound stays in Redis and is read again next time (a position is the last
+        entry fed), so the core gets every topic in key order and a take over several
+        topics stops at the newest key fed (``IdPolicy::visible``): a multi-topic stream is
+        in id order, and its last id resumes every topic (PROTOCOL.md). At least one full
+        batch is fed each time; with none full, everything is."""
+        bounds = [parse_id(entries[-1][0]) for topic, entries in streams if topic in behind]
+        watermark = min((b for b in bounds if b is not None), default=None)
+        runs = [
+            [
+                (key, topic, raw_id, fields)
+                for raw_id, fields in entries
+                if (key := parse_id(raw_id))
+            ]
+            for topic, entries in streams
+        ]
+        must_drain = False
+        for key, topic, raw_id, fields in heapq.merge(*runs, key=lambda entry: entry[0]):
+            if watermark is not None and key > watermark:
+                break
+            if topic in self.positions:
+                must_drain |= self._feed(topic, key, raw_id, fields)
+        return must_drain
 
     def _apply_control(self, entries: Entries) -> set[str]:
         """Create/delete local topics in notice order; the topics touched."""
@@ -167,35 +199,29 @@ class StreamReader:
                 self.forget(topic)
         return touched
 
-    def _feed(self, topic: str, entries: Entries) -> bool:
-        """Publish ``entries`` (newer than the position only) to the local core."""
-        position = parse_id(self.positions[topic]) or ZERO
-        must_drain = False
-        for raw_id, fields in entries:
-            key = parse_id(raw_id)
-            if key is None or key <= position:
-                continue
-            message_id = as_text(raw_id)
-            self._check_continuity(topic, message_id, key, _count(fields))
-            event = as_text(fields.get(b"e", b""))
-            try:
-                ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
-                result = self.core.publish(
-                    topic, fields.get(b"d", b"null"), event, message_id, True, ts
-                )
-                self.subscribers[topic] = result.subscribers
-                drain = result.must_drain
-            except KeyError:
-                self.positions.pop(topic, None)
-                self.counts.pop(topic, None)
-                return must_drain
-            except ValueError as exc:
-                log.warning("skipping malformed entry %s of topic %r: %s", message_id, topic, exc)
-                drain = False
-            must_drain |= drain
-            position = key
-            self.positions[topic] = message_id
-        return must_drain
+    def _feed(self, topic: str, key: StreamKey, raw_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        """Publish one entry (if newer than the position) to the local core."""
+        if key <= (parse_id(self.positions[topic]) or ZERO):
+            return False
+        message_id = as_text(raw_id)
+        self._check_continuity(topic, message_id, key, _count(fields))
+        event = as_text(fields.get(b"e", b""))
+        try:
+            ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
+            result = self.core.publish(
+                topic, fields.get(b"d", b"null"), event, message_id, True, ts
+            )
+            self.subscribers[topic] = result.subscribers
+            drain = result.must_drain
+        except KeyError:
+            self.positions.pop(topic, None)
+            self.counts.pop(topic, None)
+            return False
+        except ValueError as exc:
+            log.warning("skipping malformed entry %s of topic %r: %s", message_id, topic, exc)
+            drain = False
+        self.positions[topic] = message_id
+        return drain
 
     def _check_continuity(
         self, topic: str, message_id: str, key: StreamKey, count: int | None

@@ -8,7 +8,13 @@
   topic's publish count: 1, 2, 3, ...);
 - ``<prefix>:seq:<topic>``: that count, incremented with each ``XADD`` in one script, so
   a reader seeing ``s`` jump from n to m knows that exactly m-n-1 entries were trimmed
-  before it read them (``MAXLEN ~`` trims silently).
+  before it read them (``MAXLEN ~`` trims silently);
+- ``<prefix>:ids`` and ``<prefix>:clock``: the deployment's id counter and the last id
+  issued. A publish gives its entry the id ``"<ms>-<n>"``, n from that one counter and
+  ms the Redis clock, never below the last ms used (a clock stepping back cannot reorder
+  ids): ids then increase in publish order across every topic, so a stream of several
+  topics is in id order and its last id resumes all of them (PROTOCOL.md). Entries of
+  older versions (Redis's own ids) still compare as (ms, seq).
 
 Each script runs atomically, so a publish never lands in the stream of a topic that
 another node just deleted. (All keys of a script must live on one Redis node: no Cluster.)
@@ -42,6 +48,14 @@ class Keys:
     def seq(self, topic: str) -> str:
         return f"{self.prefix}:seq:{topic}"
 
+    @property
+    def ids(self) -> str:
+        return f"{self.prefix}:ids"
+
+    @property
+    def clock(self) -> str:
+        return f"{self.prefix}:clock"
+
     def lease(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
 
@@ -59,12 +73,26 @@ local function last_control()
 end
 """
 
-#: KEYS registry, stream, seq; ARGV topic, maxlen, data, event, ts -> the id, or nil (no
-#: topic).
+#: KEYS registry, stream, seq, ids, clock; ARGV topic, maxlen, data, event, ts -> the id,
+#: or nil (no topic). The id is "<ms>-<n>" (see the module docstring); ms also stays above
+#: the stream's last entry, which may be of an older version or from before a clock step.
 PUBLISH = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
 local seq = redis.call('INCR', KEYS[3])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+local n = redis.call('INCR', KEYS[4])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local clock = redis.call('GET', KEYS[5])
+if clock then ms = math.max(ms, tonumber(string.match(clock, '^(%d+)-')) or 0) end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local last_ms, last_seq = string.match(last[1][1], '^(%d+)-(%d+)$')
+  last_ms, last_seq = tonumber(last_ms), tonumber(last_seq)
+  if ms < last_ms or (ms == last_ms and n <= last_seq) then ms = last_ms + 1 end
+end
+local id = string.format('%.0f-%.0f', ms, n)
+redis.call('SET', KEYS[5], id)
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
                   'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
 """
 

@@ -94,9 +94,21 @@ def heap_bytes() -> int:
     import ctypes
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
 
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = MallInfo2
@@ -116,8 +128,10 @@ async def idle_memory(count: int = 20_000) -> dict[str, float]:
     from fanwire import _core
 
     base = heap_bytes()
-    core_subs = [broker._core.subscribe("idle", i + 1, 0, None, _core.Policy.drop_oldest, QUEUE)
-                 for i in range(count)]
+    core_subs = [
+        broker._core.subscribe("idle", i + 1, 0, None, _core.Policy.drop_oldest, QUEUE)
+        for i in range(count)
+    ]
     core = (heap_bytes() - base) / count
     for s in core_subs:
         s.close()
@@ -157,19 +171,31 @@ async def bench(points: list[tuple[int, int]]) -> dict[str, Any]:
                 "deliveries_per_s": messages * subscribers / elapsed,
             }
         row["ratio"] = row["fanwire"]["deliveries_per_s"] / row["asyncio_queue"]["deliveries_per_s"]
-        print(f"  N={subscribers:>6}: fanwire {row['fanwire']['deliveries_per_s']:>12,.0f}"
-              f" deliveries/s, asyncio.Queue {row['asyncio_queue']['deliveries_per_s']:>12,.0f}"
-              f" deliveries/s, ratio {row['ratio']:.1f}x", flush=True)
+        print(
+            f"  N={subscribers:>6}: fanwire {row['fanwire']['deliveries_per_s']:>12,.0f}"
+            f" deliveries/s, asyncio.Queue {row['asyncio_queue']['deliveries_per_s']:>12,.0f}"
+            f" deliveries/s, ratio {row['ratio']:.1f}x",
+            flush=True,
+        )
         rows.append(row)
-    return {"machine": machine(), "burst": BURST, "queue": QUEUE, "rows": rows,
-            "idle_bytes_per_subscriber": memory}
+    return {
+        "machine": machine(),
+        "burst": BURST,
+        "queue": QUEUE,
+        "rows": rows,
+        "idle_bytes_per_subscriber": memory,
+    }
 
 
 def machine() -> dict[str, Any]:
     import os
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "platform": platform.platform(), "fanwire": fanwire.__version__}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "fanwire": fanwire.__version__,
+    }
 
 
 def write(results: dict[str, Any], stem: str) -> None:
@@ -182,15 +208,21 @@ def write(results: dict[str, Any], stem: str) -> None:
     ]
     for r in results["rows"]:
         f, q = r["fanwire"], r["asyncio_queue"]
-        lines.append(f"| {r['subscribers']:,} | {f['deliveries_per_s']:,.0f} |"
-                     f" {q['deliveries_per_s']:,.0f} | **{r['ratio']:.1f}x** |"
-                     f" {f['publishes_per_s']:,.0f} | {q['publishes_per_s']:,.0f} |")
+        lines.append(
+            f"| {r['subscribers']:,} | {f['deliveries_per_s']:,.0f} |"
+            f" {q['deliveries_per_s']:,.0f} | **{r['ratio']:.1f}x** |"
+            f" {f['publishes_per_s']:,.0f} | {q['publishes_per_s']:,.0f} |"
+        )
     mem = results["idle_bytes_per_subscriber"]
-    lines += ["", "Idle subscriber memory: fanwire core (C++ heap, mallinfo2) "
-              f"{mem['fanwire_core']:.0f} B; RSS delta per subscriber: fanwire Subscription "
-              "(core + Python) "
-              f"{mem['fanwire_subscription']:.0f} B, asyncio.Queue + parked getter "
-              f"{mem['asyncio_queue']:.0f} B.", ""]
+    lines += [
+        "",
+        "Idle subscriber memory: fanwire core (C++ heap, mallinfo2) "
+        f"{mem['fanwire_core']:.0f} B; RSS delta per subscriber: fanwire Subscription "
+        "(core + Python) "
+        f"{mem['fanwire_subscription']:.0f} B, asyncio.Queue + parked getter "
+        f"{mem['asyncio_queue']:.0f} B.",
+        "",
+    ]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
     plot(results, RESULTS / f"{stem}.png")
 

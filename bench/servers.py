@@ -50,8 +50,16 @@ def all_specs(refserver: Path, fanwire_cmd: str | None = None) -> list[ServerSpe
     fanwire = (
         tuple(shlex.split(fanwire_cmd))
         if fanwire_cmd
-        else (sys.executable, "-m", "fanwire", "--host", HOST, "--port", "{port}",
-              "--no-access-log")  # as the baselines run: access log off
+        else (
+            sys.executable,
+            "-m",
+            "fanwire",
+            "--host",
+            HOST,
+            "--port",
+            "{port}",
+            "--no-access-log",
+        )  # as the baselines run: access log off
     )
     return [
         ServerSpec(

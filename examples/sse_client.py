@@ -29,8 +29,9 @@ def stream(url: str, topics: list[str], count: int, last_n: int) -> int:
             if last_id is None and last_n:
                 params.append(("last_n", str(last_n)))
             try:
-                with connect_sse(client, "GET", url + "/stream", params=params,
-                                 headers=headers) as source:
+                with connect_sse(
+                    client, "GET", url + "/stream", params=params, headers=headers
+                ) as source:
                     source.response.raise_for_status()
                     for event in source.iter_sse():
                         if not event.data:  # the opening `retry:` line

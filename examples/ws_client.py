@@ -29,16 +29,21 @@ async def run(url: str, topic: str, count: int, last_n: int, publish: str | None
             message = json.loads(text)
             kind = message["type"]
             if kind == "ack" and message.get("request_id") == "sub" and publish is not None:
-                body = {"type": "publish", "topic": topic, "data": json.loads(publish),
-                        "request_id": "pub"}
+                body = {
+                    "type": "publish",
+                    "topic": topic,
+                    "data": json.loads(publish),
+                    "request_id": "pub",
+                }
                 await ws.send(json.dumps(body))
             elif kind == "error":
                 print(f"# error {message['code']}: {message['message']}", file=sys.stderr)
                 return seen
             elif kind == "event":
                 seen += 1
-                print(message["message_id"], message["topic"], json.dumps(message["data"]),
-                      flush=True)
+                print(
+                    message["message_id"], message["topic"], json.dumps(message["data"]), flush=True
+                )
                 if seen >= count:
                     return seen
             elif kind == "info":

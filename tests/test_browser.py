@@ -27,8 +27,10 @@ def test_dashboard_shows_the_live_feed_and_stats(fanwire_server, page, tmp_path)
     )
     assert page.locator("#status").text_content() == "live"
     assert "symbol" in page.locator("#feed li").first.text_content()
-    page.wait_for_function("document.getElementById('connection-count').textContent"
-                           ".startsWith('1 SSE')", timeout=15_000)
+    page.wait_for_function(
+        "document.getElementById('connection-count').textContent.startsWith('1 SSE')",
+        timeout=15_000,
+    )
     row = page.locator("#topics tbody tr").filter(has_text="events").locator("td")
     row = row.all_text_contents()
     assert row[0] == "events" and int(row[3]) >= 1  # our own EventSource subscribes
@@ -36,8 +38,11 @@ def test_dashboard_shows_the_live_feed_and_stats(fanwire_server, page, tmp_path)
 
 
 def test_eventsource_page_resumes_after_a_server_restart(fanwire_server, page):
-    env = {"FANWIRE_DEMO_RATE": "20", "FANWIRE_CORS_ORIGINS": '["*"]',
-           "FANWIRE_SSE_RETRY_MS": "300"}
+    env = {
+        "FANWIRE_DEMO_RATE": "20",
+        "FANWIRE_CORS_ORIGINS": '["*"]',
+        "FANWIRE_SSE_RETRY_MS": "300",
+    }
     srv = fanwire_server(env=env)
     page.goto(f"{(EXAMPLES / 'browser.html').as_uri()}?server={srv.url}&topic=events")
     page.wait_for_function("window.fanwireExample.count >= 5", timeout=15_000)

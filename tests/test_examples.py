@@ -23,15 +23,17 @@ def demo(fanwire_server):
 
 
 def run_example(*args, timeout=60):
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
 
 def test_sse_client_prints_messages_in_order(demo):
-    lines = run_example(str(EXAMPLES / "sse_client.py"), "--url", demo.url, "--count", "5",
-                        "--last-n", "3")
+    lines = run_example(
+        str(EXAMPLES / "sse_client.py"), "--url", demo.url, "--count", "5", "--last-n", "3"
+    )
     assert len(lines) == 5
     ids = [line.split()[0] for line in lines]
     assert [line.split()[1] for line in lines] == ["events"] * 5
@@ -41,8 +43,17 @@ def test_sse_client_prints_messages_in_order(demo):
 
 def test_ws_client_subscribes_and_publishes(demo):
     httpx.post(demo.url + "/topics", json={"name": "chat"}, trust_env=False)
-    lines = run_example(str(EXAMPLES / "ws_client.py"), "--url", demo.ws_url, "--topic", "chat",
-                        "--count", "1", "--publish", '{"text": "hi"}')
+    lines = run_example(
+        str(EXAMPLES / "ws_client.py"),
+        "--url",
+        demo.ws_url,
+        "--topic",
+        "chat",
+        "--count",
+        "1",
+        "--publish",
+        '{"text": "hi"}',
+    )
     _id, topic, data = lines[0].split(" ", 2)
     assert (topic, orjson.loads(data)) == ("chat", {"text": "hi"})
 
@@ -57,8 +68,14 @@ def test_curl_commands(fanwire_server):
     env = {**os.environ, "FANWIRE": srv.url}
     outputs = []
     for block in curl_blocks():
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True,
-                              text=True, env=env, timeout=30, check=False)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
         assert done.returncode == 0, (block, done.stderr)
         outputs.append(done.stdout)
     created, published, replay, resumed, listing, errors, deleted = outputs
@@ -76,8 +93,9 @@ def test_embedded_app_publishes_from_a_route_and_a_thread(fanwire_server):
 
     async def main():
         async with SSEClient(srv.url, topics=["clock", "orders"]) as sse:
-            await sse.read_until(lambda c: any(f.event == "tick" for f in c.frames),
-                                 what="a clock tick")
+            await sse.read_until(
+                lambda c: any(f.event == "tick" for f in c.frames), what="a clock tick"
+            )
             async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:
                 assert (await http.get("/hello")).json() == {"hello": "world"}
                 placed = await http.post("/orders", json={"item": "tea", "qty": 2})

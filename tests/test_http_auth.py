@@ -11,9 +11,11 @@ from fanwire.testing.clients import SSEClient, WSClient
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PUBLIC_PEM = PRIVATE.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-).decode()
+PUBLIC_PEM = (
+    PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def hs(**claims):
@@ -26,8 +28,12 @@ def rs(**claims):
 
 @pytest.fixture(scope="module")
 def server(fanwire_module_server):
-    env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_AUTH_ENABLED": "true",
-           "FANWIRE_JWT_SECRET": SECRET, "FANWIRE_JWT_PUBLIC_KEY": PUBLIC_PEM}
+    env = {
+        "FANWIRE_DEMO_RATE": "0",
+        "FANWIRE_AUTH_ENABLED": "true",
+        "FANWIRE_JWT_SECRET": SECRET,
+        "FANWIRE_JWT_PUBLIC_KEY": PUBLIC_PEM,
+    }
     srv = fanwire_module_server(env=env)
     admin = {"Authorization": f"Bearer {hs(admin=True)}"}
     for name in ("orders.eu", "orders.us", "secret"):

@@ -21,8 +21,7 @@ GRACE = "3"
 
 
 def start(fanwire_server):
-    env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": GRACE,
-           "FANWIRE_CLOSE_GRACE": GRACE}
+    env = {"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": GRACE, "FANWIRE_CLOSE_GRACE": GRACE}
     srv = fanwire_server(env=env)
     assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
     return srv
@@ -120,8 +119,13 @@ def test_stalled_websockets_do_not_stretch_the_shutdown_grace(fanwire_server):
     exits within the grace plus uvicorn's own closing (the 2.5 s margin bounds a hang,
     it is no benchmark), with no cancelled task in the log."""
     grace = 3.0
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_SHUTDOWN_GRACE": str(grace),
-                              "FANWIRE_CLOSE_GRACE": "30"})
+    srv = fanwire_server(
+        env={
+            "FANWIRE_DEMO_RATE": "0",
+            "FANWIRE_SHUTDOWN_GRACE": str(grace),
+            "FANWIRE_CLOSE_GRACE": "30",
+        }
+    )
     assert httpx.post(srv.url + "/topics", json={"name": "t"}, trust_env=False).status_code == 201
 
     async def main():
@@ -134,8 +138,9 @@ def test_stalled_websockets_do_not_stretch_the_shutdown_grace(fanwire_server):
             async with WSClient(srv.ws_url) as healthy:
                 await healthy.subscribe("t")
                 for n in range(150):  # 4.5 MB: every stalled socket is full
-                    await http.post("/topics/t/messages",
-                                    json={"data": {"n": n, "pad": "x" * 30_000}})
+                    await http.post(
+                        "/topics/t/messages", json={"data": {"n": n, "pad": "x" * 30_000}}
+                    )
                 await healthy.recv_events(150, timeout=30)
                 os.kill(srv.pid, signal.SIGTERM)
                 assert await healthy.wait_closed(timeout=15) == 1001
@@ -165,8 +170,14 @@ def test_stalled_sse_streams_do_not_stretch_the_shutdown_grace(fanwire_server, n
 
     async def main():
         stalled = [
-            SSEClient(srv.url, topics=["t"], receive_buffer=65536, stalled=True,
-                      policy="drop_oldest", queue_size=100)
+            SSEClient(
+                srv.url,
+                topics=["t"],
+                receive_buffer=65536,
+                stalled=True,
+                policy="drop_oldest",
+                queue_size=100,
+            )
             for _ in range(3)
         ]
         async with httpx.AsyncClient(base_url=srv.url, trust_env=False) as http:

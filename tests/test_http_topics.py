@@ -90,8 +90,14 @@ def test_publish_answers_202_with_id_and_subscriber_count(http, topic):
 
 @pytest.mark.parametrize(
     "body",
-    [b"{oops", b"[1, 2]", b'{"event": "x"}', b'{"data": 1, "event": "a b"}',
-     b'{"data": 1, "event": 7}', b'{"data": 1, "event": "x\\ny"}'],
+    [
+        b"{oops",
+        b"[1, 2]",
+        b'{"event": "x"}',
+        b'{"data": 1, "event": "a b"}',
+        b'{"data": 1, "event": 7}',
+        b'{"data": 1, "event": "x\\ny"}',
+    ],
 )
 def test_publish_rejects_bad_bodies_with_400(http, topic, body):
     response = http.post(
@@ -141,8 +147,15 @@ def test_stats_has_per_topic_counters_and_totals(http, topic):
     http.post(f"/topics/{topic}/messages", json={"data": 1})
     stats = http.get("/stats").json()
     assert stats["topics"][topic] == {"message_count": 1, "subscriber_count": 0, "dropped_count": 0}
-    for key in ("topic_count", "subscriber_count", "published_count", "delivered_count",
-                "dropped_count", "connections", "uptime_seconds"):
+    for key in (
+        "topic_count",
+        "subscriber_count",
+        "published_count",
+        "delivered_count",
+        "dropped_count",
+        "connections",
+        "uptime_seconds",
+    ):
         assert key in stats
 
 
@@ -160,8 +173,15 @@ def test_metrics_is_prometheus_text(http, topic):
 def test_openapi_describes_the_endpoints(http):
     spec = http.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/topics", "/topics/{name}", "/topics/{name}/messages", "/health", "/stats",
-                 "/metrics", "/stream"):
+    for path in (
+        "/topics",
+        "/topics/{name}",
+        "/topics/{name}/messages",
+        "/health",
+        "/stats",
+        "/metrics",
+        "/stream",
+    ):
         assert path in paths
     created = paths["/topics"]["post"]["responses"]["201"]["content"]["application/json"]
     assert created["schema"]["$ref"].endswith("/TopicCreated")
@@ -180,8 +200,12 @@ def test_dashboard_is_served(http):
 
 def test_limits_and_auto_create(fanwire_server):
     srv = fanwire_server(
-        env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_TOPICS": "2",
-             "FANWIRE_AUTO_CREATE_TOPICS": "true", "FANWIRE_MAX_PAYLOAD": "100"}
+        env={
+            "FANWIRE_DEMO_RATE": "0",
+            "FANWIRE_MAX_TOPICS": "2",
+            "FANWIRE_AUTO_CREATE_TOPICS": "true",
+            "FANWIRE_MAX_PAYLOAD": "100",
+        }
     )
     with httpx.Client(base_url=srv.url, trust_env=False) as http:
         assert http.post("/topics/auto1/messages", json={"data": 1}).status_code == 202

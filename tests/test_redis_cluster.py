@@ -43,9 +43,7 @@ def test_publish_on_a_reaches_sse_and_ws_clients_on_b_in_order(fanwire_server, r
     run(main(), timeout=60)
 
 
-def test_three_publishers_on_two_nodes_every_client_gets_everything(
-    fanwire_server, redis_server
-):
+def test_three_publishers_on_two_nodes_every_client_gets_everything(fanwire_server, redis_server):
     a = node(fanwire_server, redis_server.url)
     b = node(fanwire_server, redis_server.url)
     topics = [topic_name("x"), topic_name("y")]

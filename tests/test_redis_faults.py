@@ -1,6 +1,5 @@
 """Redis faults: unreachable at start, and stopped then restarted under live clients."""
 
-
 from redis_support import (
     create_everywhere,
     create_topic,

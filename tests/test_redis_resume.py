@@ -83,9 +83,7 @@ def test_resume_older_than_the_local_ring_but_within_the_stream(fanwire_server, 
     run(main(), timeout=90)
 
 
-def test_resume_from_a_trimmed_id_gets_a_gap_then_everything_retained(
-    fanwire_server, redis_server
-):
+def test_resume_from_a_trimmed_id_gets_a_gap_then_everything_retained(fanwire_server, redis_server):
     a = node(fanwire_server, redis_server.url)
     b = node(fanwire_server, redis_server.url, retention=5)
     topic = topic_name()

@@ -32,9 +32,7 @@ async def known_by_every_worker(srv, topic, in_a_row=12):
     return True
 
 
-def test_two_workers_share_one_port_and_every_client_gets_everything(
-    fanwire_server, redis_server
-):
+def test_two_workers_share_one_port_and_every_client_gets_everything(fanwire_server, redis_server):
     srv = fanwire_server(env=NODE_ENV, args=["--workers", "2", "--redis", redis_server.url])
     topic = topic_name()
     assert len(worker_pids(srv)) >= 2

@@ -25,13 +25,19 @@ def test_non_root_without_tools_stops_with_the_apt_get_line():
     env = {"PATH": _bare_path(home), "HOME": str(home)}
     command = [shutil.which("bash"), str(ROOT / "scripts" / "test"), "-k", "nothing"]
     if os.geteuid() == 0:  # run it as an unprivileged user, as a newcomer would
-        command = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
-                   "--clear-groups", *command]
+        command = [
+            shutil.which("setpriv"),
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            *command,
+        ]
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     finally:
         shutil.rmtree(home)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert ("apt-get install -y --no-install-recommends redis-server chromium g++"
-            in result.stderr), result.stderr
+    assert (
+        "apt-get install -y --no-install-recommends redis-server chromium g++" in result.stderr
+    ), result.stderr
     assert "pytest" not in result.stdout  # it stopped before installing or testing

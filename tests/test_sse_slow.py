@@ -42,8 +42,9 @@ async def flood(http, topic, healthy, until, limit=400):
     published = []
     while len(published) < limit:
         for _ in range(BATCH):
-            response = await http.post(f"/topics/{topic}/messages",
-                                       json={"data": {"n": len(published), "pad": PAYLOAD}})
+            response = await http.post(
+                f"/topics/{topic}/messages", json={"data": {"n": len(published), "pad": PAYLOAD}}
+            )
             published.append(response.json()["message_id"])
         await healthy.read_messages(len(published), timeout=30)
         if await until():
@@ -56,8 +57,14 @@ async def healthy_and_stalled(url, topic):
     """A reading client and a stalled one (``disconnect`` policy, queue of 10) on ``topic``."""
     async with (
         SSEClient(url, topics=[topic]) as healthy,
-        SSEClient(url, topics=[topic], receive_buffer=65536, stalled=True,
-                  policy="disconnect", queue_size=10) as slow,
+        SSEClient(
+            url,
+            topics=[topic],
+            receive_buffer=65536,
+            stalled=True,
+            policy="disconnect",
+            queue_size=10,
+        ) as slow,
     ):
         await healthy.read_until(lambda c: c.frames)
         yield healthy, slow
@@ -89,8 +96,7 @@ def test_disconnect_policy_ends_the_stalled_stream_and_resume_fills_in(server):
                 assert len(before) < len(published)
                 for i in range(3):
                     published.append(await await_publish(http, topic, i))
-                async with SSEClient(server.url, topics=[topic],
-                                     resume_from=before[-1]) as again:
+                async with SSEClient(server.url, topics=[topic], resume_from=before[-1]) as again:
                     await again.read_messages(len(published) - len(before), timeout=30)
                     assert_in_order(before + again.sequence(), published)
                     assert again.of_event("gap") == []
@@ -113,8 +119,14 @@ def test_drop_oldest_policy_announces_gaps_and_keeps_streaming(server):
             await http.post("/topics", json={"name": topic})
             async with (
                 SSEClient(server.url, topics=[topic]) as healthy,
-                SSEClient(server.url, topics=[topic], receive_buffer=65536, stalled=True,
-                          policy="drop_oldest", queue_size=10) as slow,
+                SSEClient(
+                    server.url,
+                    topics=[topic],
+                    receive_buffer=65536,
+                    stalled=True,
+                    policy="drop_oldest",
+                    queue_size=10,
+                ) as slow,
             ):
                 await healthy.read_until(lambda c: c.frames)
 
@@ -131,8 +143,9 @@ def test_drop_oldest_policy_announces_gaps_and_keeps_streaming(server):
                 gaps = slow.of_event("gap")
                 assert gaps and all(g.data["topic"] == topic for g in gaps)
                 assert sum(g.data["dropped"] for g in gaps) == len(published) - len(slow.ids)
-                assert_in_order(slow.sequence(), published, policy="drop_oldest",
-                                exact_dropped_counts=True)
+                assert_in_order(
+                    slow.sequence(), published, policy="drop_oldest", exact_dropped_counts=True
+                )
                 assert await subscribers(http, topic) == 2  # still connected
                 await healthy.read_messages(len(published), timeout=30)
                 assert healthy.ids == published
@@ -145,8 +158,9 @@ def test_hangs_up_on_a_client_stalled_past_the_grace(fanwire_server, native):
     """On the native writer and without it (other servers, or FANWIRE_NATIVE_SSE=0) a
     stream the core closed but that cannot be flushed within ``close_grace`` is aborted:
     the connection is freed, and uvicorn reports no unfinished response."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": native,
-                              "FANWIRE_CLOSE_GRACE": "0.3"})
+    srv = fanwire_server(
+        env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": native, "FANWIRE_CLOSE_GRACE": "0.3"}
+    )
     topic = f"slow{os.getpid()}-{next(_names)}"
 
     async def main():

@@ -53,21 +53,22 @@ def small(fanwire_module_server, serving):
 
 def new_topic(srv):
     name = f"s{os.getpid()}-{next(_names)}"
-    response = httpx.post(srv.url + "/topics", json={"name": name}, verify=srv.verify,
-                          trust_env=False)
+    response = httpx.post(
+        srv.url + "/topics", json={"name": name}, verify=srv.verify, trust_env=False
+    )
     assert response.status_code == 201
     return name
 
 
 def delete(srv, topic):
-    return httpx.delete(f"{srv.url}/topics/{topic}", verify=srv.verify,
-                        trust_env=False).status_code
+    return httpx.delete(f"{srv.url}/topics/{topic}", verify=srv.verify, trust_env=False).status_code
 
 
 def publish(srv, topic, data, event=None):
     body = {"data": data} if event is None else {"data": data, "event": event}
-    response = httpx.post(f"{srv.url}/topics/{topic}/messages", json=body, verify=srv.verify,
-                          trust_env=False)
+    response = httpx.post(
+        f"{srv.url}/topics/{topic}/messages", json=body, verify=srv.verify, trust_env=False
+    )
     assert response.status_code == 202, response.text
     return response.json()["message_id"]
 
@@ -89,8 +90,14 @@ def test_headers_and_retry_first(server):
 def test_frame_format_on_the_wire(server):
     """Exact bytes: id, event (``message`` by default), compact JSON data, blank line."""
     topic = new_topic(server)
-    with httpx.stream("GET", server.url + "/stream", params={"topic": topic},
-                      verify=server.verify, trust_env=False, timeout=10) as response:
+    with httpx.stream(
+        "GET",
+        server.url + "/stream",
+        params={"topic": topic},
+        verify=server.verify,
+        trust_env=False,
+        timeout=10,
+    ) as response:
         chunks = response.iter_raw()
         first = next(chunks)
         assert first.startswith(b"retry: 3000\n\n")
@@ -256,7 +263,9 @@ def test_topic_deletion_notice_and_end_of_stream(server):
             assert delete(server, b) == 204
             frames = await sse.read_to_end()
             assert [f.data for f in frames if f.event == "topic_deleted"] == [
-                {"topic": a}, {"topic": b}]
+                {"topic": a},
+                {"topic": b},
+            ]
 
     run(main())
 
@@ -272,8 +281,9 @@ async def wait_connections(srv, count):
 
 
 def _status(srv, params, headers=None):
-    response = httpx.get(srv.url + "/stream", params=params, headers=headers,
-                         verify=srv.verify, trust_env=False)
+    response = httpx.get(
+        srv.url + "/stream", params=params, headers=headers, verify=srv.verify, trust_env=False
+    )
     return response.status_code, response.json()
 
 
@@ -326,8 +336,9 @@ def test_server_keeps_serving_after_bad_input(server):
 
 
 def test_connection_limit_is_503(fanwire_server, serving):
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"},
-                         serving=serving)
+    srv = fanwire_server(
+        env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"}, serving=serving
+    )
     topic = new_topic(srv)
 
     async def main():
@@ -340,4 +351,3 @@ def test_connection_limit_is_503(fanwire_server, serving):
             await third.read_until(lambda c: c.frames)
 
     run(main())
-

@@ -1,5 +1,5 @@
 """Static checks run as tests: mypy --strict (config in pyproject.toml), the core's stub
-against the compiled module (mypy.stubtest), and ruff."""
+against the compiled module (mypy.stubtest), ruff (lint and format), and the layers."""
 
 import itertools
 import re
@@ -32,6 +32,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
             ("mypy.stubtest", "fanwire._core", "--allowlist", str(ALLOWLIST)), id="stubtest"
         ),
         pytest.param(("ruff", "check", "python", "tests", "examples", "bench"), id="ruff"),
+        pytest.param(
+            ("ruff", "format", "--check", "python", "tests", "examples", "bench"), id="ruff-format"
+        ),
     ],
 )
 def test_static_check_passes(command):

@@ -60,9 +60,14 @@ def test_every_client_gets_every_message_in_order_despite_stalled_ones(fanwire_s
         async with httpx.AsyncClient(base_url=srv.url, trust_env=False, timeout=30) as http:
             for topic in [*TOPICS, "flood"]:
                 await http.post("/topics", json={"name": topic})
-            stalled_sse = await SSEClient(srv.url, topics=[*TOPICS, "flood"], stalled=True,
-                                          receive_buffer=4096, policy="drop_oldest",
-                                          queue_size=10).connect()
+            stalled_sse = await SSEClient(
+                srv.url,
+                topics=[*TOPICS, "flood"],
+                stalled=True,
+                receive_buffer=4096,
+                policy="drop_oldest",
+                queue_size=10,
+            ).connect()
             stalled_ws = await WSClient(srv.ws_url, receive_buffer=4096, max_queue=1).connect()
             for topic in TOPICS:
                 await stalled_ws.subscribe(topic)

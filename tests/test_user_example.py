@@ -13,10 +13,12 @@ def test_user_stress_example_passes_at_full_scale(pytester):
     result = pytester.runpytest_subprocess(str(USER_TEST), "-s", "-p", "no:cacheprovider", *load)
     result.assert_outcomes(passed=1)
     assert result.ret == 0  # also: no process or port left behind at session end
-    result.stdout.fnmatch_lines([
-        "*500 SSE + 500 WS clients (+2 stalled), 1000/1000 published on 'quotes', "
-        "1000000/1000000 delivered, 0 client(s) incomplete*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*500 SSE + 500 WS clients (+2 stalled), 1000/1000 published on 'quotes', "
+            "1000000/1000000 delivered, 0 client(s) incomplete*",
+        ]
+    )
 
 
 def test_user_example_is_short_and_uses_only_the_plugin():

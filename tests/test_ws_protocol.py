@@ -46,15 +46,20 @@ def server(fanwire_module_server, serving):
 
 def new_topic(srv):
     name = f"w{os.getpid()}-{next(_names)}"
-    response = httpx.post(srv.url + "/topics", json={"name": name}, verify=srv.verify,
-                          trust_env=False)
+    response = httpx.post(
+        srv.url + "/topics", json={"name": name}, verify=srv.verify, trust_env=False
+    )
     assert response.status_code == 201
     return name
 
 
 def publish(srv, topic, data):
-    response = httpx.post(f"{srv.url}/topics/{topic}/messages", json={"data": data},
-                          verify=srv.verify, trust_env=False)
+    response = httpx.post(
+        f"{srv.url}/topics/{topic}/messages",
+        json={"data": data},
+        verify=srv.verify,
+        trust_env=False,
+    )
     assert response.status_code == 202, response.text
     return response.json()["message_id"]
 
@@ -67,7 +72,9 @@ def test_connected_info_and_ping(server):
             assert isinstance(hello["client_id"], str) and hello["client_id"]
             pong = await ws.ping(request_id="p-1")
             assert {k: v for k, v in pong.items() if k != "_received_at"} == {
-                "type": "pong", "request_id": "p-1"}
+                "type": "pong",
+                "request_id": "p-1",
+            }
         async with server.ws_client() as other:
             assert other.client_id != hello["client_id"]
 
@@ -124,15 +131,21 @@ def test_ack_before_events_under_a_busy_topic(server):
             for i in range(20, 40):
                 await publisher.send({"type": "publish", "topic": topic, "data": i})
             await ws.recv_until(lambda m: m.get("type") == "ack")
-            await publisher.recv_until(lambda m: m.get("type") == "ack" and m["message_id"]
-                                       and len(publisher.of_type("ack")) == 40, timeout=10)
+            await publisher.recv_until(
+                lambda m: (
+                    m.get("type") == "ack"
+                    and m["message_id"]
+                    and len(publisher.of_type("ack")) == 40
+                ),
+                timeout=10,
+            )
             sent = [m["message_id"] for m in publisher.of_type("ack")]
             await ws.wait_for(lambda c: sent[-1] in c.event_ids(), what="last event")
             kinds = [m["type"] for m in ws.messages[1:]]
             assert kinds[0] == "ack"
             ids = ws.event_ids()
             assert len(ids) >= 20  # 20 replayed, then every live one: no dup, no gap
-            assert ids == sent[-len(ids):]
+            assert ids == sent[-len(ids) :]
 
     run(main())
 
@@ -165,10 +178,16 @@ def test_unsubscribe_and_not_subscribed(server):
             await ws.subscribe(topic)
             ack = await ws.unsubscribe(topic, request_id="u1")
             assert (ack["request_type"], ack["topic"], ack["request_id"]) == (
-                "unsubscribe", topic, "u1")
+                "unsubscribe",
+                topic,
+                "u1",
+            )
             error = await ws.unsubscribe(topic, request_id="u2", check=False)
             assert (error["type"], error["code"], error["request_id"]) == (
-                "error", "NOT_SUBSCRIBED", "u2")
+                "error",
+                "NOT_SUBSCRIBED",
+                "u2",
+            )
             publish(server, topic, "unseen")
             await ws.ping()
             assert ws.events == []
@@ -191,7 +210,8 @@ def test_since_resumes_without_dup_or_gap_and_stale_ids_get_a_gap(server):
             await ws.recv_events(7)
             gap = ws.infos("gap")
             assert [{k: g[k] for k in ("topic", "first_available")} for g in gap] == [
-                {"topic": topic, "first_available": published[0]}]
+                {"topic": topic, "first_available": published[0]}
+            ]
             assert_in_order(ws.sequence(topic), published)
 
     run(main())
@@ -260,8 +280,9 @@ def test_bad_messages_get_an_error_and_the_connection_stays_open(server, raw, co
 def test_request_id_is_echoed_on_errors(server):
     async def main():
         async with server.ws_client() as ws:
-            reply = await ws.request({"type": "subscribe", "topic": "??", "request_id": "x"},
-                                     check=False)
+            reply = await ws.request(
+                {"type": "subscribe", "topic": "??", "request_id": "x"}, check=False
+            )
             assert (reply["code"], reply["request_id"]) == ("INVALID_TOPIC", "x")
             reply = await ws.request({"type": "nope", "request_id": "y"}, check=False)
             assert (reply["code"], reply["request_id"]) == ("INVALID_MESSAGE", "y")
@@ -306,8 +327,9 @@ def test_topic_deleted_info(server):
     async def main():
         async with server.ws_client() as ws:
             await ws.subscribe(topic)
-            deleted = httpx.delete(f"{server.url}/topics/{topic}", verify=server.verify,
-                                   trust_env=False)
+            deleted = httpx.delete(
+                f"{server.url}/topics/{topic}", verify=server.verify, trust_env=False
+            )
             assert deleted.status_code == 204
             info = await ws.recv_until(lambda m: m.get("message") == "topic_deleted")
             assert info["type"] == "info" and info["topic"] == topic
@@ -319,8 +341,9 @@ def test_topic_deleted_info(server):
 
 
 def test_heartbeat_and_connection_limit(fanwire_server, serving):
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"},
-                         serving=serving)
+    srv = fanwire_server(
+        env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_CONNECTIONS": "1"}, serving=serving
+    )
 
     async def main():
         async with srv.ws_client(params={"heartbeat": "0.2"}) as ws:

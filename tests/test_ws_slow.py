@@ -36,8 +36,9 @@ async def flood(http, topic, healthy, until, limit=400):
     published = []
     while len(published) < limit:
         for _ in range(BATCH):
-            response = await http.post(f"/topics/{topic}/messages",
-                                       json={"data": {"n": len(published), "pad": PAYLOAD}})
+            response = await http.post(
+                f"/topics/{topic}/messages", json={"data": {"n": len(published), "pad": PAYLOAD}}
+            )
             published.append(response.json()["message_id"])
         await healthy.recv_events(len(published), timeout=30)
         if await until():
@@ -51,8 +52,10 @@ def test_disconnect_policy_sends_slow_consumer_then_closes_1008(server):
     async def main():
         async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
             await http.post("/topics", json={"name": topic})
-            async with WSClient(server.ws_url) as healthy, WSClient(server.ws_url,
-                                                                    **STALLED) as slow:
+            async with (
+                WSClient(server.ws_url) as healthy,
+                WSClient(server.ws_url, **STALLED) as slow,
+            ):
                 await healthy.subscribe(topic)
                 await slow.subscribe(topic, policy="disconnect", queue_size=10)
                 slow.stall()
@@ -84,8 +87,10 @@ def test_drop_oldest_policy_reports_messages_dropped(server):
     async def main():
         async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
             await http.post("/topics", json={"name": topic})
-            async with WSClient(server.ws_url) as healthy, WSClient(server.ws_url,
-                                                                    **STALLED) as slow:
+            async with (
+                WSClient(server.ws_url) as healthy,
+                WSClient(server.ws_url, **STALLED) as slow,
+            ):
                 await healthy.subscribe(topic)
                 await slow.subscribe(topic, queue_size=10)  # drop_oldest: the WS default
                 slow.stall()
@@ -101,10 +106,10 @@ def test_drop_oldest_policy_reports_messages_dropped(server):
                 await slow.wait_for(lambda c: last in c.event_ids(), timeout=30, what="last")
                 notices = slow.infos("messages_dropped")
                 assert notices and all(n["topic"] == topic for n in notices)
-                assert sum(n["dropped"] for n in notices) == len(published) - len(
-                    slow.event_ids())
-                assert_in_order(slow.sequence(topic), published, policy="drop_oldest",
-                                exact_dropped_counts=True)
+                assert sum(n["dropped"] for n in notices) == len(published) - len(slow.event_ids())
+                assert_in_order(
+                    slow.sequence(topic), published, policy="drop_oldest", exact_dropped_counts=True
+                )
                 assert (await slow.ping())["type"] == "pong"  # still connected
                 await healthy.recv_events(len(published), timeout=30)
                 assert healthy.event_ids() == published

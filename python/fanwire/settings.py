@@ -79,7 +79,9 @@ class Settings(BaseSettings):
         "(false: always the ASGI path; other servers always use it)",
     )
     wake_interval: float = Field(
-        0.005, ge=0, description="least seconds between two wake-ups of the subscribers on the "
+        0.005,
+        ge=0,
+        description="least seconds between two wake-ups of the subscribers on the "
         "event loop, and a round of wake-ups never takes more than half the loop: under load "
         "each wake-up then carries a batch (0: no rate limit)",
     )
@@ -89,7 +91,9 @@ class Settings(BaseSettings):
         "in one transport write (false: one ASGI send per message)",
     )
     ws_write_buffer: int = Field(
-        1 << 20, ge=1024, description="bytes a WebSocket's transport may hold before the "
+        1 << 20,
+        ge=1024,
+        description="bytes a WebSocket's transport may hold before the "
         "server stops taking events for it (the queue's policy then deals with the lag)",
     )
     close_grace: float = Field(

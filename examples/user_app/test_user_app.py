@@ -16,15 +16,8 @@ def quote(seq):
 
 def test_every_client_gets_every_quote_in_order(fanwire_server):
     server = fanwire_server(app="app:app", app_dir=HERE)
-    report = stress(
-        server,
-        topic="quotes",
-        publish=quote,
-        sse_clients=500,
-        ws_clients=500,
-        messages=1_000,
-        stalled=1,
-    )
+    scale = {"sse_clients": 500, "ws_clients": 500, "messages": 1_000, "stalled": 1}
+    report = stress(server, topic="quotes", publish=quote, **scale)
     print(report.summary())
     report.assert_all_delivered_in_order()
     report.assert_stalled_did_not_hurt()

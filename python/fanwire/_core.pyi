@@ -170,14 +170,15 @@ class PublishResult:
     def must_drain(self) -> bool:
         """The caller must arrange a drain itself (see Notifier::push)."""
 
-class Wake:
-    """One wake-up of Core.drain."""
+class Wakes:
+    """The wake-ups of one Core.drain."""
 
     @property
-    def waiter(self) -> int: ...
+    def ready(self) -> list[int]:
+        """Waiters with something ready."""
     @property
-    def closing(self) -> bool:
-        """The core is closing this subscriber (shutdown, slow consumer)."""
+    def closing(self) -> list[int]:
+        """Waiters the core is closing (shutdown, slow consumer)."""
 
 class Counters:
     """One Core's counts (two Cores in one process never see each other's)."""
@@ -242,7 +243,7 @@ class Core:
         policy: Policy,
         queue_size: int,
     ) -> CoreSub: ...
-    def drain(self) -> list[Wake]:
+    def drain(self) -> Wakes:
         """The waiters woken since the last drain."""
     def shutdown(self) -> None: ...
     def counters(self) -> Counters: ...

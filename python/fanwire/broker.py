@@ -338,15 +338,18 @@ class Broker:
         """
         first: Exception | None = None
         failed = 0
-        for wake in self._core.drain():
-            sub = self._subs.get(wake.waiter)
-            if sub is None:
-                continue
-            try:
-                sub.wake(closing=wake.closing)
-            except Exception as exc:
-                failed += 1
-                first = first or exc
+        wakes = self._core.drain()
+        subs = self._subs
+        for closing, waiters in ((False, wakes.ready), (True, wakes.closing)):
+            for waiter in waiters:
+                sub = subs.get(waiter)
+                if sub is None:
+                    continue
+                try:
+                    sub.wake(closing)
+                except Exception as exc:
+                    failed += 1
+                    first = first or exc
         if first is not None:
             log.error("%d wake-up(s) of this round failed; the first:", failed, exc_info=first)
 

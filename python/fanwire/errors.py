@@ -40,3 +40,25 @@ class LimitReached(FanwireError):
 class ShuttingDown(FanwireError):
     code = "INTERNAL"
     status = 503
+
+
+class Unauthorized(FanwireError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(FanwireError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class TooManyConnections(FanwireError):
+    """The server holds ``max_connections`` clients already (HTTP 503)."""
+
+    code = "LIMIT_REACHED"
+    status = 503
+
+
+class RateLimited(FanwireError):
+    code = "RATE_LIMITED"
+    status = 429

@@ -13,19 +13,9 @@ from typing import Any
 
 import jwt
 
-from ..errors import FanwireError
+from ..errors import Forbidden, Unauthorized
 from ..names import glob_match
 from ..settings import Settings
-
-
-class Unauthorized(FanwireError):
-    code = "UNAUTHORIZED"
-    status = 401
-
-
-class Forbidden(FanwireError):
-    code = "FORBIDDEN"
-    status = 403
 
 
 def _matches(patterns: tuple[str, ...], topic: str) -> bool:

@@ -7,21 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from ..errors import FanwireError
+from ..errors import RateLimited, TooManyConnections
 
 Transport = Literal["sse", "ws"]
-
-
-class TooManyConnections(FanwireError):
-    """The server holds ``max_connections`` clients already (HTTP 503)."""
-
-    code = "LIMIT_REACHED"
-    status = 503
-
-
-class RateLimited(FanwireError):
-    code = "RATE_LIMITED"
-    status = 429
 
 
 class Connections:

@@ -60,8 +60,10 @@ class Subscription:
     frames, or a ``list[str]`` of WebSocket texts, with the protocol's notices (gap,
     dropped, topic_deleted, shutdown, slow consumer) in place. It ends on shutdown, on a
     slow-consumer disconnect, or (``end_when_empty``) when no topic is left; then
-    ``close_reason`` says why. ``must_close`` is set as soon as the core decides to close
-    the client, so a handler blocked on a stalled socket can stop waiting for it.
+    ``close_reason`` (a ``_core.StreamEnd``) says why. Those rules, and every notice's
+    bytes, are the core's (``_core.Stream``): this class only follows them.
+    ``must_close`` is set as soon as the core decides to close the client, so a handler
+    blocked on a stalled socket can stop waiting for it.
     """
 
     def __init__(
@@ -77,12 +79,12 @@ class Subscription:
         self._waiter = waiter
         self._mode = mode
         self._notices = Notices(mode)
-        self._end_when_empty = end_when_empty
         self._policy = policy
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
-        # The subscribers taken from, merged in id order: all but the held ones.
-        self._stream = _core.Stream(mode.encoding)
+        # Every topic's subscriber, taken from merged in id order (the held ones not yet),
+        # and the end-of-stream rules.
+        self._stream = _core.Stream(mode.encoding, end_when_empty)
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._replays: list[tuple[str, _core.CoreSub, Replay | None]] = []  # arrived
         self._pending: list[Any] = []
@@ -93,7 +95,7 @@ class Subscription:
         # a wake-up then writes it at once instead of resuming the iterating task.
         self.direct: DirectWriter | None = None
         self._sink: _core.Sink | None = None
-        self.close_reason: str | None = None
+        self.close_reason: _core.StreamEnd | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
 
@@ -130,6 +132,7 @@ class Subscription:
             self._pending.extend(resumed)
             self._stream.add(core_sub)
         else:  # history on its way (Redis): the core's messages wait for it
+            self._stream.add(core_sub, held=True)
             self._held[topic] = resumed
             resumed.add_done_callback(functools.partial(self._replayed, topic, core_sub))
         self.wake()
@@ -163,7 +166,7 @@ class Subscription:
         self._replays = []
         self._pending.extend(merge([(c, r) for _, c, r in arrived if r is not None]))
         for _, c, _ in arrived:
-            self._stream.add(c)
+            self._stream.release(c)
         self.wake()
 
     def inject_gap(self, topic: str, first_available: str | None) -> None:
@@ -229,7 +232,7 @@ class Subscription:
         self._replays.clear()
         self._hub.forget(self._waiter)
         if self.close_reason is None:
-            self.close_reason = "closed"
+            self.close_reason = _core.StreamEnd.closed
         self.wake()
 
     # -- iteration -------------------------------------------------------------------
@@ -262,12 +265,7 @@ class Subscription:
                 return None
 
     def _finished(self) -> bool:
-        if self.close_reason is not None:
-            return True
-        if self._end_when_empty and not self._subs:
-            self.close_reason = "no_topics"
-            return True
-        return False
+        return self.close_reason is not None  # set by the core's rules (see _take)
 
     def _park(self) -> bool:
         """Ask every topic to wake us on its next message; False if something is ready."""
@@ -320,18 +318,14 @@ class Subscription:
         self._ready = False
         out = self._pending
         self._pending = []
-        batch = self._take(out)
-        for note in batch.topics:
-            # A whole-connection end (shutdown, slow consumer) releases the other topics.
-            if note.ended and note.topic in self._subs:
-                self._end_topic(note.topic, note.close_reason, out)
+        self._take(out)
         if self._mode is Mode.ws:
             return out
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _take(self, out: list[Any]) -> _core.Batch:
-        """Append what every topic has ready, in id order (drop notices in place), to
-        ``out``: one core call for the whole connection."""
+    def _take(self, out: list[Any]) -> None:
+        """Append what every topic has ready, in id order (every notice in place: drops,
+        deletions, the end), to ``out``: one core call for the whole connection."""
         batch = self._stream.take()
         self.received += batch.messages
         self.dropped += batch.dropped
@@ -339,23 +333,20 @@ class Subscription:
             out.extend(batch.texts)
         elif batch.data:
             out.append(batch.data)
-        return batch
+        if batch.topics or not self._subs:  # a topic ended, or none is left: rare
+            self._follow_ends(batch)
 
-    def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
-        core_sub = self._subs.pop(topic)
-        self._stream.remove(core_sub)
-        core_sub.close()
-        if reason == "topic_deleted":
-            out.append(self._notices.topic_deleted(topic))
-        elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
-            # The whole connection ends: one notice, and every other topic is released.
-            self.close_reason = reason
-            notice = self._notices.shutdown() if reason == "shutdown" else None
-            out.append(notice or self._notices.slow_consumer(topic))
-            for core_sub in self._subs.values():
-                core_sub.close()
+    def _follow_ends(self, batch: _core.Batch) -> None:
+        """Forget the topics the core's stream let go of; once it ended, why."""
+        for note in batch.topics:
+            if note.ended and note.topic in self._subs:
+                self._subs.pop(note.topic).close()
+        end = self._stream.end
+        if end != _core.StreamEnd.none and self.close_reason is None:
+            self.close_reason = end  # the stream closed every subscriber, held ones too
             self._subs.clear()
-            self._stream.close()
+            self._held.clear()
+            self._replays.clear()
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

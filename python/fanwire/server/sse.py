@@ -16,11 +16,11 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .. import _core
 from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
-from ..wire import sse_heartbeat
 from . import _uvicorn
 from .runtime import Runtime, http_error
 
@@ -196,5 +196,5 @@ class EventStream(Response):
                 batch = await self.sub.next_batch(timeout=heartbeat)
             except StopAsyncIteration:
                 return
-            body = sse_heartbeat() if batch is None else batch
+            body = _core.heartbeat_notice(_core.Encoding.sse) if batch is None else batch
             await send({"type": "http.response.body", "body": body, "more_body": True})

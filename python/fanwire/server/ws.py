@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from .. import _core
 from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..jsoncheck import check_integers
@@ -34,7 +35,8 @@ from .limits import TokenBucket
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
-CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
+# The close code for why the core ended the stream (PROTOCOL.md); any other end: 1000.
+CLOSE_CODES = {_core.StreamEnd.shutdown: 1001, _core.StreamEnd.slow_consumer: 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 MIN_HEARTBEAT = 0.1
@@ -216,7 +218,7 @@ class Connection:
                     await self.send_batch(batch)
                 await self.ws.send_text(await self.answer(raw))
 
-    async def pump(self) -> str | None:
+    async def pump(self) -> _core.StreamEnd | None:
         """Send every batch (and, if asked for, a heartbeat when idle); the close reason
         at the end."""
         loop = self.loop
@@ -299,7 +301,7 @@ class Connection:
     async def serve(
         self,
         reader: asyncio.Future[None],
-        pump: asyncio.Future[str | None],
+        pump: asyncio.Future[_core.StreamEnd | None],
         closing: asyncio.Future[Any],
         stopping: asyncio.Future[None],
     ) -> None:
@@ -320,7 +322,7 @@ class Connection:
             if stopping.done() and not sub.topics and sub.close_reason is None:
                 break  # no subscription left for the core's shutdown to end
         deadline = self.loop.time() + self.runtime.close_grace()
-        reason: str | None = None
+        reason: _core.StreamEnd | None = None
         if pump.done() or closing.done():  # the core ends us: let the last texts out
             await asyncio.wait((reader, pump), timeout=self._left(deadline), return_when=FIRST)
             if reader.done():
@@ -331,7 +333,7 @@ class Connection:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
             if await self._within(deadline, self._say(self.notices.shutdown())):
-                reason = "shutdown"
+                reason = _core.StreamEnd.shutdown
         reader.cancel()  # nothing more is answered: no reply may follow the close
         await asyncio.gather(reader, return_exceptions=True)
         if reason is not None:

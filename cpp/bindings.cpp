@@ -231,8 +231,8 @@ PYBIND11_MODULE(_core, m) {
       .value("client_gone", StreamEnd::client_gone)
       .value("closed", StreamEnd::closed);
 
-  // The notices Python sends itself (a resume's gap, a heartbeat, the shutdown of a
-  // WebSocket with no subscription), encoded by the core like every other notice.
+  // The notices Python sends itself (a resume's gap, a writer's heartbeat), encoded by
+  // the core like every other notice.
   m.def("gap_notice",
         [](Encoding e, std::string_view topic, std::optional<std::string_view> first) {
           return as_python(e, notice::gap(e, topic, first));
@@ -240,9 +240,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("encoding"), py::arg("topic"), py::arg("first_available"));
   m.def("heartbeat_notice",
         [](Encoding e) { return as_python(e, notice::heartbeat(e, notice::now())); },
-        py::arg("encoding"));
-  m.def("shutdown_notice",
-        [](Encoding e) { return as_python(e, notice::shutdown(e, notice::now())); },
         py::arg("encoding"));
 
   py::class_<TopicNote>(m, "TopicNote")
@@ -275,6 +272,12 @@ PYBIND11_MODULE(_core, m) {
            py::arg("sub"))
       .def("arm", &Stream::arm)
       .def("take", &take_batch)
+      .def("end_for_shutdown",
+           [](Stream& s) -> py::object {
+             std::string notice;
+             if (!s.end_for_shutdown(notice)) return py::none();
+             return as_python(s.encoding(), notice);
+           })
       .def("close", [](Stream& s) { s.finish(StreamEnd::closed); });
 
   py::class_<LiveCounts>(m, "LiveCounts")

@@ -134,6 +134,13 @@ bool Stream::end_topic(Taken& out, const TopicTake& topic, size_t index) {
   return false;
 }
 
+bool Stream::end_for_shutdown(std::string& out) {
+  if (end_ != StreamEnd::none || !subs_.empty()) return false;
+  out.append(notice::shutdown(encoding_, notice::now()));
+  finish(StreamEnd::shutdown);
+  return true;
+}
+
 bool Stream::end_if_closing(std::string& out) {
   for (const auto& sub : subs_) {
     const CloseReason reason = sub->close_reason();

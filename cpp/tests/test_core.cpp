@@ -393,6 +393,14 @@ TEST(stream_ends_when_empty_only_if_asked) {
   CHECK(take_ids(later).empty() && later.end() == StreamEnd::none);
   later.release(*held);
   CHECK(take_ids(later) == std::vector<std::string>{"7-1"});
+  // The shutdown of a stream with a subscriber is the broker's (take ends it); of one
+  // with none, end_for_shutdown's.
+  std::string out;
+  CHECK(!later.end_for_shutdown(out) && out.empty());
+  Stream bare(Encoding::ws_text);
+  CHECK(bare.end_for_shutdown(out) && bare.end() == StreamEnd::shutdown);
+  CHECK(out == R"({"type":"info","message":"shutdown"})");
+  CHECK(!bare.end_for_shutdown(out));
 }
 
 TEST(stream_slow_consumer_ends_it_after_the_take_and_releases_the_others) {

@@ -107,9 +107,6 @@ def gap_notice(encoding: Encoding, topic: str, first_available: str | None) -> b
 def heartbeat_notice(encoding: Encoding) -> bytes | str:
     """A heartbeat stamped now."""
 
-def shutdown_notice(encoding: Encoding) -> bytes | str:
-    """The shutdown notice (for a connection no Stream ends, e.g. a bare WebSocket)."""
-
 class TopicNote:
     """One topic's part of a Batch (only topics that dropped messages or are closed)."""
 
@@ -161,6 +158,9 @@ class Stream:
     def arm(self) -> bool:
         """Park every subscriber; False (not all parked) if something is ready now."""
     def take(self) -> Batch: ...
+    def end_for_shutdown(self) -> bytes | str | None:
+        """With no subscriber left for the shutdown to close: end the stream (shutdown)
+        and return its notice; None if it ended already or a subscriber will carry it."""
     def close(self) -> None:
         """End the stream (StreamEnd.closed): close every subscriber and forget them."""
 

@@ -182,6 +182,15 @@ class Subscription:
         self._pending.append(self._notices.gap(topic, first_available))
         self.wake()
 
+    def end_for_shutdown(self) -> bytes | str | None:
+        """The server shuts down: if no topic is left for the core's shutdown to end (a
+        WebSocket that never subscribed), the stream ends now and this is its shutdown
+        notice to send; None otherwise (the core's shutdown ends it as it ends others)."""
+        notice = self._stream.end_for_shutdown()
+        if notice is not None and self.close_reason is None:
+            self.close_reason = _core.StreamEnd.shutdown
+        return notice
+
     def remove(self, topic: str) -> bool:
         """Unsubscribe from ``topic``; False when not subscribed."""
         core_sub = self._subs.pop(topic, None)

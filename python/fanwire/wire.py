@@ -53,8 +53,5 @@ class Notices:
     def gap(self, topic: str, first_available: str | None) -> bytes | str:
         return _core.gap_notice(self.encoding, topic, first_available)
 
-    def shutdown(self) -> bytes | str:
-        return _core.shutdown_notice(self.encoding)
-
     def heartbeat(self) -> bytes | str:
         return _core.heartbeat_notice(self.encoding)

@@ -114,6 +114,11 @@ class Stream {
   // closed as a slow consumer or by the shutdown, ends the stream and appends its notice
   // to `out` (queued behind the stuck bytes). True if it ended.
   bool end_if_closing(std::string& out);
+  // The server shuts down and no subscriber is left for the broker's shutdown to close
+  // (a WebSocket that never subscribed, or unsubscribed from everything): ends the
+  // stream, its shutdown notice appended to `out`. False if it ended already, or if a
+  // subscriber will carry the shutdown (then take() ends it).
+  bool end_for_shutdown(std::string& out);
   // Ends the stream (if it runs) and closes every subscriber: a writer reports the
   // client gone, or the owner closes it.
   void finish(StreamEnd end);

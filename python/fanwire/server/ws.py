@@ -310,6 +310,7 @@ class Connection:
         socket that still has not gone is reset (see ``_uvicorn.hang_up_ws``)."""
         waiting: set[asyncio.Future[Any]] = {reader, pump, closing, stopping}
         sub = self.sub
+        goodbye: bytes | str | None = None  # the core's shutdown notice, if it ends us here
         while True:
             # Once the shutdown began, look again now and then: a client may unsubscribe
             # from its last topic before the core's shutdown notice of it was taken.
@@ -319,7 +320,7 @@ class Connection:
                 return  # the client left
             if pump in done or closing in done:
                 break
-            if stopping.done() and not sub.topics and sub.close_reason is None:
+            if stopping.done() and (goodbye := sub.end_for_shutdown()) is not None:
                 break  # no subscription left for the core's shutdown to end
         deadline = self.loop.time() + self.runtime.close_grace()
         reason: _core.StreamEnd | None = None
@@ -332,8 +333,9 @@ class Connection:
         else:  # shutdown, and no subscription the core could end: say goodbye here
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
-            if await self._within(deadline, self._say(self.notices.shutdown())):
-                reason = _core.StreamEnd.shutdown
+            assert goodbye is not None
+            if await self._within(deadline, self._say(goodbye)):
+                reason = sub.close_reason
         reader.cancel()  # nothing more is answered: no reply may follow the close
         await asyncio.gather(reader, return_exceptions=True)
         if reason is not None:

@@ -40,6 +40,9 @@ class Hub:
     check_open: Callable[[], None]  # raises ShuttingDown once the broker shuts down
     writer: Callable[[], _core.Writer]  # the native writer thread (created on first use)
     forget: Callable[[int], None]  # a closed subscription's waiter gets no more wake-ups
+    # A topic's subscription started (True) or ended (False), for whatever reason:
+    # occupancy and presence (presence.py) count on it.
+    on_topic: Callable[[Subscription, str, bool], None] = lambda sub, topic, started: None
 
 
 class DirectWriter(Protocol):
@@ -125,6 +128,7 @@ class Subscription:
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
         self._subs[topic] = core_sub
+        self._hub.on_topic(self, topic, True)
         resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
         if isinstance(resumed, list):
             self._pending.extend(resumed)
@@ -166,6 +170,23 @@ class Subscription:
             self._stream.add(c)
         self.wake()
 
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def inject(self, topic: str, notice: bytes | str) -> None:
+        """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
+        ``join``) after what its queue holds now."""
+        if topic not in self._subs:
+            return
+        if self._sink is not None:
+            self._sink.inject(notice)  # type: ignore[arg-type]
+            return
+        if topic not in self._held:
+            self._take(self._pending)  # every topic: the stream stays in id order
+        self._pending.append(notice)
+        self.wake()
+
     def inject_gap(self, topic: str, first_available: str | None) -> None:
         """Queue a gap notice for ``topic`` after what its core queue holds now."""
         core_sub = self._subs.get(topic)
@@ -188,6 +209,7 @@ class Subscription:
         core_sub.close()  # redis-py may never finish a cancelled command
         self._stream.remove(core_sub)
         self._release()  # the others may have waited for this one
+        self._hub.on_topic(self, topic, False)
         return True
 
     def backlog(self, topics: Collection[str]) -> int:
@@ -223,8 +245,11 @@ class Subscription:
             self._sink.close()
         for core_sub in self._subs.values():
             core_sub.close()
+        ended = list(self._subs)
         self._subs.clear()
         self._stream.close()
+        for topic in ended:
+            self._hub.on_topic(self, topic, False)
         self._held.clear()  # replays on their way are dropped (see remove)
         self._replays.clear()
         self._hub.forget(self._waiter)
@@ -345,6 +370,7 @@ class Subscription:
         core_sub = self._subs.pop(topic)
         self._stream.remove(core_sub)
         core_sub.close()
+        self._hub.on_topic(self, topic, False)
         if reason == "topic_deleted":
             out.append(self._notices.topic_deleted(topic))
         elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
@@ -354,8 +380,11 @@ class Subscription:
             out.append(notice or self._notices.slow_consumer(topic))
             for core_sub in self._subs.values():
                 core_sub.close()
+            ended = list(self._subs)
             self._subs.clear()
             self._stream.close()
+            for other in ended:
+                self._hub.on_topic(self, other, False)
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

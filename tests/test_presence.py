@@ -191,6 +191,8 @@ def test_a_slow_consumer_closed_leaves(server):
                     break
             await watcher.recv_until(lambda m: m.get("message") == "leave", timeout=30)
             assert await members(client, topic) == []
+            stats = (await client.get("/stats")).json()
+            assert stats["slow_consumer_count"] >= 1  # the console's count of them
             await slow.close()
 
     run(main(), timeout=90)

@@ -68,6 +68,11 @@ def test_counts_members_and_notices_agree_on_both_nodes(fanwire_server, redis_se
 
                     await until(agreed, what=f"{srv.url} seeing 2 members, 3 subscribers")
                 assert await members(http, a, topic) == await members(http, b, topic)
+                # the console's poll: both nodes, and which one answered
+                stats = [(await http.get(s.url + "/stats")).json() for s in (a, b)]
+                assert stats[0]["nodes"] == stats[1]["nodes"]
+                assert sorted(s["node"] for s in stats) == stats[0]["nodes"]
+                assert stats[1]["presence"][topic] == 2 and stats[1]["occupancy"][topic] == 3
                 await sse.close()
                 await member.unsubscribe(topic)
                 await until(

@@ -30,7 +30,7 @@ from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
-from .presence import ClusterPresence, Hook, Presence
+from .presence import ClusterPresence, Hook, Presence, queue_rows, worst
 from .subscription import Hub, Subscription
 from .waker import Waker
 
@@ -378,6 +378,22 @@ class Broker:
     @property
     def node_id(self) -> str:
         return self._presence.node_id
+
+    def console_stats(self, worst_n: int = 10) -> dict[str, Any]:
+        """What the console adds to ``GET /stats``: occupancy and presence counts per
+        topic (every node), the nodes, slow-consumer closes, the ``worst_n`` lagging
+        queues of this node's subscribers, and every queue's fill (for /metrics)."""
+        rows = queue_rows(list(self._subs.values()))
+        names = [t.name for t in self.topics()]
+        return {
+            "occupancy": {name: self.occupancy(name) for name in names},
+            "presence": {name: len(self.presence(name)) for name in names},
+            "node": self.node_id,
+            "nodes": self.nodes,
+            "slow_consumer_count": self._presence.slow_consumers,
+            "worst_subscribers": worst(rows, worst_n),
+            "queue_fills": [r["fill"] for r in rows],
+        }
 
     # -- internals -------------------------------------------------------------------
     def _check_open(self) -> None:

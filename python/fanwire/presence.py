@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import inspect
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -108,6 +110,8 @@ class Presence:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.cluster: ClusterPresence | None = None
         self.node_id = secrets.token_hex(6)
+        self.slow_consumers = 0  # subscriptions closed as slow consumers (the console's)
+        self._slow: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     # -- what subscriptions report -------------------------------------------------------
     def on_topic(self, sub: Subscription, topic: str, started: bool) -> None:
@@ -124,6 +128,9 @@ class Presence:
             del self._local[topic]
         if entry is None:
             return
+        if sub.ended_by == "slow_consumer" and sub not in self._slow:
+            self._slow.add(sub)
+            self.slow_consumers += 1
         if entry.member is not None:
             self._left(topic, entry.member)
         self._counted(topic, len(entries) + 1, len(entries))
@@ -244,6 +251,30 @@ class Presence:
         for entry in list(self._local.get(topic, {}).values()):
             if entry.join_leave:
                 entry.sub.inject(topic, notice(entry.sub.mode, kind, topic, who))
+
+
+def queue_rows(subs: Iterable[Subscription]) -> list[dict[str, Any]]:
+    """Each subscription's queue of each topic: who, how many waiting, how full."""
+    rows = []
+    for sub in subs:
+        transport = "sse" if sub.mode is Mode.sse else "ws"
+        for topic, pending, size in sub.queues():
+            rows.append(
+                {
+                    "client_id": sub.client_id,
+                    "transport": transport,
+                    "topic": topic,
+                    "pending": pending,
+                    "queue_size": size,
+                    "fill": round(pending / max(size, 1), 4),
+                }
+            )
+    return rows
+
+
+def worst(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The ``n`` queues that lag most (fullest first, then most messages waiting)."""
+    return heapq.nlargest(n, rows, key=lambda r: (r["fill"], r["pending"]))
 
 
 @dataclass

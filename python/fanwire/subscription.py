@@ -98,6 +98,8 @@ class Subscription:
         self._sink: _core.Sink | None = None
         self.close_reason: str | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
+        self.client_id: str | None = None  # the transport's client id (the console shows it)
+        self._sizes: dict[str, int] = {}  # queue size per topic (the console's queue fill)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
 
     # -- topics ----------------------------------------------------------------------
@@ -128,6 +130,7 @@ class Subscription:
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
         self._subs[topic] = core_sub
+        self._sizes[topic] = size
         self._hub.on_topic(self, topic, True)
         resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
         if isinstance(resumed, list):
@@ -173,6 +176,20 @@ class Subscription:
     @property
     def mode(self) -> Mode:
         return self._mode
+
+    def queues(self) -> list[tuple[str, int, int]]:
+        """``(topic, messages waiting, queue size)`` of each topic (the console's lag)."""
+        return [(t, c.pending, self._sizes.get(t, 1)) for t, c in self._subs.items()]
+
+    @property
+    def ended_by(self) -> str | None:
+        """Why it ended, once known: ``slow_consumer`` when one of its queues overflowed
+        (a native stream's too, which Python only learns of at :meth:`close`)."""
+        if self.close_reason is None and any(
+            c.close_reason == "slow_consumer" for c in self._subs.values()
+        ):
+            return "slow_consumer"
+        return self.close_reason
 
     def inject(self, topic: str, notice: bytes | str) -> None:
         """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
@@ -241,6 +258,8 @@ class Subscription:
 
     def close(self) -> None:
         """Unsubscribe from everything (idempotent)."""
+        if self.close_reason is None and self.ended_by == "slow_consumer":
+            self.close_reason = "slow_consumer"  # (a native stream's queue overflowed)
         if self._sink is not None:
             self._sink.close()
         for core_sub in self._subs.values():
@@ -370,7 +389,6 @@ class Subscription:
         core_sub = self._subs.pop(topic)
         self._stream.remove(core_sub)
         core_sub.close()
-        self._hub.on_topic(self, topic, False)
         if reason == "topic_deleted":
             out.append(self._notices.topic_deleted(topic))
         elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
@@ -385,6 +403,7 @@ class Subscription:
             self._stream.close()
             for other in ended:
                 self._hub.on_topic(self, other, False)
+        self._hub.on_topic(self, topic, False)
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

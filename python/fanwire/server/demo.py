@@ -61,7 +61,7 @@ async def run_demo(broker: Broker, topic: str, rate: float) -> None:
     broker.on_occupied(topic, lambda _: changed.set())
     broker.on_vacated(topic, lambda _: changed.set())
     with contextlib.suppress(ShuttingDown):
-        await _create(broker, topic)  # subscribers need it before the first tick
+        await _ensure(broker, topic)  # subscribers need it before the first tick
         if backend is None:
             while not broker.shutting_down:
                 await _until_occupied(broker, topic, changed)
@@ -74,6 +74,14 @@ async def run_demo(broker: Broker, topic: str, rate: float) -> None:
             if await _try(lease.acquire()):
                 await _tick_while_held(broker, topic, rate, ticker, lease)
             await asyncio.sleep(LEASE_TTL / 3)
+
+
+async def _ensure(broker: Broker, topic: str) -> None:
+    """Create ``topic``, retrying while it cannot be (Redis not connected yet)."""
+    await _create(broker, topic)
+    while not broker.has_topic(topic) and not broker.shutting_down:
+        await asyncio.sleep(0.2)
+        await _create(broker, topic)
 
 
 async def _until_occupied(broker: Broker, topic: str, changed: asyncio.Event) -> None:

@@ -149,6 +149,9 @@ def stats_body(runtime: Runtime) -> dict[str, Any]:
     stats = runtime.broker.stats()
     stats["connections"] = dict(runtime.connections.open)
     stats["uptime_seconds"] = round(runtime.uptime, 3)
+    console = runtime.broker.console_stats()
+    console.pop("queue_fills")  # /metrics' histogram only
+    stats.update(console)
     return stats
 
 

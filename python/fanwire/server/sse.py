@@ -115,8 +115,8 @@ async def stream(request: Request, runtime: Runtime) -> Response:
         try:
             await prepare_topics(runtime, params.topics)
             sub = open_subscription(runtime, params)
+            sub.client_id = client_id = secrets.token_hex(8)
             if any(joins):
-                client_id = secrets.token_hex(8)
                 for topic in params.topics:
                     runtime.broker.join(
                         sub,

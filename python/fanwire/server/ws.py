@@ -120,6 +120,7 @@ class Connection:
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
+        self.sub.client_id = self.client_id
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
         self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)

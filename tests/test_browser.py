@@ -103,3 +103,22 @@ def test_eventsource_page_resumes_after_a_server_restart(fanwire_server, page):
     seqs = [int(i.split("-")[1]) for i in new]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order, no gap
     assert seqs[0] == 1  # everything the restarted server published was replayed
+
+
+def test_console_in_redis_mode_shows_the_nodes(fanwire_server, redis_server, page):
+    env = {"FANWIRE_DEMO_RATE": "20", "FANWIRE_REDIS_URL": redis_server.url}
+    a, b = (fanwire_server(env=env) for _ in range(2))
+    page.goto(a.url + "/")
+    page.wait_for_function(
+        "document.getElementById('nodes').textContent.startsWith('2 nodes')", timeout=20_000
+    )
+    assert "(this)" in page.locator("#nodes").text_content()
+    # the demo (fed by whichever node holds its lease) reaches the price board
+    page.wait_for_function(
+        "document.querySelectorAll('#ticker tbody tr').length >= 3", timeout=20_000
+    )
+    with connect(b.ws_url) as ws:  # a member on the other node
+        ws.recv()
+        join = {"type": "subscribe", "topic": "events", "presence": True}
+        ws.send(orjson.dumps(join).decode())
+        _presence_is(page, 1)

@@ -123,6 +123,10 @@ def test_members_notices_and_queries_on_both_transports(server):
             frame = await sse_watch.read_until_event("join")
             assert frame.data == {"topic": topic, "member": who}
             assert await members(client, topic) == [who]
+            metrics = (await client.get("/metrics")).text
+            assert f'fanwire_topic_presence{{topic="{topic}"}} 1.0' in metrics
+            assert f'fanwire_topic_occupancy{{topic="{topic}"}} 3.0' in metrics
+            assert "fanwire_subscriber_queue_fill_bucket" in metrics
             answer = await ask(watcher, "presence", topic)
             assert answer["type"] == "presence" and answer["members"] == [who]
             # an SSE member (presence=1): no info

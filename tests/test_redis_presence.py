@@ -186,3 +186,45 @@ def test_hooks_fire_once_per_transition_across_the_cluster(fanwire_server, redis
 
 async def _count_async(http, a, b, topic, n):
     return await occupancy(http, a, topic) == n and await occupancy(http, b, topic) == n
+
+
+def test_a_killed_owner_hands_its_occupied_topic_over(fanwire_server, redis_server):
+    """The node that ran ``on_occupied`` dies while the other still has a subscriber:
+    the survivor runs ``on_occupied`` (its producer takes over), once."""
+    a, b = nodes(fanwire_server, redis_server.url, **HOOK_APP)
+    topic = topic_name("room")
+
+    async def main():
+        async with http_client() as http:
+            await create_everywhere(http, topic, a, b)
+            await create_everywhere(http, "hooks", a, b)
+            async with WSClient(b.ws_url) as watch, WSClient(b.ws_url) as stays:
+                await watch.subscribe("hooks")
+                first = WSClient(a.ws_url)
+                await first.connect()
+                await first.subscribe(topic)  # a owns the topic
+                await until(
+                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) == 1),
+                    what="on_occupied on a",
+                )
+                await stays.subscribe(topic)
+                a_pid = hook_events(watch, topic)[0][1]
+                a.kill()
+                await until(
+                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) >= 2),
+                    timeout=10 * TTL,
+                    what="b taking the topic over",
+                )
+                await asyncio.sleep(2 * TTL)
+                events = hook_events(watch, topic)
+                assert [kind for kind, _ in events] == ["occupied", "occupied"], events
+                assert events[1][1] != a_pid
+                await stays.unsubscribe(topic)  # now b, the owner, runs on_vacated
+                await until(
+                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) == 3),
+                    what="on_vacated on b",
+                )
+                assert hook_events(watch, topic)[2] == ("vacated", events[1][1])
+                await first.close()
+
+    run(main(), timeout=90)

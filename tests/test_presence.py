@@ -42,6 +42,13 @@ async def ask(ws, kind, topic):
     return await ws.recv_until(lambda m: m.get("request_id") == rid, start=start)
 
 
+async def ask_raw(ws, request):
+    rid = f"raw-{next(_names)}"
+    start = len(ws.messages)
+    await ws.send({**request, "request_id": rid})
+    return await ws.recv_until(lambda m: m.get("request_id") == rid, start=start)
+
+
 async def listed(client, topic):
     rows = (await client.get("/topics")).json()["topics"]
     return next(r["subscribers"] for r in rows if r["name"] == topic)
@@ -240,6 +247,21 @@ def test_presence_info_is_bounded_and_validated(server):
             fits = {"pad": "x" * 1000}  # 1,012 bytes encoded
             await ws.request({"type": "subscribe", "topic": topic, "presence": fits})
             assert [m["info"] for m in await members(client, topic)] == [fits]
+            for request, code in (
+                ({"type": "occupancy"}, "INVALID_MESSAGE"),
+                ({"type": "presence", "topic": 7}, "INVALID_MESSAGE"),
+                ({"type": "presence", "topic": "bad name"}, "INVALID_TOPIC"),
+                ({"type": "occupancy", "topic": "x" * 256}, "INVALID_TOPIC"),
+            ):
+                reply = await ask_raw(ws, request)
+                assert reply["type"] == "error" and reply["code"] == code, request
+            nested = "[" * 300 + "]" * 300  # deeper than orjson encodes
+            start = len(ws.messages)
+            await ws.send_raw(
+                f'{{"type": "subscribe", "topic": "{topic}", "presence": {{"a": {nested}}}}}'
+            )
+            reply = await ws.recv_until(lambda m: m.get("type") == "error", start=start)
+            assert reply["code"] == "INVALID_MESSAGE"
             bad = await client.get("/stream", params={"topic": topic, "presence": "2"})
             assert bad.status_code == 400
             assert bad.json()["error"] == "INVALID_MESSAGE"

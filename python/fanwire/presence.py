@@ -106,6 +106,9 @@ class Presence:
 
     def __init__(self) -> None:
         self._local: dict[str, dict[int, _Entry]] = {}
+        # The entries that asked for join/leave notices: a join costs a look at these
+        # only, not at every subscriber of the topic.
+        self._listeners: dict[str, dict[int, _Entry]] = {}
         self._hooks = _Hooks()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.cluster: ClusterPresence | None = None
@@ -128,6 +131,9 @@ class Presence:
             del self._local[topic]
         if entry is None:
             return
+        listeners = self._listeners.get(topic)
+        if listeners is not None and listeners.pop(waiter, None) is not None and not listeners:
+            del self._listeners[topic]
         if sub.ended_by == "slow_consumer" and sub not in self._slow:
             self._slow.add(sub)
             self.slow_consumers += 1
@@ -151,6 +157,8 @@ class Presence:
         if entry is None:
             return
         entry.join_leave = join_leave
+        if join_leave:
+            self._listeners.setdefault(topic, {})[id(sub)] = entry
         if info is not None:
             entry.member = member(client_id, user, info)
             self._joined(topic, entry.member)
@@ -248,9 +256,8 @@ class Presence:
 
     def notify(self, topic: str, kind: str, who: dict[str, Any]) -> None:
         """Send a join/leave notice to this node's subscriptions of ``topic`` that asked."""
-        for entry in list(self._local.get(topic, {}).values()):
-            if entry.join_leave:
-                entry.sub.inject(topic, notice(entry.sub.mode, kind, topic, who))
+        for entry in list(self._listeners.get(topic, {}).values()):
+            entry.sub.inject(topic, notice(entry.sub.mode, kind, topic, who))
 
 
 def queue_rows(subs: Iterable[Subscription]) -> list[dict[str, Any]]:
@@ -474,7 +481,10 @@ class ClusterPresence:
             if raw is None or name == self.node:
                 continue
             self._load(name, orjson.loads(raw))
-        # Whatever this node missed meanwhile (Redis lost): the others learn its state.
+        # Whatever this node missed meanwhile (Redis lost): the others learn its state,
+        # which supersedes the changes still waiting to be written.
+        self._outbox.clear()
+        self._dirty.clear()
         self._send({"op": "sync", "s": self.presence.local_state()})
 
     def _load(self, name: str, state: dict[str, Any]) -> _Node:

@@ -5,6 +5,7 @@ every way its subscription ends, the bounds of ``info``, and the occupancy hooks
 ``tests/presence_app.py``, whose hooks publish to the topic ``hooks``).
 """
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -401,3 +402,56 @@ def test_only_those_who_may_subscribe_see_presence_and_occupancy(auth_server):
             assert {r["subscribers"] for r in rows} == {None}
 
     run(main(), timeout=60)
+
+
+def test_python_api_hooks_sync_and_async_and_every_end(fanwire_broker):
+    """In process: ``broker.occupancy``/``presence``/``join`` and both kinds of hook, with
+    members leaving on unsubscribe, close and shutdown."""
+    import asyncio
+
+    broker = fanwire_broker
+    seen = []
+
+    async def occupied(topic):
+        await asyncio.sleep(0)
+        seen.append(("occupied", topic))
+
+    broker.on_occupied("prices.*", occupied)
+    broker.on_vacated("prices.*", lambda topic: seen.append(("vacated", topic)))
+    broker.on_vacated("other", lambda topic: seen.append(("wrong", topic)))
+
+    async def main():
+        broker.create_topic("prices.eu")
+        a = broker.subscribe("prices.eu", mode="ws")
+        broker.join(a, "prices.eu", client_id="a", user="ada", info={"x": 1})
+        b = broker.subscribe("prices.eu", mode="sse")
+        broker.join(b, "prices.eu", client_id="b", info={}, join_leave=True)
+        await asyncio.sleep(0.05)  # the async hook runs as a task
+        assert seen == [("occupied", "prices.eu")]
+        assert broker.occupancy("prices.eu") == 2
+        assert [(m["client_id"], m["user"], m["info"]) for m in broker.presence("prices.eu")] == [
+            ("a", "ada", {"x": 1}),
+            ("b", None, None),
+        ]
+        a.remove("prices.eu")
+        batch = await b.next_batch(timeout=5)
+        assert b"event: leave" in batch and b'"client_id":"a"' in batch
+        assert [m["client_id"] for m in broker.presence("prices.eu")] == ["b"]
+        b.close()
+        assert broker.occupancy("prices.eu") == 0 and broker.presence("prices.eu") == []
+        assert seen == [("occupied", "prices.eu"), ("vacated", "prices.eu")]
+        c = broker.subscribe("prices.eu", mode="ws")
+        broker.join(c, "prices.eu", client_id="c", info={})
+        broker.shutdown()
+        with contextlib.suppress(StopAsyncIteration):
+            while await c.next_batch(timeout=5) is not None:
+                pass
+        assert broker.presence("prices.eu") == [] and broker.occupancy("prices.eu") == 0
+        # c's async on_occupied was still to run: on_vacated waited for it
+        for _ in range(100):
+            if len(seen) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert seen == [("occupied", "prices.eu"), ("vacated", "prices.eu")] * 2
+
+    run(main(), timeout=30)

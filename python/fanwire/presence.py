@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import inspect
 import logging
 import secrets
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,13 @@ def notice(mode: Mode, kind: str, topic: str, who: dict[str, Any]) -> bytes | st
     return _core.ws_frame(text) if mode is Mode.ws_frames else text
 
 
+async def _settle(pending: list[Awaitable[Any]]) -> None:
+    """Await the async hooks of one transition; a failure is logged, never raised."""
+    for result in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(result, Exception):
+            log.error("presence hook failed", exc_info=result)
+
+
 @dataclass
 class _Entry:
     """One local subscription of a topic."""
@@ -110,7 +118,8 @@ class Presence:
         # only, not at every subscriber of the topic.
         self._listeners: dict[str, dict[int, _Entry]] = {}
         self._hooks = _Hooks()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._chains: dict[str, asyncio.Future[Any]] = {}  # per topic: its hooks running
         self.cluster: ClusterPresence | None = None
         self.node_id = secrets.token_hex(6)
         self.slow_consumers = 0  # subscriptions closed as slow consumers (the console's)
@@ -214,25 +223,49 @@ class Presence:
         self._hooks.vacated.append((pattern, fn))
 
     def fire(self, occupied: bool, topic: str) -> None:
-        """Run the hooks of one transition of ``topic`` (on this node)."""
-        hooks = self._hooks.occupied if occupied else self._hooks.vacated
-        for pattern, fn in hooks:
-            if not glob_match(pattern, topic):
-                continue
+        """Run the hooks of one transition of ``topic`` (on this node).
+
+        Hooks of one topic run in transition order: while an async hook of an earlier
+        transition still runs, the later ones (sync too) wait for it, so an app never
+        sees ``on_vacated`` before the ``on_occupied`` it ends has finished.
+        """
+        table = self._hooks.occupied if occupied else self._hooks.vacated
+        hooks = [fn for pattern, fn in table if glob_match(pattern, topic)]
+        if not hooks:
+            return
+        before = self._chains.get(topic)
+        if before is None or before.done():
+            pending = self._call(hooks, topic)
+            if not pending:
+                return
+            chain: asyncio.Future[Any] = asyncio.ensure_future(_settle(pending))
+        else:
+            chain = asyncio.ensure_future(self._after(before, hooks, topic))
+        self._chains[topic] = chain
+        self._tasks.add(chain)
+        chain.add_done_callback(functools.partial(self._chain_done, topic))
+
+    def _call(self, hooks: list[Hook], topic: str) -> list[Awaitable[Any]]:
+        """Call each hook; the awaitables of the async ones."""
+        pending = []
+        for fn in hooks:
             try:
                 result = fn(topic)
             except Exception:
                 log.exception("presence hook %r failed for topic %r", fn, topic)
                 continue
             if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._hook_done)
+                pending.append(result)
+        return pending
 
-    def _hook_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("presence hook failed", exc_info=task.exception())
+    async def _after(self, before: asyncio.Future[Any], hooks: list[Hook], topic: str) -> None:
+        await asyncio.wait([before])
+        await _settle(self._call(hooks, topic))
+
+    def _chain_done(self, topic: str, chain: asyncio.Future[Any]) -> None:
+        self._tasks.discard(chain)
+        if self._chains.get(topic) is chain:
+            del self._chains[topic]
 
     # -- internals -------------------------------------------------------------------------
     def _counted(self, topic: str, before: int, after: int) -> None:

@@ -106,4 +106,11 @@ std::string heartbeat(Encoding encoding, double ts) {
   return finish(encoding, "heartbeat", sse, info("heartbeat") + "," + sse);
 }
 
+std::string member(Encoding encoding, bool join, std::string_view topic,
+                   std::string_view member_json) {
+  const std::string_view kind = join ? "join" : "leave";
+  const std::string fields = topic_field(topic) + ",\"member\":" + std::string(member_json);
+  return finish(encoding, kind, fields, info(kind) + "," + fields);
+}
+
 }  // namespace fanwire::notice

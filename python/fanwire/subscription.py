@@ -40,6 +40,9 @@ class Hub:
     check_open: Callable[[], None]  # raises ShuttingDown once the broker shuts down
     writer: Callable[[], _core.Writer]  # the native writer thread (created on first use)
     forget: Callable[[int], None]  # a closed subscription's waiter gets no more wake-ups
+    # A topic's subscription started (True) or ended (False), for whatever reason:
+    # occupancy and presence (presence.py) count on it.
+    on_topic: Callable[[Subscription, str, bool], None] = lambda sub, topic, started: None
 
 
 class DirectWriter(Protocol):
@@ -97,6 +100,8 @@ class Subscription:
         self._sink: _core.Sink | None = None
         self.close_reason: _core.StreamEnd | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
+        self.client_id: str | None = None  # the transport's client id (the console shows it)
+        self._sizes: dict[str, int] = {}  # queue size per topic (the console's queue fill)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
 
     # -- topics ----------------------------------------------------------------------
@@ -127,6 +132,8 @@ class Subscription:
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
         self._subs[topic] = core_sub
+        self._sizes[topic] = size
+        self._hub.on_topic(self, topic, True)
         resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
         if isinstance(resumed, list):
             self._pending.extend(resumed)
@@ -169,6 +176,37 @@ class Subscription:
             self._stream.release(c)
         self.wake()
 
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def queues(self) -> list[tuple[str, int, int]]:
+        """``(topic, messages waiting, queue size)`` of each topic (the console's lag)."""
+        return [(t, c.pending, self._sizes.get(t, 1)) for t, c in self._subs.items()]
+
+    @property
+    def ended_by(self) -> _core.StreamEnd | None:
+        """Why it ended, once known: ``slow_consumer`` when one of its queues overflowed
+        (a native stream's too, which Python only learns of at :meth:`close`)."""
+        if self.close_reason is None and any(
+            c.close_reason == _core.CloseReason.slow_consumer for c in self._subs.values()
+        ):
+            return _core.StreamEnd.slow_consumer
+        return self.close_reason
+
+    def inject(self, topic: str, notice: bytes | str) -> None:
+        """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
+        ``join``) after what its queue holds now."""
+        if topic not in self._subs:
+            return
+        if self._sink is not None:
+            self._sink.inject(notice)  # type: ignore[arg-type]
+            return
+        if topic not in self._held:
+            self._take(self._pending)  # every topic: the stream stays in id order
+        self._pending.append(notice)
+        self.wake()
+
     def inject_gap(self, topic: str, first_available: str | None) -> None:
         """Queue a gap notice for ``topic`` after what its core queue holds now."""
         core_sub = self._subs.get(topic)
@@ -200,6 +238,7 @@ class Subscription:
         core_sub.close()  # redis-py may never finish a cancelled command
         self._stream.remove(core_sub)
         self._release()  # the others may have waited for this one
+        self._hub.on_topic(self, topic, False)
         return True
 
     def backlog(self, topics: Collection[str]) -> int:
@@ -231,12 +270,17 @@ class Subscription:
 
     def close(self) -> None:
         """Unsubscribe from everything (idempotent)."""
+        if self.close_reason is None and self.ended_by == _core.StreamEnd.slow_consumer:
+            self.close_reason = self.ended_by  # (a native stream's queue overflowed)
         if self._sink is not None:
             self._sink.close()
         for core_sub in self._subs.values():
             core_sub.close()
+        ended = list(self._subs)
         self._subs.clear()
         self._stream.close()
+        for topic in ended:
+            self._hub.on_topic(self, topic, False)
         self._held.clear()  # replays on their way are dropped (see remove)
         self._replays.clear()
         self._hub.forget(self._waiter)
@@ -350,12 +394,16 @@ class Subscription:
         for note in batch.topics:
             if note.ended and note.topic in self._subs:
                 self._subs.pop(note.topic).close()
+                self._hub.on_topic(self, note.topic, False)
         end = self._stream.end
         if end != _core.StreamEnd.none and self.close_reason is None:
             self.close_reason = end  # the stream closed every subscriber, held ones too
+            ended = list(self._subs)
             self._subs.clear()
             self._held.clear()
             self._replays.clear()
+            for topic in ended:
+                self._hub.on_topic(self, topic, False)
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

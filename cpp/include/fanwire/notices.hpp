@@ -31,6 +31,10 @@ std::string shutdown(Encoding encoding, double ts);
 // `error SLOW_CONSUMER` (disconnect policy): the stream ends after it.
 std::string slow_consumer(Encoding encoding, std::string_view topic);
 std::string heartbeat(Encoding encoding, double ts);
+// Presence `join` / `leave`: `member_json` is the member object, already JSON (the
+// Python side validates and encodes the client's info).
+std::string member(Encoding encoding, bool join, std::string_view topic,
+                   std::string_view member_json);
 
 }  // namespace notice
 }  // namespace fanwire

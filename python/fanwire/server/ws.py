@@ -23,9 +23,10 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from .. import _core
 from ..enums import Mode, Policy
-from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown, TopicNotFound
 from ..jsoncheck import check_integers
 from ..names import check_topic
+from ..presence import check_info
 from ..subscription import Subscription
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
@@ -121,6 +122,7 @@ class Connection:
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
+        self.sub.client_id = self.client_id
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
         self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
@@ -133,6 +135,8 @@ class Connection:
             "unsubscribe": self.unsubscribe,
             "publish": self.publish,
             "ping": lambda msg, rid: _reply("pong", rid),
+            "occupancy": self.occupancy,
+            "presence": self.presence,
         }
 
     # -- answering client messages -------------------------------------------------
@@ -173,6 +177,8 @@ class Connection:
         queue_size = _field(msg, "queue_size", int)
         if queue_size is not None and queue_size < 1:
             raise InvalidMessage("queue_size must be at least 1")
+        info = check_info(msg.get("presence"))
+        join_leave = _field(msg, "join_leave", bool) or False
         self.claims.check_subscribe(topic)
         limit = self.settings.max_subscriptions_per_connection
         if topic not in self.sub.topics and len(self.sub.topics) >= limit:
@@ -183,7 +189,35 @@ class Connection:
         if queue_size is not None:
             queue_size = min(queue_size, self.settings.ws_queue_size)
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
+        if info is not None or join_leave:
+            self.runtime.broker.join(
+                self.sub,
+                topic,
+                client_id=self.client_id,
+                user=self.claims.subject,
+                info=info,
+                join_leave=join_leave,
+            )
         return _ack("subscribe", topic, "subscribed", request_id)
+
+    async def _visible(self, msg: dict[str, Any]) -> str:
+        """A topic whose occupancy or presence this client may see (as a subscriber)."""
+        topic = _topic(msg)
+        self.claims.check_subscribe(topic)
+        await self.runtime.broker.aknow_topics([topic])
+        if not self.runtime.broker.has_topic(topic):
+            raise TopicNotFound(f"no topic {topic!r}")
+        return topic
+
+    async def occupancy(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = await self._visible(msg)
+        count = self.runtime.broker.occupancy(topic)
+        return _reply("occupancy", request_id, topic=topic, subscribers=count)
+
+    async def presence(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = await self._visible(msg)
+        members = self.runtime.broker.presence(topic)
+        return _reply("presence", request_id, topic=topic, members=members)
 
     def unsubscribe(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)

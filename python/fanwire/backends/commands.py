@@ -68,6 +68,25 @@ class Commands:
         found = await self._publish.run(**self._publish_args(topic, payload, event))
         return None if found is None else as_text(found)
 
+    async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        """Every (payload, event) of ``items`` XADDed in order in one transaction (one
+        round trip); the ids, or None when the topic does not exist (then none was)."""
+        calls = [self._publish_args(topic, payload, event) for payload, event in items]
+        with unavailable("publish"):
+            found = await self._publish.run_transaction(calls)
+        return _batch_ids(found)
+
+    def publish_many_sync(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        client = self.sync_client()
+        script = self._sync_scripts["publish"]
+        with unavailable("publish"):
+            with client.pipeline(transaction=True) as pipe:
+                for payload, event in items:
+                    args = self._publish_args(topic, payload, event)
+                    script(keys=args["keys"], args=args["args"], client=pipe)
+                found = pipe.execute()
+        return _batch_ids(found)
+
     async def create(self, topic: str) -> tuple[int, str]:
         """(1 created, 0 existed, -1 too many topics; the control id to wait for)."""
         with unavailable("create topic"):
@@ -198,6 +217,13 @@ class Commands:
             "held": [bool(reply) for reply in held],
             "last": None if clock is None else parse_id(clock),
         }
+
+
+def _batch_ids(found: list[Any]) -> list[str] | None:
+    # One transaction: the topic existed for all of the batch or for none of it.
+    if not found or found[0] is None:
+        return None
+    return [as_text(item) for item in found]
 
 
 def _int(raw: bytes | None) -> int | None:

@@ -226,6 +226,16 @@ class RedisBackend:
         self._check_ready("publish")
         return self._guard_sync(lambda: self.commands.publish_sync(topic, payload, event))
 
+    async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        """A batch ((payload, event) pairs) in order, in one transaction: the ids, or None
+        when the topic does not exist (then nothing was added)."""
+        self._check_ready("publish")
+        return await self._guard(self.commands.publish_many(topic, items))
+
+    def publish_many_sync(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        self._check_ready("publish")
+        return self._guard_sync(lambda: self.commands.publish_many_sync(topic, items))
+
     async def create_topic(self, name: str) -> bool:
         """Register ``name`` everywhere; True when it is new. Returns once applied here."""
         self._check_ready("create topic")

@@ -266,6 +266,18 @@ class Broker:
             published = await self._log.apublish(topic, payload, event or "", on_loop)
         return published or Published("", 0)
 
+    def submit_publish(
+        self, topic: str, data: Any, event: str | None = None
+    ) -> asyncio.Future[str | None]:
+        """Publish without awaiting the log (on the event loop): the future of the message
+        id, None when ``topic`` does not exist (auto-creation is not done here). In Redis
+        mode the ``XADD`` goes out with the next pipeline, after every publish submitted
+        before it; acknowledge a publish only once its future is done (then Redis has it).
+        Checks (payload, event) raise at once."""
+        payload = _encode(data)
+        self._check_publish(payload, event)
+        return self._log.submit(topic, payload, event or "")
+
     def _encode_batch(
         self, messages: Collection[tuple[Any, str | None]]
     ) -> tuple[list[bytes], list[str]]:

@@ -78,6 +78,10 @@ class Log(Protocol):
     ) -> Published | None:
         """:meth:`publish` without blocking the loop."""
 
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        """Publish a checked payload without awaiting it: the future of its id (None when
+        ``topic`` does not exist). Submissions are applied in their order."""
+
     def publish_many(
         self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
     ) -> PublishedBatch | None:
@@ -182,6 +186,12 @@ class MemoryLog:
     ) -> Published | None:
         return self.publish(topic, payload, event, "", on_loop)
 
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        published = self.publish(topic, payload, event, "", True)
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        done.set_result(None if published is None else published.message_id)
+        return done
+
     def publish_many(
         self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
     ) -> PublishedBatch | None:
@@ -274,6 +284,11 @@ class RedisLog:
     ) -> Published | None:
         mid = await self.backend.publish(topic, payload, event)
         return None if mid is None else Published(mid, self._local_subscribers(topic))
+
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        """The ``XADD`` queued for the next pipeline (one round trip carries every publish
+        submitted meanwhile, in order); acknowledge only once the future is done."""
+        return self.backend.submit_publish(topic, payload, event)
 
     def publish_many(
         self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool

@@ -32,11 +32,17 @@ class PublishBatcher:
 
     async def run(self, keys: list[Any], args: list[Any]) -> Any:
         """The script's result for ``keys``/``args`` (raises BackendUnavailable if down)."""
+        return await self.submit(keys, args)
+
+    def submit(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue a run for the next pipeline and return at once: the future of its result.
+        Runs go to Redis in submission order (one pipeline in flight), so a caller that
+        submits several before awaiting any still has them applied in its order."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_all())
-        return await future
+        return future
 
     async def _flush_all(self) -> None:
         while self._queue:

@@ -7,6 +7,7 @@ against a Redis that restarted empty.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +68,11 @@ class Commands:
         None when the topic does not exist."""
         found = await self._publish.run(**self._publish_args(topic, payload, event))
         return None if found is None else as_text(found)
+
+    def submit_publish(self, topic: str, payload: bytes, event: str) -> asyncio.Future[Any]:
+        """:meth:`publish` queued for the next pipeline without awaiting it: the future of
+        the raw result (the id as bytes, or None when the topic does not exist)."""
+        return self._publish.submit(**self._publish_args(topic, payload, event))
 
     async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
         """Every (payload, event) of ``items`` XADDed in order in one transaction (one

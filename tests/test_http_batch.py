@@ -115,6 +115,7 @@ def test_batch_in_redis_mode(fanwire_server, redis_server):
         async with http_client() as client:
             await create_topic(client, srv, topic)
             first = await client.post(f"{srv.url}/topics/{topic}/messages", json={"data": 0})
+            first_id = first.json()["message_id"]
             async with SSEClient(srv.url, topics=[topic]) as sse:
                 await sse.read_until(lambda c: c.retry is not None)
                 batch = {"messages": [{"data": {"n": n}} for n in range(1, 6)]}
@@ -122,11 +123,12 @@ def test_batch_in_redis_mode(fanwire_server, redis_server):
                 assert response.status_code == 202, response.text
                 ids = response.json()["message_ids"]
                 assert response.json()["subscribers"] == 1
+                keys = [tuple(int(part) for part in i.split("-")) for i in [first_id, *ids]]
+                assert sorted(set(keys)) == keys  # every id above the one before
                 frames = await sse.read_messages(5)
                 assert [f.id for f in frames] == ids
                 assert [f.data["data"]["n"] for f in frames] == [1, 2, 3, 4, 5]
-            # Resume from within the batch: the rest of it, in order.
-            first_id = first.json()["message_id"]
+            # Resume from the message before the batch: all of it, in order.
             async with SSEClient(srv.url, topics=[topic], resume_from=first_id) as sse:
                 frames = await sse.read_messages(5)
                 assert [f.id for f in frames] == ids

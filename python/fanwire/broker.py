@@ -310,8 +310,8 @@ class Broker:
     async def apublish_batch(
         self, topic: str, messages: Collection[tuple[Any, str | None]]
     ) -> PublishedBatch:
-        """:meth:`publish_batch` for the event loop (Redis mode: one ``MULTI``/``EXEC``
-        round trip for the whole batch)."""
+        """:meth:`publish_batch` for the event loop (Redis mode: one script call, one
+        round trip, for the whole batch)."""
         payloads, events = self._encode_batch(messages)
         on_loop = self._loop_thread == threading.get_ident()
         published = await self._log.apublish_many(topic, payloads, events, on_loop)

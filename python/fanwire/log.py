@@ -299,8 +299,8 @@ class RedisLog:
     async def apublish_many(
         self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
     ) -> PublishedBatch | None:
-        """One transaction (``MULTI``/``EXEC``, one round trip): every ``XADD`` of the
-        batch in order, or none if the topic is gone."""
+        """One script (atomic, one round trip): every ``XADD`` of the batch in order, or
+        none if the topic is gone."""
         ids = await self.backend.publish_many(topic, list(zip(payloads, events, strict=True)))
         return None if ids is None else PublishedBatch(ids, self._local_subscribers(topic))
 

@@ -60,28 +60,6 @@ class PublishBatcher:
                 else:
                     future.set_result(result)
 
-    async def run_transaction(self, calls: list[dict[str, list[Any]]]) -> list[Any]:
-        """The script run for each of ``calls`` (``keys``/``args``) in order, in one
-        ``MULTI``/``EXEC`` (one round trip): all of them, atomically. Raises the first
-        error (a Redis error, or ConnectionError/TimeoutError when Redis is down)."""
-        if self.sha is None:
-            self.sha = await self.client.script_load(self.lua)
-        results = await self._transaction(calls)
-        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
-            self.sha = await self.client.script_load(self.lua)
-            results = await self._transaction(calls)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
-
-    async def _transaction(self, calls: list[dict[str, list[Any]]]) -> list[Any]:
-        async with self.client.pipeline(transaction=True) as pipe:
-            assert self.sha is not None
-            for call in calls:
-                pipe.evalsha(self.sha, len(call["keys"]), *call["keys"], *call["args"])
-            return list(await pipe.execute(raise_on_error=False))
-
     async def _execute(self, batch: list[tuple[list[Any], list[Any], Any]]) -> list[Any]:
         if self.sha is None:
             self.sha = await self.client.script_load(self.lua)

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
 from .ids import as_text, parse_id
-from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
+from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, PUBLISH_MANY, Keys
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
@@ -49,6 +49,7 @@ class Commands:
         self._publish = PublishBatcher(self.client, PUBLISH)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
+        self._publish_many = self.client.register_script(PUBLISH_MANY)
         self._sync: redis.Redis | None = None
         self._sync_scripts: dict[str, Any] = {}
 
@@ -74,24 +75,23 @@ class Commands:
         the raw result (the id as bytes, or None when the topic does not exist)."""
         return self._publish.submit(**self._publish_args(topic, payload, event))
 
+    def _publish_many_args(self, topic: str, items: list[tuple[bytes, str]]) -> dict[str, Any]:
+        one = self._publish_args(topic, b"", "")
+        args: list[Any] = [topic, self.maxlen, repr(time.time())]
+        for payload, event in items:
+            args += [payload, event]
+        return {"keys": one["keys"], "args": args}
+
     async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
-        """Every (payload, event) of ``items`` XADDed in order in one transaction (one
+        """Every (payload, event) of ``items`` XADDed in order by one script (atomic, one
         round trip); the ids, or None when the topic does not exist (then none was)."""
-        calls = [self._publish_args(topic, payload, event) for payload, event in items]
         with unavailable("publish"):
-            found = await self._publish.run_transaction(calls)
-        return _batch_ids(found)
+            found = await self._publish_many(**self._publish_many_args(topic, items))
+        return None if found is None else [as_text(item) for item in found]
 
     def publish_many_sync(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
-        client = self.sync_client()
-        script = self._sync_scripts["publish"]
-        with unavailable("publish"):
-            with client.pipeline(transaction=True) as pipe:
-                for payload, event in items:
-                    args = self._publish_args(topic, payload, event)
-                    script(keys=args["keys"], args=args["args"], client=pipe)
-                found = pipe.execute()
-        return _batch_ids(found)
+        found = self._run_sync("publish_many", "publish", self._publish_many_args(topic, items))
+        return None if found is None else [as_text(item) for item in found]
 
     async def create(self, topic: str) -> tuple[int, str]:
         """(1 created, 0 existed, -1 too many topics; the control id to wait for)."""
@@ -119,7 +119,8 @@ class Commands:
     def sync_client(self) -> redis.Redis:
         if self._sync is None:
             self._sync = redis.Redis.from_url(self.url, **client_options(3.0))
-            for name, lua in (("publish", PUBLISH), ("create", CREATE), ("delete", DELETE)):
+            scripts = (("publish", PUBLISH), ("publish_many", PUBLISH_MANY))
+            for name, lua in (*scripts, ("create", CREATE), ("delete", DELETE)):
                 self._sync_scripts[name] = self._sync.register_script(lua)
         return self._sync
 
@@ -223,13 +224,6 @@ class Commands:
             "held": [bool(reply) for reply in held],
             "last": None if clock is None else parse_id(clock),
         }
-
-
-def _batch_ids(found: list[Any]) -> list[str] | None:
-    # One transaction: the topic existed for all of the batch or for none of it.
-    if not found or found[0] is None:
-        return None
-    return [as_text(item) for item in found]
 
 
 def _int(raw: bytes | None) -> int | None:

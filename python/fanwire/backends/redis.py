@@ -248,8 +248,8 @@ class RedisBackend:
         return done
 
     async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
-        """A batch ((payload, event) pairs) in order, in one transaction: the ids, or None
-        when the topic does not exist (then nothing was added)."""
+        """A batch ((payload, event) pairs) in order, in one script call (atomic): the
+        ids, or None when the topic does not exist (then nothing was added)."""
         self._check_ready("publish")
         return await self._guard(self.commands.publish_many(topic, items))
 

@@ -54,7 +54,8 @@ async def publish_stream(srv, topic, http):
 
 @pytest.fixture(scope="module")
 def server(fanwire_module_server):
-    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
+    # The subscriber must not be cut off as slow while the publisher floods it.
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_SSE_QUEUE_SIZE": "1000"})
 
 
 def test_publishes_in_a_stream_are_answered_in_order(server):
@@ -71,7 +72,7 @@ def test_publishes_in_a_stream_are_answered_in_order(server):
 
 
 def test_pipelined_publishes_in_redis_mode_are_answered_in_order(fanwire_server, redis_server):
-    srv = node(fanwire_server, redis_server.url)
+    srv = node(fanwire_server, redis_server.url, sse_queue_size=1000)
     topic = f"pr{os.getpid()}-{next(_names)}"
 
     async def main():

@@ -46,7 +46,7 @@ class Commands:
         self.maxlen = maxlen
         self.max_topics = max_topics
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
-        self._publish = PublishBatcher(self.client, PUBLISH)
+        self._publish = PublishBatcher(self.client, PUBLISH, PUBLISH_MANY)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
         self._publish_many = self.client.register_script(PUBLISH_MANY)
@@ -77,9 +77,10 @@ class Commands:
 
     def _publish_many_args(self, topic: str, items: list[tuple[bytes, str]]) -> dict[str, Any]:
         one = self._publish_args(topic, b"", "")
-        args: list[Any] = [topic, self.maxlen, repr(time.time())]
+        args: list[Any] = [topic, self.maxlen]
+        stamp = repr(time.time())
         for payload, event in items:
-            args += [payload, event]
+            args += [payload, event, stamp]
         return {"keys": one["keys"], "args": args}
 
     async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:

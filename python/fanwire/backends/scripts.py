@@ -96,12 +96,12 @@ return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
                   'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
 """
 
-#: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen, ts,
-#: then data and event of each message -> the ids in order, or nil (no topic). Each id
-#: follows the rules of PUBLISH, as if the messages were published one after the other.
+#: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen, then
+#: data, event and ts of each message -> the ids in order, or nil (no topic). Each id,
+#: publish count and the clock follow PUBLISH as if the messages came one after another.
 PUBLISH_MANY = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
-local count = (#ARGV - 3) / 2
+local count = (#ARGV - 2) / 3
 local seq = redis.call('INCRBY', KEYS[3], count) - count
 local n = redis.call('INCRBY', KEYS[4], count) - count
 local now = redis.call('TIME')
@@ -120,7 +120,7 @@ for i = 1, count do
   if ms < last_ms or (ms == last_ms and n <= last_seq) then ms = last_ms + 1 end
   local id = string.format('%.0f-%.0f', ms, n)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
-             'd', ARGV[2 + 2 * i], 'e', ARGV[3 + 2 * i], 't', ARGV[3], 's', seq)
+             'd', ARGV[3 * i], 'e', ARGV[3 * i + 1], 't', ARGV[3 * i + 2], 's', seq)
   last_ms, last_seq = ms, n
   ids[i] = id
 end

@@ -62,6 +62,12 @@ def variants(spec: ServerSpec, allowed: set[str] | None) -> list[tuple[str, bool
     return out
 
 
+def split(clients: int, most: int) -> list[int]:
+    """``clients`` shared as evenly as possible by the fewest processes of ``most`` each."""
+    processes = max(1, -(-clients // most))
+    return [clients // processes + (i < clients % processes) for i in range(processes)]
+
+
 def _proc_cpu(pid: int) -> float:
     import os
 
@@ -115,9 +121,7 @@ def run_idle(ctx: Context, spec: ServerSpec, transport: str, deflate: bool) -> l
 def _measure(ctx: Context, server: ServerProcess, res: IdleResult, own_rate: float) -> None:
     rss0, fds0 = server.rss_bytes(), server.fd_count()
     ws_path = f"/ws?heartbeat={res.heartbeat_s:g}"
-    counts = [PER_PROCESS] * (res.clients // PER_PROCESS)
-    if res.clients % PER_PROCESS:
-        counts.append(res.clients % PER_PROCESS)
+    counts = split(res.clients, PER_PROCESS)
     pool: list[Loadgen] = []
     try:
         for n in counts:

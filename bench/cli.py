@@ -121,8 +121,8 @@ def run_idles(ctx: Context, specs: list[ServerSpec], args: argparse.Namespace) -
     return [
         res
         for spec in specs
-        for transport, deflate in variants(spec, allowed)
-        for res in run_idle(ctx, spec, transport, deflate)
+        for transport, deflate, server_deflate in variants(spec, allowed)
+        for res in run_idle(ctx, spec, transport, deflate, server_deflate)
     ]
 
 

@@ -45,20 +45,27 @@ class IdleResult:
     server_cpu: float | None = None  # share of one core the server used, idle, with them
     loadgen_cpu: float | None = None  # share of one core the load generators used
     connect_s: float | None = None
+    server_deflate: bool = False  # fanwire run with FANWIRE_WS_PER_MESSAGE_DEFLATE on
     error: str | None = None
 
     @property
     def key(self) -> str:
         suffix = "-deflate" if self.deflate_client else ""
-        return f"{self.server}/{self.transport}{suffix}"
+        return f"{self.server}/{self.transport}{suffix}{'-on' if self.server_deflate else ''}"
 
 
-def variants(spec: ServerSpec, allowed: set[str] | None) -> list[tuple[str, bool]]:
-    """(transport, deflate client) pairs this server is measured with."""
-    out: list[tuple[str, bool]] = []
+def variants(spec: ServerSpec, allowed: set[str] | None) -> list[tuple[str, bool, bool]]:
+    """(transport, deflate client, fanwire's deflate setting on) this server is measured
+    with: fanwire's WebSocket with a deflate client twice, with its default (off) and
+    with the setting on (what every such client cost before it was off)."""
+    out: list[tuple[str, bool, bool]] = []
     for transport in spec.transports:
         if allowed is None or transport in allowed:
-            out += [(transport, False)] + ([(transport, True)] if transport == "ws" else [])
+            out.append((transport, False, False))
+            if transport == "ws":
+                out.append((transport, True, False))
+                if spec.name == "fanwire":
+                    out.append((transport, True, True))
     return out
 
 
@@ -91,17 +98,30 @@ def wait_subscribed(server: ServerProcess, clients: int, timeout: float) -> int:
     return count
 
 
-def run_idle(ctx: Context, spec: ServerSpec, transport: str, deflate: bool) -> list[IdleResult]:
+def run_idle(
+    ctx: Context, spec: ServerSpec, transport: str, deflate: bool, server_deflate: bool = False
+) -> list[IdleResult]:
     """One server started once; each client count measured in turn on it."""
     mode = ctx.mode
     hb = mode.idle_heartbeat_s
     results = [
-        IdleResult(spec.name, spec.role, transport, deflate, n, hb, mode.idle_window_s)
+        IdleResult(
+            spec.name,
+            spec.role,
+            transport,
+            deflate,
+            n,
+            hb,
+            mode.idle_window_s,
+            server_deflate=server_deflate,
+        )
         for n in mode.idle_clients
     ]
     label = results[0].key if results else spec.name
     ctx.progress.say(f"{label}: idle connections {', '.join(str(n) for n in mode.idle_clients)}")
     env = {"FANWIRE_HEARTBEAT_INTERVAL": f"{hb:g}"} if spec.name == "fanwire" else {}
+    if server_deflate:
+        env["FANWIRE_WS_PER_MESSAGE_DEFLATE"] = "true"
     try:
         with ServerProcess(spec, ctx.server_log(spec.name), env=env) as server:
             server.create_topic(TOPIC)

@@ -105,7 +105,7 @@ def idle_ratios(idle: list[IdleResult]) -> list[dict[str, Any]]:
     """fanwire's memory, descriptors and CPU per idle connection over each other
     server's, same transport, client kind and count (SSE: also over the C++ reference)."""
     rows = []
-    for mine in (r for r in idle if r.server == "fanwire"):
+    for mine in (r for r in idle if r.server == "fanwire" and not r.server_deflate):
         for theirs in idle:
             same = (theirs.transport, theirs.deflate_client, theirs.clients) == (
                 mine.transport,

@@ -24,7 +24,7 @@ class Context:
     def open_loadgen(
         self, server: ServerProcess, transport: str, clients: int, **options: Any
     ) -> Loadgen:
-        """`options`: Loadgen's ws_path, deflate."""
+        """`options`: Loadgen's ws_path, deflate, sse_path."""
         log = self.logs / f"loadgen-{server.spec.name}-{transport}.log"
         return Loadgen(self.loadgen, server.port, transport, clients, log, topic=TOPIC, **options)
 

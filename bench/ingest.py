@@ -7,8 +7,12 @@
 - ``ws``: one WebSocket, 256 ``publish`` messages in flight (each acked).
 
 Each with 0 and with ``mode.ingest_subscribers`` SSE subscribers attached (fresh ones
-per measurement; how many the server disconnected as slow is reported), and fanwire
-again in Redis mode (a ``redis-server`` on a free port). The baselines and the C++
+per measurement). fanwire's subscribers ask for ``policy=drop_oldest``, so they stay
+attached and the server fans every publish out to all of them, dropping what a client
+cannot take (under the default ``disconnect`` they are all cut off within the first
+second of a flood, and the rest would be measured with none); the baselines drop or
+disconnect as they do. How many were cut off, and what they received, is reported.
+fanwire runs again in Redis mode (a ``redis-server`` on a free port). The baselines and the C++
 reference only have ``http``.
 """
 
@@ -121,7 +125,8 @@ def _backend_env(backend: str) -> Iterator[dict[str, str]]:
 def _flood(ctx: Context, server: ServerProcess, res: IngestResult) -> None:
     conns, window, batch = KINDS[res.kind]
     try:
-        with ctx.open_loadgen(server, "sse", res.subscribers) as lg:
+        path = f"/stream?topic={TOPIC}&policy=drop_oldest" if res.server == "fanwire" else None
+        with ctx.open_loadgen(server, "sse", res.subscribers, sse_path=path) as lg:
             ready = lg.ready()
             if ready["streaming"] < res.subscribers:
                 raise LoadgenError(f"only {ready['streaming']}/{res.subscribers} connected")

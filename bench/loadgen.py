@@ -32,11 +32,14 @@ class Loadgen:
         max_seconds: float = 900,
         ws_path: str = "/ws",
         deflate: bool = False,
+        sse_path: str | None = None,
     ) -> None:
         argv = [str(binary), "--port", str(port), "--transport", transport]
         argv += ["--clients", str(clients), "--topic", topic, "--max-seconds", str(max_seconds)]
         argv += ["--connect-timeout", str(30 + clients / 100)]
         argv += ["--ws-path", ws_path, "--deflate", "1" if deflate else "0"]
+        if sse_path:
+            argv += ["--sse-path", sse_path]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(

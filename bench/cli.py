@@ -10,6 +10,9 @@ from pathlib import Path
 
 from bench import plots, report
 from bench.context import Context
+from bench.idle import IdleResult, run_idle, variants
+from bench.ingest import IngestResult, run_ingest
+from bench.light import LightResult, run_light
 from bench.modes import MODES, Mode
 from bench.paths import BUILD, RESULTS
 from bench.progress import Progress
@@ -17,6 +20,8 @@ from bench.scenarios import ScenarioResult, run_scenario
 from bench.servers import ServerSpec, all_specs, unavailable_reason
 from bench.stall import StallResult, run_stall
 from bench.tools import build_loadgen, build_refserver
+
+SCENARIOS = ("throughput", "stall", "idle", "light", "ingest")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +37,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", help="comma-separated client counts (overrides the mode)")
     p.add_argument("--no-stall", action="store_true", help="skip the stalled-client scenario")
     p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    p.add_argument("--idle-clients", help="comma-separated idle client counts (overrides the mode)")
+    p.add_argument(
         "--fanwire-cmd",
         help='command that starts fanwire, "{port}" is replaced '
         "(default: python -m fanwire --host 127.0.0.1 --port {port})",
@@ -45,7 +56,14 @@ def pick_mode(args: argparse.Namespace) -> Mode:
     if args.clients:
         counts = tuple(int(c) for c in args.clients.split(","))
         mode = Mode(**{**mode.__dict__, "clients": counts})
+    if args.idle_clients:
+        counts = tuple(int(c) for c in args.idle_clients.split(","))
+        mode = Mode(**{**mode.__dict__, "idle_clients": counts})
     return mode
+
+
+def wanted(args: argparse.Namespace, scenario: str) -> bool:
+    return scenario in args.scenarios.split(",")
 
 
 def pick_specs(
@@ -96,10 +114,43 @@ def run_throughput(
     return results
 
 
+def run_idles(ctx: Context, specs: list[ServerSpec], args: argparse.Namespace) -> list[IdleResult]:
+    if not wanted(args, "idle"):
+        return []
+    allowed = set(args.transports.split(",")) if args.transports else None
+    return [
+        res
+        for spec in specs
+        for transport, deflate, server_deflate in variants(spec, allowed)
+        for res in run_idle(ctx, spec, transport, deflate, server_deflate)
+    ]
+
+
+def run_lights(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> list[LightResult]:
+    if not wanted(args, "light"):
+        return []
+    return [run_light(ctx, spec, t) for spec in specs for t in transports(spec, args)]
+
+
+def run_ingests(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> list[IngestResult]:
+    if not wanted(args, "ingest"):
+        return []
+    out = []
+    for spec in specs:
+        out += run_ingest(ctx, spec, "memory")
+        if spec.name == "fanwire":
+            out += run_ingest(ctx, spec, "redis")
+    return out
+
+
 def run_stalls(
     ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
 ) -> list[StallResult]:
-    if args.no_stall:
+    if args.no_stall or not wanted(args, "stall"):
         return []
     return [run_stall(ctx, spec, t) for spec in specs for t in transports(spec, args)]
 
@@ -111,13 +162,22 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def smoke_failures(results: list[ScenarioResult], stalls: list[StallResult]) -> list[str]:
+def smoke_failures(
+    results: list[ScenarioResult], stalls: list[StallResult], more: report.More
+) -> list[str]:
     bad = [
         f"{r.key}: {r.error or 'not sustained'}"
         for r in results
         if r.error or r.sustained_rate is None
     ]
     bad += [f"{s.server}/{s.transport} stall: {s.error}" for s in stalls if s.error]
+    bad += [f"{r.key} idle at {r.clients}: {r.error}" for r in more.idle if r.error]
+    bad += [f"{r.key} light load: {r.error}" for r in more.light if r.error]
+    bad += [
+        f"{r.key} ingest ({r.subscribers} subscribers): {r.error or 'nothing acknowledged'}"
+        for r in more.ingest
+        if r.error or not r.acked_per_s
+    ]
     return bad
 
 
@@ -132,15 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(mode, loadgen, BUILD / "logs" / mode.name, progress)
     specs, skipped = pick_specs(args, refserver, progress)
-    results = run_throughput(ctx, specs, args)
+    results = run_throughput(ctx, specs, args) if wanted(args, "throughput") else []
     stalls = run_stalls(ctx, specs, args)
-    report.write_json(out / "results.json", mode, results, stalls, skipped, progress.elapsed())
-    report.write_markdown(out / "results.md", mode, results, stalls, skipped)
-    pngs = plots.write_all(results, mode, out)
+    more = report.More(run_idles(ctx, specs, args), run_lights(ctx, specs, args))
+    more.ingest = run_ingests(ctx, specs, args)
+    report.write_json(
+        out / "results.json", mode, results, stalls, skipped, progress.elapsed(), more
+    )
+    report.write_markdown(out / "results.md", mode, results, stalls, skipped, more)
+    pngs = plots.write_all(results, mode, out, more)
     progress.say(f"wrote {out / 'results.json'}, results.md and {len(pngs)} plots")
-    failures = smoke_failures(results, stalls)
+    failures = smoke_failures(results, stalls, more)
     for failure in failures:
         progress.say(f"FAILED {failure}")
-    summary = f"{len(results) + len(stalls) - len(failures)} passed, {len(failures)} failed"
+    total = len(results) + len(stalls) + len(more.idle) + len(more.light) + len(more.ingest)
+    summary = f"{total - len(failures)} passed, {len(failures)} failed"
     print(f"bench: {summary}", flush=True)
     return 1 if failures else 0

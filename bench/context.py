@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.loadgen import Loadgen
 from bench.modes import Mode
@@ -20,9 +21,12 @@ class Context:
     logs: Path  # folder for server and loadgen logs
     progress: Progress
 
-    def open_loadgen(self, server: ServerProcess, transport: str, clients: int) -> Loadgen:
+    def open_loadgen(
+        self, server: ServerProcess, transport: str, clients: int, **options: Any
+    ) -> Loadgen:
+        """`options`: Loadgen's ws_path, deflate, sse_path."""
         log = self.logs / f"loadgen-{server.spec.name}-{transport}.log"
-        return Loadgen(self.loadgen, server.port, transport, clients, log, topic=TOPIC)
+        return Loadgen(self.loadgen, server.port, transport, clients, log, topic=TOPIC, **options)
 
     def server_log(self, name: str) -> Path:
         return self.logs / f"server-{name}.log"

@@ -30,10 +30,16 @@ class Loadgen:
         log_path: Path,
         topic: str = "bench",
         max_seconds: float = 900,
+        ws_path: str = "/ws",
+        deflate: bool = False,
+        sse_path: str | None = None,
     ) -> None:
         argv = [str(binary), "--port", str(port), "--transport", transport]
         argv += ["--clients", str(clients), "--topic", topic, "--max-seconds", str(max_seconds)]
         argv += ["--connect-timeout", str(30 + clients / 100)]
+        argv += ["--ws-path", ws_path, "--deflate", "1" if deflate else "0"]
+        if sse_path:
+            argv += ["--sse-path", sse_path]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -61,6 +67,13 @@ class Loadgen:
         """Publishes at `rate` for `seconds`; gives up once a message is give_up_ms late."""
         command = f"step {rate} {seconds} {payload} {drain} {give_up_ms}"
         return self._ask(command, "step", seconds + drain + 30)
+
+    def flood(
+        self, seconds: float, payload: int, kind: str, conns: int, window: int, batch: int = 1
+    ) -> Report:
+        """Publishes as fast as acknowledged (kind http, batch or ws) for `seconds`."""
+        command = f"flood {seconds} {payload} {kind} {conns} {window} {batch}"
+        return self._ask(command, "flood", seconds + 40)
 
     def stall(self, clients: int) -> Report:
         return self._ask(f"stall {clients}", "stalled", 30)

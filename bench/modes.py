@@ -25,6 +25,17 @@ class Mode:
     stall_s: float = 5
     stall_pairs: int = 2  # alternating (alone, stalled) windows; medians are compared
     latency_clients: int = 100  # the client count plotted as latency vs offered load
+    # idle connections: memory, descriptors and CPU per connection (bench/idle.py)
+    idle_clients: tuple[int, ...] = (1_000, 9_000)
+    idle_window_s: float = 30  # CPU measured over this long, idle
+    idle_heartbeat_s: float = 15  # SSE and WebSocket heartbeats every this many seconds
+    # light load: this many subscribers at this rate (bench/light.py)
+    light_clients: int = 1_000
+    light_rate: float = 50
+    light_s: float = 10
+    # publish ingest, closed loop (bench/ingest.py)
+    ingest_s: float = 5
+    ingest_subscribers: tuple[int, ...] = (0, 1_000)
 
     def payloads_for(self, clients: int) -> tuple[int, ...]:
         if clients in self.big_payload_clients:
@@ -50,6 +61,13 @@ SMOKE = Mode(
     stall_s=1,
     stall_pairs=1,
     latency_clients=10,
+    idle_clients=(10,),
+    idle_window_s=1,
+    idle_heartbeat_s=0.5,
+    light_clients=10,
+    light_s=1,
+    ingest_s=0.5,
+    ingest_subscribers=(0, 10),
 )
 
 QUICK = Mode(
@@ -63,6 +81,11 @@ QUICK = Mode(
     max_rate=50_000,
     stall_s=2,
     stall_pairs=2,
+    idle_clients=(1_000,),
+    idle_window_s=4,
+    idle_heartbeat_s=2,
+    light_s=2,
+    ingest_s=2,
 )
 
 FULL = Mode(

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from bench.modes import Mode
+from bench.report import More
 from bench.scenarios import ScenarioResult
 
 Series = dict[str, list[tuple[float, float]]]
@@ -97,7 +98,77 @@ def memory_vs_clients(results: list[ScenarioResult], mode: Mode, path: Path) -> 
     plt.close(fig)
 
 
-def write_all(results: list[ScenarioResult], mode: Mode, folder: Path) -> list[Path]:
+def _bars(
+    ax: plt.Axes, labels: list[str], groups: dict[str, list[float]], ylabel: str, title: str
+) -> None:
+    """Grouped bars: one group per label, one bar per series (0 where missing)."""
+    width = 0.8 / max(len(groups), 1)
+    for i, (name, values) in enumerate(sorted(groups.items())):
+        xs = [x + i * width for x in range(len(labels))]
+        ax.bar(xs, values, width, label=name)
+    ax.set_xticks(
+        [x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=20, fontsize=7
+    )
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(True, axis="y", alpha=0.3)
+    if groups:
+        ax.legend(fontsize=7)
+
+
+def idle_per_connection(more: More, path: Path) -> None:
+    labels = sorted({r.key for r in more.idle})
+    counts = sorted({r.clients for r in more.idle})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (attr, ylabel) in zip(
+        axes,
+        (
+            ("memory_per_conn", "server RSS per connection (bytes)"),
+            ("fds_per_conn", "descriptors per connection"),
+            ("cpu_us_per_conn_s", "µs of server CPU per second per connection"),
+        ),
+        strict=True,
+    ):
+        groups = {
+            f"{n:,} clients": [
+                next((getattr(r, attr) or 0 for r in more.idle if r.key == k and r.clients == n), 0)
+                for k in labels
+            ]
+            for n in counts
+        }
+        _bars(ax, labels, groups, ylabel, ylabel.split(" (")[0])
+    fig.suptitle("Idle connections (-deflate: the clients offer permessage-deflate)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def light_and_ingest(more: More, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.5))
+    light = [r for r in more.light if r.step is not None]
+    labels = [r.key for r in light]
+    groups = {
+        "p50": [r.step.p50_ms if r.step else 0 for r in light],
+        "p99": [r.step.p99_ms if r.step else 0 for r in light],
+    }
+    _bars(left, labels, groups, "publish-to-receive latency (ms)", "Light load")
+    keys = sorted({r.key for r in more.ingest})
+    subs = sorted({r.subscribers for r in more.ingest})
+    groups = {
+        f"{n:,} subscribers": [
+            next((r.acked_per_s or 0 for r in more.ingest if r.key == k and r.subscribers == n), 0)
+            for k in keys
+        ]
+        for n in subs
+    }
+    _bars(right, keys, groups, "acknowledged publishes/s", "Publish ingest")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(
+    results: list[ScenarioResult], mode: Mode, folder: Path, more: More | None = None
+) -> list[Path]:
     paths = [
         folder / "delivered_vs_clients.png",
         folder / "latency_vs_load.png",
@@ -106,4 +177,10 @@ def write_all(results: list[ScenarioResult], mode: Mode, folder: Path) -> list[P
     delivered_vs_clients(results, mode, paths[0])
     latency_vs_load(results, mode, paths[1])
     memory_vs_clients(results, mode, paths[2])
+    if more is not None and more.idle:
+        paths.append(folder / "idle_per_connection.png")
+        idle_per_connection(more, paths[-1])
+    if more is not None and (more.light or more.ingest):
+        paths.append(folder / "light_load_and_ingest.png")
+        light_and_ingest(more, paths[-1])
     return paths

@@ -7,14 +7,26 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.idle import IdleResult
+from bench.ingest import IngestResult
+from bench.light import LightResult
 from bench.modes import Mode
 from bench.scenarios import ScenarioResult
 from bench.stall import StallResult
 from bench.steps import Step
+
+
+@dataclass
+class More:
+    """The idle, light-load and ingest scenarios' results."""
+
+    idle: list[IdleResult] = field(default_factory=list)
+    light: list[LightResult] = field(default_factory=list)
+    ingest: list[IngestResult] = field(default_factory=list)
 
 
 def machine() -> dict[str, Any]:
@@ -33,7 +45,9 @@ def write_json(
     stalls: list[StallResult],
     skipped: dict[str, str],
     elapsed: float,
+    more: More | None = None,
 ) -> None:
+    more = more or More()
     doc = {
         "mode": asdict(mode),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -43,6 +57,12 @@ def write_json(
         "scenarios": [asdict(r) | {"key": r.key} for r in results],
         "stall": [_stall_json(s) for s in stalls],
         "ratios": ratios(results),
+        "idle": [asdict(r) | {"key": r.key} for r in more.idle],
+        "idle_ratios": idle_ratios(more.idle),
+        "light_load": [asdict(r) | {"key": r.key} for r in more.light],
+        "light_ratios": light_ratios(more.light),
+        "ingest": [asdict(r) | {"key": r.key} for r in more.ingest],
+        "ingest_ratios": ingest_ratios(more.ingest),
     }
     path.write_text(json.dumps(doc, indent=1))
 
@@ -81,6 +101,76 @@ def ratios(results: list[ScenarioResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def idle_ratios(idle: list[IdleResult]) -> list[dict[str, Any]]:
+    """fanwire's memory, descriptors and CPU per idle connection over each other
+    server's, same transport, client kind and count (SSE: also over the C++ reference)."""
+    rows = []
+    for mine in (r for r in idle if r.server == "fanwire" and not r.server_deflate):
+        for theirs in idle:
+            same = (theirs.transport, theirs.deflate_client, theirs.clients) == (
+                mine.transport,
+                mine.deflate_client,
+                mine.clients,
+            )
+            if theirs.server == "fanwire" or not same:
+                continue
+            rows.append(
+                {
+                    "fanwire": mine.key,
+                    "vs": theirs.key,
+                    "clients": mine.clients,
+                    "memory_ratio": _ratio(mine.memory_per_conn, theirs.memory_per_conn),
+                    "fds_ratio": _ratio(mine.fds_per_conn, theirs.fds_per_conn),
+                    "cpu_ratio": _ratio(mine.cpu_us_per_conn_s, theirs.cpu_us_per_conn_s),
+                }
+            )
+    return rows
+
+
+def light_ratios(light: list[LightResult]) -> list[dict[str, Any]]:
+    """fanwire's light-load p50 and p99 over each other server's on the same transport."""
+    rows = []
+    for mine in (r for r in light if r.server == "fanwire" and r.step):
+        for theirs in light:
+            if theirs.server == "fanwire" or theirs.transport != mine.transport or not theirs.step:
+                continue
+            assert mine.step is not None
+            rows.append(
+                {
+                    "fanwire": mine.key,
+                    "vs": theirs.key,
+                    "p50_ratio": _ratio(mine.step.p50_ms, theirs.step.p50_ms),
+                    "p99_ratio": _ratio(mine.step.p99_ms, theirs.step.p99_ms),
+                }
+            )
+    return rows
+
+
+def ingest_ratios(ingest: list[IngestResult]) -> list[dict[str, Any]]:
+    """fanwire's acked publishes/s over each other server's single-message HTTP
+    publishes (same subscriber count), and Redis mode over in-memory (same kind)."""
+    memory = {
+        (r.kind, r.subscribers): r
+        for r in ingest
+        if r.server == "fanwire" and r.backend == "memory"
+    }
+    rows = []
+    for mine in (r for r in ingest if r.server == "fanwire"):
+        others = [r for r in ingest if r.server != "fanwire" and r.subscribers == mine.subscribers]
+        if mine.backend == "redis" and (mine.kind, mine.subscribers) in memory:
+            others.append(memory[(mine.kind, mine.subscribers)])
+        for theirs in others:
+            rows.append(
+                {
+                    "fanwire": mine.key,
+                    "vs": theirs.key,
+                    "subscribers": mine.subscribers,
+                    "acked_ratio": _ratio(mine.acked_per_s, theirs.acked_per_s),
+                }
+            )
+    return rows
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -95,7 +185,9 @@ def write_markdown(
     results: list[ScenarioResult],
     stalls: list[StallResult],
     skipped: dict[str, str],
+    more: More | None = None,
 ) -> None:
+    more = more or More()
     lines = [f"# fanwire benchmark ({mode.name} mode)", ""]
     lines += [
         f"Machine: {machine()['cpus']} CPUs, Python {machine()['python']}. "
@@ -121,7 +213,122 @@ def write_markdown(
             f"| {_num(r.memory_per_conn, ',.0f', ' B')} | {note} |"
         )
     lines += ["", *_ratio_table(results), "", *_stall_table(stalls)]
+    lines += ["", *_idle_table(more.idle, mode), "", *_light_table(more.light, mode)]
+    lines += ["", *_ingest_table(more.ingest, mode)]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _ratio_rows(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    return [
+        "| "
+        + " | ".join(
+            _num(row[k], ".2f", "x") if k.endswith("_ratio") else f"{row[k]}" for k in keys
+        )
+        + " |"
+        for row in rows
+    ]
+
+
+def _idle_table(idle: list[IdleResult], mode: Mode) -> list[str]:
+    if not idle:
+        return []
+    out = [
+        "## Idle connections",
+        "",
+        f"Heartbeats every {mode.idle_heartbeat_s:g} s (fanwire; the baselines send none), "
+        f"CPU over {mode.idle_window_s:g} s idle less the server's own rate with no client. "
+        "`-deflate`: the clients offer permessage-deflate (negotiated: how many the server "
+        "accepted).",
+        "",
+        "| design | clients | memory/conn | fds/conn | CPU µs/s per conn | server cpu "
+        "| deflate negotiated | connect s | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in idle:
+        out.append(
+            f"| {r.key} | {r.clients:,} | {_num(r.memory_per_conn, ',.0f', ' B')} "
+            f"| {_num(r.fds_per_conn, '.2f')} | {_num(r.cpu_us_per_conn_s, '.2f')} "
+            f"| {_num(r.server_cpu, '.1%')} | {r.deflate_negotiated} "
+            f"| {_num(r.connect_s, '.1f')} | {r.error or ''} |"
+        )
+    rows = idle_ratios(idle)
+    if rows:
+        out += [
+            "",
+            "| fanwire | vs | clients | memory ratio | fds ratio | CPU ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+            *_ratio_rows(
+                rows, ["fanwire", "vs", "clients", "memory_ratio", "fds_ratio", "cpu_ratio"]
+            ),
+        ]
+    return out
+
+
+def _light_table(light: list[LightResult], mode: Mode) -> list[str]:
+    if not light:
+        return []
+    out = [
+        "## Light load",
+        "",
+        f"{mode.light_clients:,} subscribers at {mode.light_rate:g} msg/s of 100 B for "
+        f"{mode.light_s:g} s (anchor: Durable Streams, p99 5.5 ms at 1,000 SSE x 50/s).",
+        "",
+        "| design | clients | msg/s | p50 ms | p99 ms | max ms | server cpu | loadgen cpu "
+        "| result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in light:
+        s = r.step
+        if s is None:
+            out.append(
+                f"| {r.key} | {r.clients:,} | {r.rate:g} | n/a | n/a | n/a | | | {r.error} |"
+            )
+            continue
+        out.append(
+            f"| {r.key} | {r.clients:,} | {r.rate:g} | {s.p50_ms:.2f} | {s.p99_ms:.2f} "
+            f"| {s.max_ms:.2f} | {s.server_cpu:.0%} | {s.loadgen_cpu:.0%} | {s.why} |"
+        )
+    rows = light_ratios(light)
+    if rows:
+        out += [
+            "",
+            "| fanwire | vs | p50 ratio | p99 ratio |",
+            "| --- | --- | ---: | ---: |",
+            *_ratio_rows(rows, ["fanwire", "vs", "p50_ratio", "p99_ratio"]),
+        ]
+    return out
+
+
+def _ingest_table(ingest: list[IngestResult], mode: Mode) -> list[str]:
+    if not ingest:
+        return []
+    out = [
+        "## Publish ingest",
+        "",
+        f"Closed loop for {mode.ingest_s:g} s, 100 B payloads (bench/ingest.py: `http` one "
+        "message per POST, 4 connections x 64 pipelined; `batch` 100 messages per POST, "
+        "2 x 4; `ws` one WebSocket, 256 in flight). Subscribers are SSE clients.",
+        "",
+        "| design | subscribers | acked msg/s | failed | delivered msg/s | disconnected "
+        "| p50 / p99 ms | server cpu | loadgen cpu | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in ingest:
+        out.append(
+            f"| {r.key} | {r.subscribers:,} | {_num(r.acked_per_s)} | {r.failed} "
+            f"| {_num(r.delivered_per_s)} | {r.disconnected} "
+            f"| {_num(r.p50_ms, '.1f')} / {_num(r.p99_ms, '.1f')} | {_num(r.server_cpu, '.0%')} "
+            f"| {_num(r.loadgen_cpu, '.0%')} | {r.error or ''} |"
+        )
+    rows = ingest_ratios(ingest)
+    if rows:
+        out += [
+            "",
+            "| fanwire | vs | subscribers | acked ratio |",
+            "| --- | --- | ---: | ---: |",
+            *_ratio_rows(rows, ["fanwire", "vs", "subscribers", "acked_ratio"]),
+        ]
+    return out
 
 
 def _ratio_table(results: list[ScenarioResult]) -> list[str]:

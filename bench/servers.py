@@ -101,8 +101,9 @@ def free_port() -> int:
 class ServerProcess:
     """One running server; a context manager that always stops it."""
 
-    def __init__(self, spec: ServerSpec, log_path: Path) -> None:
+    def __init__(self, spec: ServerSpec, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.spec = spec
+        self.extra_env = env or {}  # a scenario's own settings, over the spec's
         self.port = free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -115,7 +116,7 @@ class ServerProcess:
         self.stop()
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.spec.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -173,6 +174,10 @@ class ServerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+    def fd_count(self) -> int:
+        """Open file descriptors of the server process (entries of /proc/PID/fd)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far."""

@@ -124,6 +124,24 @@ PublishResult publish(Broker& broker, std::string_view topic, py::bytes data,
   return result;
 }
 
+// A batch publish: `data` and `events` pair up, in order (one core call for the batch).
+PublishManyResult publish_many(Broker& broker, std::string_view topic,
+                               const std::vector<py::bytes>& data,
+                               const std::vector<std::string>& events, bool on_loop) {
+  if (data.size() != events.size())
+    throw py::value_error("data and events must be of the same length");
+  std::vector<BatchItem> items;
+  items.reserve(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    const std::string_view payload = data[i];  // the caller keeps `data` alive
+    if (payload.find_first_of("\r\n") != std::string_view::npos)
+      throw py::value_error("payload must be compact JSON with no raw newline");
+    items.push_back(BatchItem{payload, events[i]});
+  }
+  py::gil_scoped_release release;
+  return broker.publish_many(topic, items, on_loop);
+}
+
 std::shared_ptr<Subscriber> subscribe(Broker& broker, std::string_view topic, uint64_t waiter,
                                       size_t last_n, std::optional<std::string> since,
                                       Policy policy, size_t queue_size) {
@@ -311,6 +329,11 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("subscribers", &PublishResult::subscribers)
       .def_readonly("must_drain", &PublishResult::must_drain);
 
+  py::class_<PublishManyResult>(m, "PublishManyResult")
+      .def_readonly("ids", &PublishManyResult::ids)
+      .def_readonly("subscribers", &PublishManyResult::subscribers)
+      .def_readonly("must_drain", &PublishManyResult::must_drain);
+
   py::class_<Wakes>(m, "Wakes")
       .def_readonly("ready", &Wakes::ready)
       .def_readonly("closing", &Wakes::closing);
@@ -341,6 +364,8 @@ PYBIND11_MODULE(_core, m) {
       .def("topic_stats", &Broker::topic_stats)
       .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
            py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
+      .def("publish_many", &publish_many, py::arg("topic"), py::arg("data"), py::arg("events"),
+           py::arg("on_loop") = false)
       .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
            py::arg("since") = py::none(), py::arg("policy") = Policy::drop_oldest,
            py::arg("queue_size") = 1000)

@@ -43,6 +43,29 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
     for scenario in results["scenarios"]:
         assert scenario["sustained_rate"], scenario  # every design delivered everything
         assert scenario["delivered_per_s"] == scenario["sustained_rate"] * scenario["clients"]
-    assert (out / "results.md").read_text().startswith("# fanwire benchmark")
-    for plot in ("delivered_vs_clients.png", "latency_vs_load.png", "memory_vs_clients.png"):
+    idle = {(r["key"], r["clients"]): r for r in results["idle"]}
+    for key in ("fanwire/sse", "fanwire/ws", "fanwire/ws-deflate", "refserver/sse"):
+        row = idle[(key, 10)]
+        assert row["memory_per_conn"] is not None and row["fds_per_conn"] >= 0.9, row
+        assert row["cpu_us_per_conn_s"] is not None, row
+    assert {r["key"] for r in results["light_load"] if r["step"]["passed"]} >= {
+        "fanwire/sse",
+        "fanwire/ws",
+        "refserver/sse",
+    }
+    ingest = {(r["key"], r["subscribers"]): r for r in results["ingest"]}
+    for kind in ("http", "batch", "ws"):
+        for key in (f"fanwire/{kind}", f"fanwire+redis/{kind}"):
+            assert ingest[(key, 0)]["acked_per_s"] > 0, ingest[(key, 0)]
+    markdown = (out / "results.md").read_text()
+    assert markdown.startswith("# fanwire benchmark")
+    for section in ("## Idle connections", "## Light load", "## Publish ingest"):
+        assert section in markdown
+    for plot in (
+        "delivered_vs_clients.png",
+        "latency_vs_load.png",
+        "memory_vs_clients.png",
+        "idle_per_connection.png",
+        "light_load_and_ingest.png",
+    ):
         assert (out / plot).stat().st_size > 1000

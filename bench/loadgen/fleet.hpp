@@ -22,12 +22,15 @@ struct FleetOptions {
     Transport transport = Transport::Sse;
     std::string topic = "bench";
     std::string sse_path;  // default /stream?topic=<topic>
+    std::string ws_path = "/ws";
+    bool deflate = false;  // WebSocket: offer permessage-deflate, as every browser does
     int max_pending_connects = 64;
 };
 
 // What one subscriber saw during the current step.
 struct ClientStats {
     int64_t received = 0;      // in-order messages of this step
+    int64_t seen = 0;          // messages of this step, in order or not
     int64_t out_of_order = 0;  // duplicates or older than one already seen
     int64_t max_seq = -1;
     bool synced = false;       // saw a sync marker (seq -1)
@@ -126,6 +129,11 @@ public:
     bool connecting_done() const { return next_connect_ == conns_.size() && pending_ == 0; }
     int streaming() const { return count_phase(Conn::Phase::Streaming); }
     int closed() const { return count_phase(Conn::Phase::Closed); }
+    int deflated() const {  // connections whose server accepted permessage-deflate
+        int n = 0;
+        for (const auto& c : conns_) n += c->phase == Conn::Phase::Streaming && c->head.deflate;
+        return n;
+    }
     int synced() const {
         int n = 0;
         for (const auto& c : conns_) n += c->stats.synced ? 1 : 0;
@@ -166,8 +174,11 @@ private:
             return "GET " + opt_.sse_path + " HTTP/1.1\r\n" + host +
                    "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
         }
-        return "GET /ws HTTP/1.1\r\n" + host +
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        const std::string deflate =
+            opt_.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                         : "";
+        return "GET " + opt_.ws_path + " HTTP/1.1\r\n" + host +
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n" + deflate +
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     }
 
@@ -282,6 +293,7 @@ private:
         }
         if (stamp.seq < window_.first || stamp.seq >= window_.first + window_.count) return;
         latency_.record(static_cast<int64_t>((now_ - stamp.sent) * 1e6));
+        ++s.seen;
         if (stamp.seq > s.max_seq) {
             s.max_seq = stamp.seq;
             if (++s.received == window_.count) ++complete_;

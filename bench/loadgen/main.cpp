@@ -13,6 +13,9 @@
 //                                          ("aborted") once a message is give_up_ms late
 //   stall <n>                           -> {"type":"stalled", ...} n clients that never read
 //   unstall <secs>                      -> {"type":"unstalled", ...} read them: closed yet?
+//   flood <secs> <bytes> <http|batch|ws> <conns> <window> <batch>
+//                                       -> {"type":"flood", ...} publish ingest: as fast
+//                                          as acked, closed loop (flood.hpp)
 //   status                              -> {"type":"status", ...}
 //   quit
 //
@@ -30,6 +33,7 @@
 #include <thread>
 
 #include "fleet.hpp"
+#include "flood.hpp"
 #include "json_out.hpp"
 #include "publisher.hpp"
 
@@ -46,7 +50,8 @@ struct Options {
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: loadgen --port P [--transport sse|ws] [--clients N] [--topic T]\n"
-                 "               [--sse-path PATH] [--window W] [--connect-timeout S]\n"
+                 "               [--sse-path PATH] [--ws-path PATH] [--deflate 0|1]\n"
+                 "               [--window W] [--connect-timeout S]\n"
                  "               [--max-seconds S]\n");
     std::exit(2);
 }
@@ -62,6 +67,8 @@ Options parse_args(int argc, char** argv) {
         else if (key == "--clients") o.clients = std::stoi(val);
         else if (key == "--topic") o.fleet.topic = val;
         else if (key == "--sse-path") o.fleet.sse_path = val;
+        else if (key == "--ws-path") o.fleet.ws_path = val;
+        else if (key == "--deflate") o.fleet.deflate = val == "1";
         else if (key == "--window") o.window = std::stoi(val);
         else if (key == "--connect-timeout") o.connect_timeout = std::stod(val);
         else if (key == "--max-seconds") o.max_seconds = std::stod(val);
@@ -84,7 +91,10 @@ constexpr uint64_t kPublisherKey = (1ull << 62) + 1;
 class Session {
 public:
     explicit Session(const Options& o)
-        : opt_(o), fleet_(o.fleet), publisher_(o.fleet.port, o.fleet.topic, o.window) {
+        : opt_(o),
+          fleet_(o.fleet),
+          publisher_(o.fleet.port, o.fleet.topic, o.window),
+          flood_(o.fleet.port, o.fleet.topic) {
         done_fd_ = eventfd(0, EFD_NONBLOCK);
         watch(0, kStdinKey);
         watch(done_fd_, kPublisherKey);
@@ -105,7 +115,7 @@ public:
     }
 
 private:
-    enum class Busy { Connect, Idle, Sync, Step };
+    enum class Busy { Connect, Idle, Sync, Step, Flood };
 
     void watch(int fd, uint64_t key) {
         epoll_event ev{};
@@ -141,6 +151,7 @@ private:
         if (busy_ == Busy::Connect) advance_connect();
         if (busy_ == Busy::Sync) advance_sync();
         if (busy_ == Busy::Step) advance_step();
+        if (busy_ == Busy::Flood) advance_flood();
         size_t nl = 0;
         while (busy_ == Busy::Idle && !quit_ && (nl = stdin_.find('\n')) != std::string::npos) {
             const std::string line = stdin_.substr(0, nl);
@@ -162,6 +173,15 @@ private:
             give_up_ms_ = 0;
             in >> plan_.rate >> step_secs_ >> plan_.payload_bytes >> drain_secs_ >> give_up_ms_;
             start_step();
+        } else if (cmd == "flood") {
+            std::string kind;
+            flood_plan_ = FloodPlan{};
+            in >> flood_plan_.seconds >> flood_plan_.payload_bytes >> kind >> flood_plan_.conns >>
+                flood_plan_.window >> flood_plan_.batch;
+            flood_plan_.kind = kind == "ws"      ? FloodKind::Ws
+                               : kind == "batch" ? FloodKind::Batch
+                                                 : FloodKind::Http;
+            start_flood();
         } else if (cmd == "stall") {
             int n = 0;
             in >> n;
@@ -192,6 +212,7 @@ private:
                  .str("type", "ready")
                  .num("clients", opt_.clients)
                  .num("streaming", fleet_.streaming())
+                 .num("deflate", fleet_.deflated())
                  .num("failed", opt_.clients - fleet_.streaming())
                  .num("connect_s", mono_now() - started_));
         busy_ = Busy::Idle;
@@ -243,6 +264,57 @@ private:
         const bool all_in = fleet_.complete_clients() >= fleet_.streaming();
         if (!all_in && !aborted_ && mono_now() < publish_finished_ + drain_secs_) return;
         emit(step_report());
+        busy_ = Busy::Idle;
+    }
+
+    // Publish ingest: every message a subscriber sees counts, in order or not (the
+    // connections' messages interleave).
+    void start_flood() {
+        busy_ = Busy::Flood;
+        flood_plan_.first_seq = next_seq_;
+        next_seq_ += 1'000'000'000;
+        fleet_.begin_step({flood_plan_.first_seq, 1'000'000'000});
+        streaming_at_start_ = fleet_.streaming();
+        cpu_at_start_ = cpu_seconds(RUSAGE_SELF);
+        step_started_ = mono_now();
+        stop_publisher();
+        stop_.store(false);
+        publisher_done_ = false;
+        thread_ = std::thread([this] {
+            flood_result_ = flood_.run(flood_plan_, stop_);
+            const uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(done_fd_, &one, sizeof one);
+        });
+    }
+
+    void advance_flood() {
+        if (!publisher_done_) return;
+        // Give the subscribers a moment to read what is on its way (at most 2 s).
+        int64_t seen = 0;
+        for (const auto& c : fleet_.conns()) seen += c->stats.seen;
+        if (seen < flood_result_.acked * fleet_.streaming() && mono_now() < publish_finished_ + 2)
+            return;
+        const FloodResult& r = flood_result_;
+        Histogram& h = fleet_.latency();
+        JsonOut lat;
+        lat.num("p50", h.percentile(50) / 1e3).num("p99", h.percentile(99) / 1e3)
+            .num("samples", h.count());
+        emit(JsonOut()
+                 .str("type", "flood")
+                 .num("sent", r.sent)
+                 .num("acked", r.acked)
+                 .num("failed", r.failed)
+                 .boolean("connection_lost", r.connection_lost)
+                 .num("elapsed_s", r.elapsed_s)
+                 .num("acked_per_s", r.elapsed_s > 0 ? static_cast<double>(r.acked) / r.elapsed_s : 0.0)
+                 .num("clients", static_cast<int64_t>(fleet_.conns().size()))
+                 .num("streaming_at_start", streaming_at_start_)
+                 .num("disconnected", streaming_at_start_ - fleet_.streaming())
+                 .num("delivered_total", seen)
+                 .raw("latency_ms", lat.close())
+                 .num("loadgen_s", cpu_seconds(RUSAGE_SELF) - cpu_at_start_)
+                 .num("publisher_s", r.cpu_s)
+                 .num("wall_s", mono_now() - step_started_));
         busy_ = Busy::Idle;
     }
 
@@ -322,6 +394,9 @@ private:
     Options opt_;
     Fleet fleet_;
     Publisher publisher_;
+    Flood flood_;
+    FloodPlan flood_plan_;
+    FloodResult flood_result_;
     int done_fd_ = -1;
     std::string stdin_;
     Busy busy_ = Busy::Connect;

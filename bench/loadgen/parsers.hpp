@@ -14,6 +14,7 @@ struct HttpHead {
     std::string bytes;
     int status = 0;
     bool chunked = false;
+    bool deflate = false;  // the server accepted permessage-deflate
 
     // Returns how many bytes of `data` belong to the head, or npos if more are needed.
     size_t feed(std::string_view data) {
@@ -33,6 +34,7 @@ private:
         std::transform(lower.begin(), lower.end(), lower.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         chunked = lower.find("transfer-encoding: chunked") != std::string::npos;
+        deflate = lower.find("sec-websocket-extensions: permessage-deflate") != std::string::npos;
     }
 };
 

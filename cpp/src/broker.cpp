@@ -98,6 +98,27 @@ PublishResult Broker::publish(std::string_view topic_name, std::string_view data
                        published->must_drain};
 }
 
+PublishManyResult Broker::publish_many(std::string_view topic_name,
+                                       const std::vector<BatchItem>& items, bool from_loop) {
+  auto topic = find(topic_name);
+  if (!topic) throw TopicNotFound(std::string(topic_name));
+  if (ids_->external) throw std::invalid_argument("ids come from the shared log");
+  const double ts = now_seconds();
+  // Ids taken under the topic's lock, as in publish: consecutive for the batch.
+  auto make = [&](size_t i) {
+    const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
+    return Message::make(key, key.to_string(), topic_name, items[i].event, items[i].data, ts);
+  };
+  auto published = topic->publish_many(items.size(), make, from_loop);
+  if (!published) throw TopicNotFound(std::string(topic_name));
+  PublishManyResult out;
+  out.ids.reserve(items.size());
+  for (const auto& message : published->messages) out.ids.emplace_back(message->id());
+  out.subscribers = published->subscribers;
+  out.must_drain = published->must_drain;
+  return out;
+}
+
 std::shared_ptr<Subscriber> Broker::subscribe(std::string_view name,
                                               const SubscribeOptions& options) {
   auto topic = find(name);

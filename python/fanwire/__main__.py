@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=max(1.0, settings.shutdown_grace),  # type: ignore[arg-type]
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_quietly)

@@ -226,6 +226,17 @@ class PublishResult:
     def must_drain(self) -> bool:
         """The caller must arrange a drain itself (see Notifier::push)."""
 
+class PublishManyResult:
+    @property
+    def ids(self) -> list[str]:
+        """The batch's message ids, in order."""
+    @property
+    def subscribers(self) -> int:
+        """Subscribers the batch reached."""
+    @property
+    def must_drain(self) -> bool:
+        """The caller must arrange a drain itself (see Notifier::push)."""
+
 class Wakes:
     """The wake-ups of one Core.drain."""
 
@@ -290,6 +301,11 @@ class Core:
     ) -> PublishResult:
         """KeyError if no topic.
         ``ts`` 0 means now; a shared log's reader passes the publisher's time."""
+    def publish_many(
+        self, topic: str, data: list[bytes], events: list[str], on_loop: bool = False
+    ) -> PublishManyResult:
+        """A batch, in order, under one lock of the topic (one wake-up). KeyError if no
+        topic; ValueError with external ids (they come from the shared log)."""
     def subscribe(
         self,
         topic: str,

@@ -28,7 +28,7 @@ import orjson
 from . import _core
 from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
-from .log import Log, MemoryLog, Published, RedisLog
+from .log import Log, MemoryLog, Published, PublishedBatch, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
 from .presence import ClusterPresence, Hook, Presence, queue_rows, worst
 from .subscription import Hub, Subscription
@@ -37,7 +37,18 @@ from .waker import Waker
 if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
-__all__ = ["Broker", "Mode", "Policy", "Published", "Subscription", "TopicInfo"]
+__all__ = [
+    "Broker",
+    "Mode",
+    "Policy",
+    "Published",
+    "PublishedBatch",
+    "Subscription",
+    "TopicInfo",
+]
+
+#: Most messages one batch publish may carry (more: PayloadTooLarge, 413).
+MAX_BATCH = 1000
 
 log = logging.getLogger("fanwire")
 
@@ -270,6 +281,63 @@ class Broker:
             await self.acreate_topic(topic)
             published = await self._log.apublish(topic, payload, event or "", on_loop)
         return published or Published("", 0)
+
+    def submit_publish(
+        self, topic: str, data: Any, event: str | None = None
+    ) -> asyncio.Future[str | None]:
+        """Publish without awaiting the log (on the event loop): the future of the message
+        id, None when ``topic`` does not exist (auto-creation is not done here). In Redis
+        mode the ``XADD`` goes out with the next pipeline, after every publish submitted
+        before it; acknowledge a publish only once its future is done (then Redis has it).
+        Checks (payload, event) raise at once."""
+        payload = _encode(data)
+        self._check_publish(payload, event)
+        return self._log.submit(topic, payload, event or "")
+
+    def _encode_batch(
+        self, messages: Collection[tuple[Any, str | None]]
+    ) -> tuple[list[bytes], list[str]]:
+        """Every message of a batch encoded and checked: one bad message refuses all."""
+        if not 1 <= len(messages) <= MAX_BATCH:
+            if messages:
+                raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH} messages")
+            raise InvalidMessage("a batch holds at least one message")
+        payloads, events = [], []
+        for data, event in messages:
+            payload = _encode(data)
+            self._check_publish(payload, event)
+            payloads.append(payload)
+            events.append(event or "")
+        return payloads, events
+
+    def publish_batch(
+        self, topic: str, messages: Collection[tuple[Any, str | None]]
+    ) -> PublishedBatch:
+        """Publish ``messages`` ((data, event) pairs) to ``topic`` in order, all or none
+        (one core call: their ids are consecutive and no other publish comes between)."""
+        payloads, events = self._encode_batch(messages)
+        on_loop = self._loop_thread == threading.get_ident()
+        published = self._log.publish_many(topic, payloads, events, on_loop)
+        if published is None:
+            self._missing(topic)
+            published = self._log.publish_many(topic, payloads, events, on_loop)
+        return published or PublishedBatch([], 0)
+
+    async def apublish_batch(
+        self, topic: str, messages: Collection[tuple[Any, str | None]]
+    ) -> PublishedBatch:
+        """:meth:`publish_batch` for the event loop (Redis mode: one script call, one
+        round trip, for the whole batch)."""
+        payloads, events = self._encode_batch(messages)
+        on_loop = self._loop_thread == threading.get_ident()
+        published = await self._log.apublish_many(topic, payloads, events, on_loop)
+        if published is None:
+            check_topic(topic)
+            if not self.auto_create:
+                raise TopicNotFound(f"no topic {topic!r}")
+            await self.acreate_topic(topic)
+            published = await self._log.apublish_many(topic, payloads, events, on_loop)
+        return published or PublishedBatch([], 0)
 
     def _check_publish(self, payload: bytes, event: str | None) -> None:
         if event is not None and not is_valid_name(event):

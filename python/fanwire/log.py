@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .backends.history import Replay
     from .backends.redis import RedisBackend
 
-__all__ = ["Log", "MemoryLog", "Published", "RedisLog"]
+__all__ = ["Log", "MemoryLog", "Published", "PublishedBatch", "RedisLog"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,14 @@ class Published:
     """What a publish returns: the message id and how many subscribers it reached."""
 
     message_id: str
+    subscribers: int
+
+
+@dataclass(frozen=True)
+class PublishedBatch:
+    """What a batch publish returns: the ids in order and the subscribers it reached."""
+
+    message_ids: list[str]
     subscribers: int
 
 
@@ -70,6 +78,21 @@ class Log(Protocol):
     ) -> Published | None:
         """:meth:`publish` without blocking the loop."""
 
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        """Publish a checked payload without awaiting it: the future of its id (None when
+        ``topic`` does not exist). Submissions are applied in their order."""
+
+    def publish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        """Publish a checked batch in order, all or nothing; None when ``topic`` does not
+        exist."""
+
+    async def apublish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        """:meth:`publish_many` without blocking the loop."""
+
     async def adopt(self, names: Iterable[str]) -> None:
         """Make the topics of ``names`` that exist elsewhere known here before a subscribe."""
 
@@ -102,6 +125,23 @@ def _publish_local(
     if result.must_drain:
         drain()
     return Published(result.id, result.subscribers)
+
+
+def _publish_many_local(
+    core: _core.Core,
+    drain: Callable[[], None],
+    topic: str,
+    payloads: list[bytes],
+    events: list[str],
+    on_loop: bool,
+) -> PublishedBatch | None:
+    try:
+        result = core.publish_many(topic, payloads, events, on_loop)
+    except KeyError:
+        return None
+    if result.must_drain:
+        drain()
+    return PublishedBatch(list(result.ids), result.subscribers)
 
 
 def _check_room(core: _core.Core, name: str, max_topics: int) -> None:
@@ -145,6 +185,23 @@ class MemoryLog:
         self, topic: str, payload: bytes, event: str, on_loop: bool
     ) -> Published | None:
         return self.publish(topic, payload, event, "", on_loop)
+
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        published = self.publish(topic, payload, event, "", True)
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        done.set_result(None if published is None else published.message_id)
+        return done
+
+    def publish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        """One core call for the whole batch (one lock of the topic, one wake-up)."""
+        return _publish_many_local(self.core, self.drain, topic, payloads, events, on_loop)
+
+    async def apublish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        return self.publish_many(topic, payloads, events, on_loop)
 
     async def adopt(self, names: Iterable[str]) -> None:
         pass
@@ -227,6 +284,25 @@ class RedisLog:
     ) -> Published | None:
         mid = await self.backend.publish(topic, payload, event)
         return None if mid is None else Published(mid, self._local_subscribers(topic))
+
+    def submit(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        """The ``XADD`` queued for the next pipeline (one round trip carries every publish
+        submitted meanwhile, in order); acknowledge only once the future is done."""
+        return self.backend.submit_publish(topic, payload, event)
+
+    def publish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        ids = self.backend.publish_many_sync(topic, list(zip(payloads, events, strict=True)))
+        return None if ids is None else PublishedBatch(ids, self._local_subscribers(topic))
+
+    async def apublish_many(
+        self, topic: str, payloads: list[bytes], events: list[str], on_loop: bool
+    ) -> PublishedBatch | None:
+        """One script (atomic, one round trip): every ``XADD`` of the batch in order, or
+        none if the topic is gone."""
+        ids = await self.backend.publish_many(topic, list(zip(payloads, events, strict=True)))
+        return None if ids is None else PublishedBatch(ids, self._local_subscribers(topic))
 
     async def adopt(self, names: Iterable[str]) -> None:
         # A subscribe never asks Redis itself (it would block the loop): the caller

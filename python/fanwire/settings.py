@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="under uvicorn, write each WebSocket batch of events as ready-made frames "
         "in one transport write (false: one ASGI send per message)",
     )
+    ws_per_message_deflate: bool = Field(
+        False,
+        description="accept a WebSocket client's permessage-deflate offer (`python -m fanwire` "
+        "passes it to uvicorn; off: no zlib context per connection, and fanwire's ready-made "
+        "frames are sent as they are)",
+    )
     ws_write_buffer: int = Field(
         1 << 20,
         ge=1024,

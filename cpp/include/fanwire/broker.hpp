@@ -26,6 +26,19 @@ struct PublishResult {
   bool must_drain = false;  // see Notifier::push
 };
 
+// A batch publish: the ids in order, and the subscribers the batch reached.
+struct PublishManyResult {
+  std::vector<std::string> ids;
+  size_t subscribers = 0;
+  bool must_drain = false;
+};
+
+// One message of a batch publish.
+struct BatchItem {
+  std::string_view data;
+  std::string_view event;
+};
+
 // Counts of this broker only (two brokers in one process never see each other's).
 struct BrokerCounters {
   int64_t messages = 0;     // retained by its topics
@@ -61,6 +74,11 @@ class Broker {
   // (a shared log's reader passes the publisher's time, so every node shows the same).
   PublishResult publish(std::string_view topic, std::string_view data, std::string_view event,
                         std::string_view id = {}, bool from_loop = false, double ts = 0);
+  // A batch: every item appended to `topic` in order, under one lock of the topic, with
+  // one wake-up of its subscribers; the broker assigns every id (not with external ids:
+  // std::invalid_argument). Throws TopicNotFound.
+  PublishManyResult publish_many(std::string_view topic, const std::vector<BatchItem>& items,
+                                 bool from_loop = false);
   // Throws TopicNotFound.
   std::shared_ptr<Subscriber> subscribe(std::string_view topic, const SubscribeOptions& options);
 

@@ -4,6 +4,8 @@ in one pipeline (one write, one round trip) instead of one round trip each.
 At most one pipeline is in flight; publishes arriving meanwhile wait for it and form the
 next one, so batches grow with load and an idle publisher pays a single round trip. Each
 publish still gets its own result (its id) or its own error, in submission order.
+Consecutive publishes to one topic in a pipeline go as one call of the batch script
+(``PUBLISH_MANY``, same ids as one by one): Redis runs one script for them, not one each.
 """
 
 from __future__ import annotations
@@ -20,23 +22,35 @@ from .failures import unavailable
 MAX_BATCH = 256
 
 
-class PublishBatcher:
-    """Runs one Lua script (by sha) for many callers, pipelined."""
+Call = tuple[list[Any], list[Any], asyncio.Future[Any]]
 
-    def __init__(self, client: aioredis.Redis, lua: str) -> None:
+
+class PublishBatcher:
+    """Runs the publish script (by sha) for many callers, pipelined; ``many_lua`` takes
+    a run of consecutive ones to one topic (args ``topic, maxlen, data, event, ts``)."""
+
+    def __init__(self, client: aioredis.Redis, lua: str, many_lua: str | None = None) -> None:
         self.client = client
         self.lua = lua
+        self.many_lua = many_lua
         self.sha: str | None = None
+        self.many_sha: str | None = None
         self._queue: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def run(self, keys: list[Any], args: list[Any]) -> Any:
         """The script's result for ``keys``/``args`` (raises BackendUnavailable if down)."""
+        return await self.submit(keys, args)
+
+    def submit(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue a run for the next pipeline and return at once: the future of its result.
+        Runs go to Redis in submission order (one pipeline in flight), so a caller that
+        submits several before awaiting any still has them applied in its order."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_all())
-        return await future
+        return future
 
     async def _flush_all(self) -> None:
         while self._queue:
@@ -54,18 +68,49 @@ class PublishBatcher:
                 else:
                     future.set_result(result)
 
-    async def _execute(self, batch: list[tuple[list[Any], list[Any], Any]]) -> list[Any]:
+    async def _execute(self, batch: list[Call]) -> list[Any]:
         if self.sha is None:
-            self.sha = await self.client.script_load(self.lua)
+            await self._load()
         results = await self._pipeline(batch)
         if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
-            self.sha = await self.client.script_load(self.lua)
+            await self._load()
             results = await self._pipeline(batch)
         return results
 
-    async def _pipeline(self, batch: list[tuple[list[Any], list[Any], Any]]) -> list[Any]:
+    async def _load(self) -> None:
+        self.sha = await self.client.script_load(self.lua)
+        if self.many_lua is not None:
+            self.many_sha = await self.client.script_load(self.many_lua)
+
+    def _runs(self, batch: list[Call]) -> list[list[Call]]:
+        """``batch`` cut into runs of consecutive calls with the same keys (one topic)."""
+        runs: list[list[Call]] = []
+        for call in batch:
+            if self.many_sha is not None and runs and runs[-1][0][0] == call[0]:
+                runs[-1].append(call)
+            else:
+                runs.append([call])
+        return runs
+
+    async def _pipeline(self, batch: list[Call]) -> list[Any]:
+        runs = self._runs(batch)
         async with self.client.pipeline(transaction=False) as pipe:
             assert self.sha is not None  # _execute loaded the script
-            for keys, args, _ in batch:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            for run in runs:
+                keys, args, _ = run[0]
+                if len(run) == 1:
+                    pipe.evalsha(self.sha, len(keys), *keys, *args)
+                else:  # topic, maxlen, then data, event, ts of each
+                    assert self.many_sha is not None  # runs of several need it
+                    merged = [*args[:2]] + [value for _, a, _ in run for value in a[2:5]]
+                    pipe.evalsha(self.many_sha, len(keys), *keys, *merged)
+            replies = list(await pipe.execute(raise_on_error=False))
+        results: list[Any] = []
+        for run, reply in zip(runs, replies, strict=True):
+            if len(run) == 1:
+                results.append(reply)
+            elif isinstance(reply, list):
+                results += reply
+            else:  # an error, or None (no such topic): the same for each of the run
+                results += [reply] * len(run)
+        return results

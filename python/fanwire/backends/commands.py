@@ -7,6 +7,7 @@ against a Redis that restarted empty.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from redis.retry import Retry
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
 from .ids import as_text, parse_id
-from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
+from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, PUBLISH_MANY, Keys
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
@@ -45,9 +46,10 @@ class Commands:
         self.maxlen = maxlen
         self.max_topics = max_topics
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
-        self._publish = PublishBatcher(self.client, PUBLISH)
+        self._publish = PublishBatcher(self.client, PUBLISH, PUBLISH_MANY)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
+        self._publish_many = self.client.register_script(PUBLISH_MANY)
         self._sync: redis.Redis | None = None
         self._sync_scripts: dict[str, Any] = {}
 
@@ -67,6 +69,30 @@ class Commands:
         None when the topic does not exist."""
         found = await self._publish.run(**self._publish_args(topic, payload, event))
         return None if found is None else as_text(found)
+
+    def submit_publish(self, topic: str, payload: bytes, event: str) -> asyncio.Future[Any]:
+        """:meth:`publish` queued for the next pipeline without awaiting it: the future of
+        the raw result (the id as bytes, or None when the topic does not exist)."""
+        return self._publish.submit(**self._publish_args(topic, payload, event))
+
+    def _publish_many_args(self, topic: str, items: list[tuple[bytes, str]]) -> dict[str, Any]:
+        one = self._publish_args(topic, b"", "")
+        args: list[Any] = [topic, self.maxlen]
+        stamp = repr(time.time())
+        for payload, event in items:
+            args += [payload, event, stamp]
+        return {"keys": one["keys"], "args": args}
+
+    async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        """Every (payload, event) of ``items`` XADDed in order by one script (atomic, one
+        round trip); the ids, or None when the topic does not exist (then none was)."""
+        with unavailable("publish"):
+            found = await self._publish_many(**self._publish_many_args(topic, items))
+        return None if found is None else [as_text(item) for item in found]
+
+    def publish_many_sync(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        found = self._run_sync("publish_many", "publish", self._publish_many_args(topic, items))
+        return None if found is None else [as_text(item) for item in found]
 
     async def create(self, topic: str) -> tuple[int, str]:
         """(1 created, 0 existed, -1 too many topics; the control id to wait for)."""
@@ -94,7 +120,8 @@ class Commands:
     def sync_client(self) -> redis.Redis:
         if self._sync is None:
             self._sync = redis.Redis.from_url(self.url, **client_options(3.0))
-            for name, lua in (("publish", PUBLISH), ("create", CREATE), ("delete", DELETE)):
+            scripts = (("publish", PUBLISH), ("publish_many", PUBLISH_MANY))
+            for name, lua in (*scripts, ("create", CREATE), ("delete", DELETE)):
                 self._sync_scripts[name] = self._sync.register_script(lua)
         return self._sync
 

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -40,7 +40,7 @@ from ..wire import Notices
 from . import BackendUnavailable
 from .commands import DOWN, Commands, client_options
 from .history import Replay, Resumer
-from .ids import parse_id
+from .ids import as_text, parse_id
 from .reader import StreamReader
 from .scripts import Keys
 
@@ -225,6 +225,37 @@ class RedisBackend:
     def publish_sync(self, topic: str, payload: bytes, event: str) -> str | None:
         self._check_ready("publish")
         return self._guard_sync(lambda: self.commands.publish_sync(topic, payload, event))
+
+    def submit_publish(self, topic: str, payload: bytes, event: str) -> asyncio.Future[str | None]:
+        """:meth:`publish` without awaiting it: queued for the next pipeline (in submission
+        order), the future of its id (None: no such topic; BackendUnavailable if down)."""
+        self._check_ready("publish")
+        raw = self.commands.submit_publish(topic, payload, event)
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        def settle(raw: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                return
+            exc = raw.exception()
+            if exc is not None:
+                if isinstance(exc, BackendUnavailable):
+                    self._failed()
+                done.set_exception(exc)
+            else:
+                done.set_result(None if raw.result() is None else as_text(raw.result()))
+
+        raw.add_done_callback(settle)
+        return done
+
+    async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        """A batch ((payload, event) pairs) in order, in one script call (atomic): the
+        ids, or None when the topic does not exist (then nothing was added)."""
+        self._check_ready("publish")
+        return await self._guard(self.commands.publish_many(topic, items))
+
+    def publish_many_sync(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:
+        self._check_ready("publish")
+        return self._guard_sync(lambda: self.commands.publish_many_sync(topic, items))
 
     async def create_topic(self, name: str) -> bool:
         """Register ``name`` everywhere; True when it is new. Returns once applied here."""

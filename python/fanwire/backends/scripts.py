@@ -96,6 +96,38 @@ return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
                   'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
 """
 
+#: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen, then
+#: data, event and ts of each message -> the ids in order, or nil (no topic). Each id,
+#: publish count and the clock follow PUBLISH as if the messages came one after another.
+PUBLISH_MANY = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
+local count = (#ARGV - 2) / 3
+local seq = redis.call('INCRBY', KEYS[3], count) - count
+local n = redis.call('INCRBY', KEYS[4], count) - count
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local clock = redis.call('GET', KEYS[5])
+if clock then ms = math.max(ms, tonumber(string.match(clock, '^(%d+)-')) or 0) end
+local last_ms, last_seq = -1, -1
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local a, b = string.match(last[1][1], '^(%d+)-(%d+)$')
+  last_ms, last_seq = tonumber(a), tonumber(b)
+end
+local ids = {}
+for i = 1, count do
+  seq, n = seq + 1, n + 1
+  if ms < last_ms or (ms == last_ms and n <= last_seq) then ms = last_ms + 1 end
+  local id = string.format('%.0f-%.0f', ms, n)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
+             'd', ARGV[3 * i], 'e', ARGV[3 * i + 1], 't', ARGV[3 * i + 2], 's', seq)
+  last_ms, last_seq = ms, n
+  ids[i] = id
+end
+redis.call('SET', KEYS[5], ids[count])
+return ids
+"""
+
 #: KEYS registry, control, stream, seq; ARGV topic, max_topics, control maxlen
 #: -> {1 created | 0 existed | -1 too many topics, control id to wait for}.
 CREATE = (

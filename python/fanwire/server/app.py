@@ -37,6 +37,7 @@ Where PROTOCOL.md is silent, the server does this (settings in ``settings.py``):
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -110,6 +111,11 @@ async def lifespan(
         run_demo(broker, runtime.settings.demo_topic, runtime.settings.demo_rate)
     )
     restore = _hook_signals(runtime) if handle_signals else _nothing
+    # Everything alive now (modules, the app, FastAPI's and pydantic's tables: ~67,000
+    # objects) lives as long as the process: out of the cyclic GC's sight, a full
+    # collection no longer walks it (measured: 117 ms -> under 1 ms with 1,000 idle
+    # subscriptions, a pause every client would see in its latency).
+    gc.freeze()
     try:
         yield runtime
     finally:

@@ -126,6 +126,37 @@ async def read_json(request: Request, limit: int) -> Any:
     return value
 
 
+def _publish_doc() -> dict[str, Any]:
+    """The publish body: one message, or a batch ``{"messages": [...]}``."""
+    one = PublishBody.model_json_schema()
+    batch = {
+        "title": "PublishBatch",
+        "type": "object",
+        "properties": {"messages": {"type": "array", "items": one}},
+        "required": ["messages"],
+    }
+    body = {"anyOf": [one, batch]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+
+
+def _batch_items(body: dict[str, Any]) -> list[tuple[Any, str | None]]:
+    """The (data, event) pairs of a batch body; InvalidMessage for any bad one."""
+    if "data" in body:
+        raise InvalidMessage("a body has either data or messages, not both")
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        raise InvalidMessage("messages must be an array")
+    items = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "data" not in message:
+            raise InvalidMessage(f"messages[{index}] must be an object with data")
+        event = message.get("event")
+        if event is not None and not isinstance(event, str):
+            raise InvalidMessage(f"messages[{index}].event must be a string")
+        items.append((message["data"], event))
+    return items
+
+
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidMessage("body must be a JSON object")
@@ -169,6 +200,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
     broker = runtime.broker
     auth = runtime.auth
     body_limit = 4 * broker.max_payload + 64 * 1024
+    batch_body_limit = max(body_limit, 4 << 20)  # a batch body may be that much larger
 
     def claims(request: Request) -> Any:
         return auth.claims(auth.token_from(request.headers, request.query_params))
@@ -257,14 +289,19 @@ def topics_router(runtime: Runtime) -> APIRouter:
         status_code=202,
         response_model=PublishResult,
         responses=_errors(400, 401, 403, 404, 413, 503),
-        openapi_extra=_body_doc(PublishBody),
+        openapi_extra=_publish_doc(),
     )
     async def publish(name: str, request: Request) -> Any:
-        """Publish ``data`` (any JSON) with an optional ``event`` type."""
+        """Publish ``data`` (any JSON) with an optional ``event`` type; or a batch,
+        ``{"messages": [{"data": ..., "event": ...}, ...]}``, in order, all or none."""
         try:
             check_topic(name)
             claims(request).check_publish(name)
-            body = _object(await read_json(request, body_limit))
+            body = _object(await read_json(request, batch_body_limit))
+            if "messages" in body:
+                batch = await broker.apublish_batch(name, _batch_items(body))
+                result = {"message_ids": batch.message_ids, "subscribers": batch.subscribers}
+                return JSONResponse(result, status_code=202)
             if "data" not in body:
                 raise InvalidMessage("data is required")
             event = body.get("event")

@@ -39,4 +39,5 @@ def run_workers(settings: Settings, workers: int, log_level: str) -> None:
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )

@@ -51,6 +51,8 @@ _CLOSED_TEXTS = (
 )
 
 Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
+#: Redis mode: publishes of one connection sent on before the oldest is acknowledged.
+PENDING_PUBLISHES = 256
 
 
 def _field(msg: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -130,6 +132,10 @@ class Connection:
         self.held: bytes | str | list[str] | None = None
         if self.frames is not None:
             self.sub.direct = self
+        # Redis mode: publishes sent on to Redis whose acks are not written yet, in order
+        # (written by one task per connection, started with the first such publish).
+        self.acks: asyncio.Queue[tuple[asyncio.Future[str | None], str, Any]] = asyncio.Queue()
+        self.acker: asyncio.Task[None] | None = None
         self.answers: dict[str, Answer] = {
             "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe,
@@ -235,22 +241,116 @@ class Connection:
         published = await self.runtime.broker.apublish(topic, msg["data"], event)
         return _ack("publish", topic, "published", request_id, message_id=published.message_id)
 
+    # -- publishes answered without a task step or the send lock ---------------------
+    def quick_publish(self, raw: str | bytes) -> str | bool | None:
+        """A ``publish`` handled on the spot, or None (not a publish: the general path).
+
+        In memory the publish is one core call and the answer (its ack, or an error) is
+        returned at once, for the caller to write straight to the transport when it can:
+        before the wake-up round that delivers the event, so the ack still comes first.
+        In Redis mode the ``XADD`` is queued for the next pipeline (True): the connection
+        reads on, its publishes pipelined in order, and the acker writes each ack, in
+        order, once Redis accepted it (never before: an ack means durable).
+        """
+        if (b"publish" not in raw) if isinstance(raw, bytes) else ("publish" not in raw):
+            return None
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(msg, dict) or msg.get("type") != "publish":
+            return None
+        request_id = msg.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            return None
+        broker = self.runtime.broker
+        if broker.backend is not None and (self.frames is None or self.settings.auto_create_topics):
+            return None  # acks through the lock, or a topic to create first: the general path
+        try:
+            check_integers(raw)
+            topic = _topic(msg)
+            if "data" not in msg:
+                raise InvalidMessage("data is required")
+            event = _field(msg, "event", str)
+            self.claims.check_publish(topic)
+            self.bucket.take()
+            if broker.backend is None:
+                published = broker.publish_message(topic, msg["data"], event)
+                return _ack(
+                    "publish", topic, "published", request_id, message_id=published.message_id
+                )
+            future = broker.submit_publish(topic, msg["data"], event)
+        except FanwireError as exc:
+            if broker.backend is not None and self.acks.qsize():
+                future = self.loop.create_future()  # after the acks of those before it
+                future.set_exception(exc)
+                topic = ""
+            else:
+                return ws_error(exc.code, exc.message, request_id)
+        future.add_done_callback(_retrieve)
+        self.acks.put_nowait((future, topic, request_id))
+        if self.acker is None:
+            self.acker = asyncio.ensure_future(self.send_acks())
+        return True
+
+    async def send_acks(self) -> None:
+        """Redis mode: write the ack (or error) of each pipelined publish, in order."""
+        while True:
+            future, topic, request_id = await self.acks.get()
+            try:
+                try:
+                    message_id = await future
+                    if message_id is None:
+                        raise TopicNotFound(f"no topic {topic!r}")
+                    reply = _ack("publish", topic, "published", request_id, message_id=message_id)
+                except FanwireError as exc:
+                    reply = ws_error(exc.code, exc.message, request_id)
+                if self.held is None and self.writable():
+                    assert self.frames is not None
+                    self.frames.write(_core.ws_frame(reply))
+                else:
+                    async with self.lock:
+                        while self.held is not None:
+                            batch, self.held = self.held, None
+                            await self.send_batch(batch)
+                        await self.ws.send_text(reply)
+            finally:
+                self.acks.task_done()
+
     # -- the two tasks ----------------------------------------------------------------
     async def read(self) -> None:
         """Answer client messages until the client leaves."""
+        try:
+            await self._read()
+        finally:
+            if self.acker is not None:
+                self.acker.cancel()
+
+    async def _read(self) -> None:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
             raw = message.get("bytes") or b"" if raw is None else raw
+            reply = self.quick_publish(raw)
+            if reply is True:
+                if self.acks.qsize() >= PENDING_PUBLISHES:
+                    await self.acks.join()
+                continue
+            if isinstance(reply, str) and self.held is None and self.writable():
+                assert self.frames is not None
+                self.frames.write(_core.ws_frame(reply))
+                continue
+            if self.acker is not None:
+                await self.acks.join()  # the acks of earlier publishes go first
             async with self.lock:
                 # What the pump took before this message goes out before its reply:
                 # after an unsubscribe's ack, no event of that topic may follow.
                 while self.held is not None:
                     batch, self.held = self.held, None
                     await self.send_batch(batch)
-                await self.ws.send_text(await self.answer(raw))
+                await self.ws.send_text(reply if isinstance(reply, str) else await self.answer(raw))
 
     async def pump(self) -> _core.StreamEnd | None:
         """Send every batch (and, if asked for, a heartbeat when idle); the close reason
@@ -395,6 +495,12 @@ class Connection:
     async def _say(self, notice: bytes | str) -> None:
         async with self.lock:
             await self.send_batch(notice)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a pipelined publish's error as seen: its connection may be gone (no log)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _refuse(websocket: WebSocket, exc: FanwireError) -> None:

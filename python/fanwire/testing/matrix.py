@@ -59,7 +59,10 @@ class Serving:
     ``ws_compression`` is the client side: ``"deflate"`` makes :meth:`FanwireServer.ws_client`
     offer permessage-deflate; ``ws_deflate`` says whether the server accepts the offer
     (granian does not: its WebSocket library has no permessage-deflate, so the client
-    gets uncompressed frames). ``name`` is the pytest id of the row.
+    gets uncompressed frames). uvicorn rows turn uvicorn's permessage-deflate on for a
+    deflate client and off otherwise (``--ws-per-message-deflate``), as fanwire's
+    ``ws_per_message_deflate`` setting would: off by default, so a deflate row is the
+    setting turned on. ``name`` is the pytest id of the row.
     """
 
     name: str
@@ -119,6 +122,8 @@ class Serving:
         if self.server == "uvicorn":
             args = [app, *(["--factory"] if factory else []), "--http", self.http]
             args += ["--ws", self.ws, "--host", host, "--port", str(port)]
+            deflate = "true" if self.ws_compression == "deflate" else "false"
+            args += ["--ws-per-message-deflate", deflate]
             if cert:
                 args += ["--ssl-keyfile", str(cert.keyfile), "--ssl-certfile", str(cert.certfile)]
             return python_command("-m", "uvicorn", *args)

@@ -286,7 +286,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("epoch") = 0, py::arg("external_ids") = false)
       .def_property_readonly("epoch", &Broker::epoch)
       .def("fileno", &Broker::fd)
-      .def("create_topic", &Broker::create_topic)
+      .def("create_topic", &Broker::create_topic, py::arg("name"), py::arg("retention") = 0,
+           py::arg("max_age") = 0.0)
       .def("delete_topic", &Broker::delete_topic, py::call_guard<py::gil_scoped_release>())
       .def("has_topic", &Broker::has_topic)
       .def("topic_count", &Broker::topic_count)

@@ -26,11 +26,12 @@ Broker::Broker(size_t retention, uint64_t epoch, bool external_ids) : retention_
 
 Broker::~Broker() { shutdown(); }
 
-bool Broker::create_topic(std::string_view name) {
+bool Broker::create_topic(std::string_view name, size_t retention, double max_age) {
   std::unique_lock lock(mu_);
   if (topics_.find(name) != topics_.end()) return false;
-  topics_.emplace(std::string(name), std::make_shared<Topic>(std::string(name), retention_,
-                                                             counters_, notifier_, ids_));
+  topics_.emplace(std::string(name),
+                  std::make_shared<Topic>(std::string(name), retention ? retention : retention_,
+                                          counters_, notifier_, ids_, max_age));
   return true;
 }
 

@@ -1,13 +1,45 @@
 #include "fanwire/topic.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace fanwire {
 
 Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-             std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids)
+             std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
+             double max_age)
     : name_(std::move(name)), counters_(std::move(counters)), notifier_(std::move(notifier)),
-      ids_(std::move(ids)), log_(retention) {}
+      ids_(std::move(ids)), log_(retention), max_age_(max_age) {}
+
+namespace {
+double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// First position whose message is not older than max_age at `now` (end() if none):
+// replay and resume start there, whatever the ring still holds before it.
+uint64_t Topic::young_begin(double now) const {
+  uint64_t pos = log_.begin();
+  if (max_age_ <= 0) return pos;
+  const double cutoff = now - max_age_;
+  while (pos < log_.end() && log_.at(pos)->ts() < cutoff) ++pos;
+  return pos;
+}
+
+// Releases the aged messages no subscriber still has to read (a lagging one keeps its
+// backlog: it loses it only by its queue's policy). Scans the subscribers, so it runs at
+// most once per max_age / 16 of publish time, not per publish.
+void Topic::trim_aged(double now) {
+  next_trim_ = now + max_age_ / 16;
+  uint64_t limit = young_begin(now);
+  for (const Subscriber* sub : subscribers_) limit = std::min(limit, sub->pos_);
+  while (log_.begin() < limit) {
+    evicted_ = log_.front()->key();
+    log_.pop_front();
+  }
+}
 
 std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
   auto sub = std::make_shared<Subscriber>(shared_from_this(), options);
@@ -28,6 +60,7 @@ std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
 void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
   const IdPolicy& ids = *ids_;
   const uint64_t end = log_.end();
+  const uint64_t begin = young_begin(now_seconds());
   uint64_t pos = end;
   if (options.since) {
     auto key = MessageKey::parse(*options.since);
@@ -35,7 +68,7 @@ void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
                         (key->hi == ids.epoch && key->lo <= ids.last_seq.load()));
     if (!ours) {
       sub.gap_ = true;
-      pos = log_.begin();
+      pos = begin;
     } else {
       // First retained message after the resume id (keys increase along the ring).
       uint64_t lo = log_.begin(), hi = end;
@@ -45,10 +78,14 @@ void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
       }
       pos = lo;
       sub.gap_ = evicted_ && *key < *evicted_;
+      if (pos < begin) {  // messages after the resume id aged out
+        pos = begin;
+        sub.gap_ = true;
+      }
     }
-    if (sub.gap_ && !log_.empty()) sub.first_available_ = std::string(log_.front()->id());
+    if (sub.gap_ && begin < end) sub.first_available_ = std::string(log_.at(begin)->id());
   } else if (options.last_n > 0) {
-    pos = end - std::min<uint64_t>(options.last_n, log_.size());
+    pos = end - std::min<uint64_t>(options.last_n, end - begin);
   }
   sub.pos_ = pos;
   const uint64_t queue = std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
@@ -130,7 +167,8 @@ void Topic::remove_locked(Subscriber& sub) {
 
 TopicStats Topic::stats() const {
   std::lock_guard lock(mu_);
-  return TopicStats{name_, subscribers_.size(), published_, dropped_, log_.size()};
+  const uint64_t retained = log_.end() - young_begin(now_seconds());
+  return TopicStats{name_, subscribers_.size(), published_, dropped_, retained};
 }
 
 }  // namespace fanwire

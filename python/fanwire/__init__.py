@@ -14,6 +14,7 @@ from .errors import (
 )
 from .server.app import create_app, lifespan, router
 from .settings import Settings
+from .topics import TopicOptions
 
 __all__ = [
     "Broker",
@@ -30,6 +31,7 @@ __all__ = [
     "Subscription",
     "TopicInfo",
     "TopicNotFound",
+    "TopicOptions",
     "create_app",
     "lifespan",
     "router",

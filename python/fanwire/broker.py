@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +31,21 @@ from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
 from .subscription import Hub, Subscription
+from .topics import TopicOptions, TopicRules, parse_options
 from .waker import Waker
 
 if TYPE_CHECKING:
     from .backends.redis import RedisBackend
 
-__all__ = ["Broker", "Mode", "Policy", "Published", "Subscription", "TopicInfo"]
+__all__ = [
+    "Broker",
+    "Mode",
+    "Policy",
+    "Published",
+    "Subscription",
+    "TopicInfo",
+    "TopicOptions",
+]
 
 log = logging.getLogger("fanwire")
 
@@ -66,11 +75,15 @@ class Broker:
         redis_url: str | None = None,
         redis_prefix: str = "fanwire",
         wake_interval: float = 0.005,
+        topics: TopicRules | Mapping[str, TopicOptions] | None = None,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
         self.max_topics = max_topics
         self.auto_create = auto_create
+        self.rules = _rules(topics, retention, max_payload, auto_create)
+        self._overrides: dict[str, TopicOptions] = {}  # create_topic(name, **options)
+        self._options: dict[str, TopicOptions] = {}  # resolved, per topic looked up
         self._core = _core.Core(retention, external_ids=bool(redis_url))
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
@@ -87,6 +100,10 @@ class Broker:
                 rounds=lambda: self._waker.rounds,
             )
             self._log, self._backend = redis_log, redis_log.backend
+            # Every node shapes the topics it follows with the same options.
+            redis_log.backend.reader.shape = self._core_shape
+        else:
+            self._log.shape = self._core_shape
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,25 +174,77 @@ class Broker:
         return self._writer
 
     # -- topics ----------------------------------------------------------------------
-    def create_topic(self, name: str) -> bool:
-        """Create ``name``; False when it already existed."""
+    def create_topic(self, name: str, **options: Any) -> bool:
+        """Create ``name``; False when it already existed (its options then stay).
+
+        ``options`` are :class:`~fanwire.TopicOptions` fields (``retention=50``,
+        ``max_age=60``, ...): they win over the settings' patterns for this topic.
+        """
         check_topic(name)
         self._check_open()
-        return self._log.create_topic(name)
+        self._prepare_options(name, options)
+        return self._created(name, self._log.create_topic(name))
 
     def delete_topic(self, name: str) -> bool:
         """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
-        return self._log.delete_topic(name)
+        return self._deleted(name, self._log.delete_topic(name))
 
-    async def acreate_topic(self, name: str) -> bool:
+    async def acreate_topic(self, name: str, **options: Any) -> bool:
         """:meth:`create_topic` for the event loop; in Redis mode, known on every node."""
         check_topic(name)
         self._check_open()
-        return await self._log.acreate_topic(name)
+        self._prepare_options(name, options)
+        return self._created(name, await self._log.acreate_topic(name))
 
     async def adelete_topic(self, name: str) -> bool:
         """:meth:`delete_topic` for the event loop; in Redis mode, on every node."""
-        return await self._log.adelete_topic(name)
+        return self._deleted(name, await self._log.adelete_topic(name))
+
+    def topic_options(self, name: str) -> TopicOptions:
+        """The effective options of topic ``name`` (``GET /topics/{name}``): those given
+        to :meth:`create_topic`, else the most specific pattern's, else the defaults."""
+        options = self._options.get(name)
+        if options is None:
+            options = self.rules.resolve(name)
+            override = self._overrides.get(name)
+            if override is not None:
+                options = options.merged(override)
+            if self._core.has_topic(name):  # remembered for existing topics only
+                self._options[name] = options
+        return options
+
+    def topic(self, name: str) -> TopicInfo | None:
+        """One topic's counts, or None when there is no such topic."""
+        if not self._core.has_topic(name):
+            return None
+        return next((t for t in self.topics() if t.name == name), None)
+
+    def auto_creates(self, name: str) -> bool:
+        """Whether ``name`` is created on first use (its ``auto_create`` option)."""
+        return bool(self.rules.resolve(name).auto_create)
+
+    def _prepare_options(self, name: str, options: dict[str, Any]) -> None:
+        if options and not self._core.has_topic(name):
+            override = parse_options(options)
+            self.rules.resolve(name).merged(override)  # a bad combination fails here
+            self._overrides[name] = override
+            self._options.pop(name, None)
+
+    def _created(self, name: str, created: bool) -> bool:
+        if not created and not self._core.has_topic(name):
+            self._overrides.pop(name, None)
+        return created
+
+    def _deleted(self, name: str, deleted: bool) -> bool:
+        self._overrides.pop(name, None)
+        self._options.pop(name, None)
+        return deleted
+
+    def _core_shape(self, name: str) -> tuple[int, float]:
+        """(retention, max_age) of the core's topic ``name``, as it is created."""
+        self._options.pop(name, None)  # a topic created anew takes its options anew
+        options = self.topic_options(name)
+        return options.retention or self.retention, options.max_age or 0.0
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
@@ -227,7 +296,7 @@ class Broker:
         self, topic: str, payload: bytes, event: str | None = None, message_id: str = ""
     ) -> Published:
         """Publish an already JSON-encoded payload (compact, no raw newline)."""
-        self._check_publish(payload, event)
+        self._check_publish(payload, event, topic)
         on_loop = self._loop_thread == threading.get_ident()
         published = self._log.publish(topic, payload, event or "", message_id, on_loop)
         if published is None:
@@ -244,31 +313,34 @@ class Broker:
         raises :class:`~fanwire.backends.BackendUnavailable` (503) when Redis is down.
         """
         payload = _encode(data)
-        self._check_publish(payload, event)
+        self._check_publish(payload, event, topic)
         on_loop = self._loop_thread == threading.get_ident()
         published = await self._log.apublish(topic, payload, event or "", on_loop)
         if published is None:
             check_topic(topic)
-            if not self.auto_create:
+            if not self.auto_creates(topic):
                 raise TopicNotFound(f"no topic {topic!r}")
             await self.acreate_topic(topic)
             published = await self._log.apublish(topic, payload, event or "", on_loop)
         return published or Published("", 0)
 
-    def _check_publish(self, payload: bytes, event: str | None) -> None:
+    def _check_publish(self, payload: bytes, event: str | None, topic: str = "") -> None:
         if event is not None and not is_valid_name(event):
             raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
         if event in RESERVED_EVENTS:
             raise InvalidMessage(f"event type {event!r} is reserved for the server's notices")
-        if len(payload) > self.max_payload:
-            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
+        limit = self.max_payload
+        if topic:
+            limit = self.topic_options(topic).max_payload or limit
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {limit}")
         if self._shutting_down:
             raise ShuttingDown("server is shutting down")
 
     def _missing(self, topic: str) -> None:
         """A publish found no topic: create it (auto_create) or raise TopicNotFound."""
         check_topic(topic)
-        if not self.auto_create:
+        if not self.auto_creates(topic):
             raise TopicNotFound(f"no topic {topic!r}")
         self.create_topic(topic)
 
@@ -352,6 +424,26 @@ class Broker:
                     first = first or exc
         if first is not None:
             log.error("%d wake-up(s) of this round failed; the first:", failed, exc_info=first)
+
+
+def _rules(
+    topics: TopicRules | Mapping[str, TopicOptions] | None,
+    retention: int,
+    max_payload: int,
+    auto_create: bool,
+) -> TopicRules:
+    """The broker's topic rules: given, or its own defaults with ``topics`` as patterns
+    (the transport defaults stay None: the server's settings for each transport)."""
+    if isinstance(topics, TopicRules):
+        return topics
+    defaults = TopicOptions(
+        retention=retention,
+        auto_create=auto_create,
+        max_payload=max_payload,
+        dedupe_window=300.0,
+        cache=False,
+    )
+    return TopicRules(defaults, topics)
 
 
 def _encode(data: Any) -> bytes:

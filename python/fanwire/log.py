@@ -116,6 +116,8 @@ class MemoryLog:
         self.core = core
         self.drain = drain
         self.max_topics = max_topics
+        #: (retention, max_age) of a topic being created (0: the core's defaults).
+        self.shape: Callable[[str], tuple[int, float]] = lambda name: (0, 0.0)
 
     def start(self) -> None:
         pass
@@ -125,7 +127,9 @@ class MemoryLog:
 
     def create_topic(self, name: str) -> bool:
         _check_room(self.core, name, self.max_topics)
-        return self.core.create_topic(name)
+        if self.core.has_topic(name):
+            return False
+        return self.core.create_topic(name, *self.shape(name))
 
     async def acreate_topic(self, name: str) -> bool:
         return self.create_topic(name)

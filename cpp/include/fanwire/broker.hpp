@@ -50,7 +50,8 @@ class Broker {
   int fd() const { return notifier_->fd(); }
   const std::shared_ptr<Notifier>& notifier() const { return notifier_; }
 
-  bool create_topic(std::string_view name);
+  // `retention` 0: the broker's; `max_age` 0: no age limit (Topic).
+  bool create_topic(std::string_view name, size_t retention = 0, double max_age = 0);
   bool delete_topic(std::string_view name);
   bool has_topic(std::string_view name) const;
   size_t topic_count() const;

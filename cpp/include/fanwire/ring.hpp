@@ -37,6 +37,12 @@ class Ring {
     ++end_;
   }
 
+  // Releases the oldest item (the ring must not be empty).
+  void pop_front() {
+    slots_[begin_ % slots_.size()] = T{};
+    ++begin_;
+  }
+
   void clear() {
     slots_.clear();
     begin_ = end_;

@@ -67,8 +67,11 @@ struct TopicStats {
 // wake parked subscribers); publishers of different topics run in parallel.
 class Topic : public std::enable_shared_from_this<Topic> {
  public:
+  // `max_age` > 0: messages older than that many seconds leave replay and resume at once
+  // and the ring soon after (see trim_aged).
   Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-        std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids);
+        std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
+        double max_age = 0);
 
   const std::string& name() const { return name_; }
   const IdPolicy& ids() const { return *ids_; }
@@ -94,6 +97,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
 
   void place(Subscriber& sub, const SubscribeOptions& options);
   void enforce_bounds();
+  uint64_t young_begin(double now) const;
+  void trim_aged(double now);
   void wake_parked(bool from_loop, bool& must_drain);
   void close_locked(Subscriber& sub, CloseReason reason);
   void unpark_locked(Subscriber& sub);
@@ -111,6 +116,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
   uint64_t deadline_ = UINT64_MAX;      // lower bound of min(pos + capacity) over subscribers
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;
+  const double max_age_;
+  double next_trim_ = 0;  // publish time from which the next trim_aged may run
   bool closed_ = false;
 };
 
@@ -125,6 +132,7 @@ std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop) {
   ++published_;
   counters_->published.fetch_add(1, std::memory_order_relaxed);
   if (log_.end() > deadline_) enforce_bounds();
+  if (max_age_ > 0 && out.message->ts() >= next_trim_) trim_aged(out.message->ts());
   wake_parked(from_loop, out.must_drain);
   out.subscribers = subscribers_.size();
   return out;

@@ -81,12 +81,15 @@ class StreamReader:
         #: id of the last control notice applied.
         self.control = "0-0"
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
+        #: (retention, max_age) of a topic created locally (the broker's topic options).
+        self.shape: Callable[[str], tuple[int, float]] = lambda name: (0, 0.0)
 
     # -- what is followed --------------------------------------------------------------
     def follow(self, topic: str, after: str, count: int | None = None) -> None:
         """Create ``topic`` locally (if needed) and read its stream after ``after``, the
         entry whose publish count is ``count`` (0: a new stream; None: unknown)."""
-        self.core.create_topic(topic)
+        if not self.core.has_topic(topic):
+            self.core.create_topic(topic, *self.shape(topic))
         if topic not in self.positions:
             self.positions[topic] = after
             self.feed_start[topic] = parse_id(after) or ZERO

@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auto_create=settings.auto_create_topics,
         redis_url=settings.redis_url,
         wake_interval=settings.wake_interval,
+        topics=settings.topic_rules(),
     )
 
     @asynccontextmanager

@@ -45,6 +45,16 @@ class TopicList(BaseModel):
     topics: list[TopicRow]
 
 
+class TopicDetail(BaseModel):
+    """``GET /topics/{name}``: the counts and the effective options (README, "Topic
+    options")."""
+
+    name: str
+    subscribers: int
+    messages: int
+    options: dict[str, Any]
+
+
 class PublishBody(BaseModel):
     data: Any
     event: str | None = None
@@ -138,6 +148,25 @@ def stats_body(runtime: Runtime) -> dict[str, Any]:
     return stats
 
 
+def topic_body(runtime: Runtime, name: str) -> dict[str, Any]:
+    """``GET /topics/{name}``; TopicNotFound when there is no such topic."""
+    broker = runtime.broker
+    info = broker.topic(check_topic(name))
+    if info is None:
+        raise TopicNotFound(f"no topic {name!r}")
+    options = broker.topic_options(name).public()
+    settings = runtime.settings
+    for field in ("sse_policy", "sse_queue_size", "ws_policy", "ws_queue_size"):
+        if options[field] is None:  # the transport's setting
+            options[field] = getattr(settings, field)
+    return {
+        "name": name,
+        "subscribers": info.subscribers,
+        "messages": info.messages,
+        "options": options,
+    }
+
+
 def topics_router(runtime: Runtime) -> APIRouter:
     """The REST routes of one broker."""
     api = APIRouter(tags=["topics"])
@@ -192,6 +221,14 @@ def topics_router(runtime: Runtime) -> APIRouter:
             for t in broker.topics()
         ]
         return {"topics": rows}
+
+    @api.get("/topics/{name}", response_model=TopicDetail, responses=_errors(400, 404))
+    async def get_topic(name: str) -> Any:
+        """One topic: its subscriber and message counts and its effective options."""
+        try:
+            return topic_body(runtime, name)
+        except FanwireError as exc:
+            return http_error(exc)
 
     @api.post(
         "/topics/{name}/messages",

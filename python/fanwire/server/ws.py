@@ -162,8 +162,10 @@ class Connection:
     async def subscribe(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)
         last_n = _field(msg, "last_n", int) or 0
-        if not 0 <= last_n <= self.runtime.broker.retention:
-            raise InvalidMessage(f"last_n must be between 0 and {self.runtime.broker.retention}")
+        options = self.runtime.broker.topic_options(topic)
+        retention = options.retention or self.runtime.broker.retention
+        if not 0 <= last_n <= retention:
+            raise InvalidMessage(f"last_n must be between 0 and {retention}")
         since = _field(msg, "since", str)
         policy = _field(msg, "policy", str)
         if policy is not None:
@@ -175,11 +177,14 @@ class Connection:
         limit = self.settings.max_subscriptions_per_connection
         if topic not in self.sub.topics and len(self.sub.topics) >= limit:
             raise LimitReached(f"at most {limit} subscriptions per connection")
-        if self.settings.auto_create_topics:
+        if self.runtime.broker.auto_creates(topic):
             await self.runtime.broker.acreate_topic(topic)
         await self.runtime.broker.aknow_topics([topic])
-        if queue_size is not None:
-            queue_size = min(queue_size, self.settings.ws_queue_size)
+        # The topic's defaults (its options, else the settings'); a client asks for less.
+        default_queue = options.ws_queue_size or self.settings.ws_queue_size
+        queue_size = default_queue if queue_size is None else min(queue_size, default_queue)
+        if policy is None and options.ws_policy is not None:
+            policy = options.ws_policy
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
         return _ack("subscribe", topic, "subscribed", request_id)
 

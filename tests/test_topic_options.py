@@ -3,6 +3,7 @@ values at start, ``GET /topics/{name}``, and each option applied on a real serve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -225,3 +226,30 @@ def test_broker_rules_need_the_core_defaults():
     with pytest.raises(ValueError, match="retention"):
         TopicRules(TopicOptions(), {})
     assert Policy.disconnect == TopicOptions(sse_policy="disconnect").sse_policy
+
+
+def test_redis_nodes_apply_the_same_options(fanwire_server, redis_server):
+    from redis_support import create_everywhere, http_client, node, topic_name
+
+    env = {"topics": orjson.dumps({"r.*": {"retention": 3, "max_age": 1.0}}).decode()}
+    a = node(fanwire_server, redis_server.url, **env)
+    b = node(fanwire_server, redis_server.url, **env)
+    topic = topic_name("r.")
+
+    async def main():
+        async with http_client() as http:
+            await create_everywhere(http, topic, a, b)
+            url = f"{a.url}/topics/{topic}/messages"
+            old = [(await http.post(url, json={"data": i})).json()["message_id"] for i in range(5)]
+            await asyncio.sleep(1.5)  # older than max_age now
+            new = [(await http.post(url, json={"data": i})).json()["message_id"] for i in (5, 6)]
+            options = (await http.get(f"{b.url}/topics/{topic}")).json()["options"]
+            assert (options["retention"], options["max_age"]) == (3, 1.0)
+            async with SSEClient(b.url, topics=[topic], last_n=4, expect_status=400):
+                pass
+            async with SSEClient(b.url, topics=[topic], resume_from=old[0]) as sse:
+                await sse.read_messages(2)
+                assert sse.ids == new
+                assert [g.data["first_available"] for g in sse.of_event("gap")] == [new[0]]
+
+    run(main(), timeout=60)

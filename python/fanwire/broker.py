@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import _core
+from .dedupe import KeyWindow, check_key
 from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .log import Log, MemoryLog, Published, RedisLog
@@ -76,6 +77,7 @@ class Broker:
         redis_prefix: str = "fanwire",
         wake_interval: float = 0.005,
         topics: TopicRules | Mapping[str, TopicOptions] | None = None,
+        dedupe_max_keys: int = 10_000,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
@@ -84,6 +86,8 @@ class Broker:
         self.rules = _rules(topics, retention, max_payload, auto_create)
         self._overrides: dict[str, TopicOptions] = {}  # create_topic(name, **options)
         self._options: dict[str, TopicOptions] = {}  # resolved, per topic looked up
+        self._dedupe = KeyWindow(dedupe_max_keys)  # in-memory idempotency keys
+        self._dedupe_lock = threading.Lock()
         self._core = _core.Core(retention, external_ids=bool(redis_url))
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
@@ -102,6 +106,7 @@ class Broker:
             self._log, self._backend = redis_log, redis_log.backend
             # Every node shapes the topics it follows with the same options.
             redis_log.backend.reader.shape = self._core_shape
+            redis_log.backend.commands.shape = self._shape
         else:
             self._log.shape = self._core_shape
         self._waiters = itertools.count(1)
@@ -238,11 +243,16 @@ class Broker:
     def _deleted(self, name: str, deleted: bool) -> bool:
         self._overrides.pop(name, None)
         self._options.pop(name, None)
+        with self._dedupe_lock:
+            self._dedupe.forget(name)
         return deleted
 
     def _core_shape(self, name: str) -> tuple[int, float]:
         """(retention, max_age) of the core's topic ``name``, as it is created."""
         self._options.pop(name, None)  # a topic created anew takes its options anew
+        return self._shape(name)
+
+    def _shape(self, name: str) -> tuple[int, float]:
         options = self.topic_options(name)
         return options.retention or self.retention, options.max_age or 0.0
 
@@ -323,6 +333,63 @@ class Broker:
             await self.acreate_topic(topic)
             published = await self._log.apublish(topic, payload, event or "", on_loop)
         return published or Published("", 0)
+
+    # -- idempotent publishing (PROTOCOL.md, "Idempotent publish") --------------------
+    def publish_idempotent(
+        self, topic: str, data: Any, event: str | None = None, *, idempotency_key: str
+    ) -> Published:
+        """:meth:`publish_message`, unless ``idempotency_key`` was used on ``topic``
+        within its ``dedupe_window``: then nothing is published and the answer is the
+        first publish's id with ``duplicate=True`` (on every node, in Redis mode)."""
+        key = check_key(idempotency_key)
+        window = self.topic_options(topic).dedupe_window or 0.0
+        if window <= 0:
+            return self.publish_message(topic, data, event)
+        if isinstance(self._log, RedisLog):
+            payload = _encode(data)
+            self._check_publish(payload, event, topic)
+            max_keys = self._dedupe.max_keys
+            found = self._log.publish_once(topic, payload, event or "", key, window, max_keys)
+            if found is None:
+                self._missing(topic)
+                found = self._log.publish_once(topic, payload, event or "", key, window, max_keys)
+            return found or Published("", 0)
+        with self._dedupe_lock:  # a check and a publish, atomic for concurrent retries
+            first = self._dedupe.first(topic, key)
+            if first is not None and self._core.has_topic(topic):
+                return Published(first, self._subscribers(topic), duplicate=True)
+            published = self.publish_message(topic, data, event)
+            self._dedupe.remember(topic, key, published.message_id, window)
+        return published
+
+    async def apublish_idempotent(
+        self, topic: str, data: Any, event: str | None = None, *, idempotency_key: str
+    ) -> Published:
+        """:meth:`publish_idempotent` for the event loop (Redis mode: one script with the
+        ``XADD``, so two nodes receiving the same retry publish once)."""
+        key = check_key(idempotency_key)
+        window = self.topic_options(topic).dedupe_window or 0.0
+        if not isinstance(self._log, RedisLog) or window <= 0:
+            if window <= 0:
+                return await self.apublish(topic, data, event)
+            return self.publish_idempotent(topic, data, event, idempotency_key=key)
+        payload = _encode(data)
+        self._check_publish(payload, event, topic)
+        max_keys = self._dedupe.max_keys
+        found = await self._log.apublish_once(topic, payload, event or "", key, window, max_keys)
+        if found is None:
+            check_topic(topic)
+            if not self.auto_creates(topic):
+                raise TopicNotFound(f"no topic {topic!r}")
+            await self.acreate_topic(topic)
+            found = await self._log.apublish_once(
+                topic, payload, event or "", key, window, max_keys
+            )
+        return found or Published("", 0)
+
+    def _subscribers(self, topic: str) -> int:
+        info = self.topic(topic)
+        return 0 if info is None else info.subscribers
 
     def _check_publish(self, payload: bytes, event: str | None, topic: str = "") -> None:
         if event is not None and not is_valid_name(event):

@@ -37,6 +37,7 @@ class Published:
 
     message_id: str
     subscribers: int
+    duplicate: bool = False  # an idempotent publish repeated: nothing was published
 
 
 class Log(Protocol):
@@ -153,6 +154,11 @@ class MemoryLog:
     async def adopt(self, names: Iterable[str]) -> None:
         pass
 
+    async def apublish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        raise NotImplementedError("the broker dedupes in-memory publishes itself")
+
     def resume(
         self,
         topic: str,
@@ -231,6 +237,24 @@ class RedisLog:
     ) -> Published | None:
         mid = await self.backend.publish(topic, payload, event)
         return None if mid is None else Published(mid, self._local_subscribers(topic))
+
+    async def apublish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        """Publish unless ``key`` was used on ``topic`` within ``window`` seconds on any
+        node (one Lua script with the XADD); None when ``topic`` does not exist."""
+        found = await self.backend.publish_once(topic, payload, event, key, window, max_keys)
+        if found is None:
+            return None
+        return Published(found[0], self._local_subscribers(topic), found[1])
+
+    def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        found = self.backend.publish_once_sync(topic, payload, event, key, window, max_keys)
+        if found is None:
+            return None
+        return Published(found[0], self._local_subscribers(topic), found[1])
 
     async def adopt(self, names: Iterable[str]) -> None:
         # A subscribe never asks Redis itself (it would block the loop): the caller

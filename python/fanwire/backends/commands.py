@@ -8,7 +8,7 @@ against a Redis that restarted empty.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -19,7 +19,7 @@ from redis.retry import Retry
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
 from .ids import as_text, parse_id
-from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, Keys
+from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, PUBLISH_ONCE, Keys
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
@@ -46,6 +46,9 @@ class Commands:
         self.max_topics = max_topics
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
         self._publish = PublishBatcher(self.client, PUBLISH)
+        self._publish_once = self.client.register_script(PUBLISH_ONCE)
+        #: (retention, max_age) of a topic (its options; 0: the defaults).
+        self.shape: Callable[[str], tuple[int, float]] = lambda topic: (0, 0.0)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
         self._sync: redis.Redis | None = None
@@ -60,7 +63,34 @@ class Commands:
     def _publish_args(self, topic: str, payload: bytes, event: str) -> dict[str, Any]:
         keys = [self.keys.registry, self.keys.stream(topic), self.keys.seq(topic)]
         keys += [self.keys.ids, self.keys.clock]
-        return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
+        maxlen, max_age = self.shape(topic)
+        args = [topic, maxlen or self.maxlen, payload, event, repr(time.time())]
+        return {"keys": keys, "args": [*args, round(max_age * 1000)]}
+
+    def _publish_once_args(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> dict[str, Any]:
+        args = self._publish_args(topic, payload, event)
+        args["keys"] += [self.keys.dedupe(topic), self.keys.dedupe_ids(topic)]
+        args["args"] += [key, max(1, round(window * 1000)), max_keys]
+        return args
+
+    async def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        """Publish unless ``key`` was used on ``topic`` within ``window`` seconds: (the
+        id, whether it was a repeat), or None when the topic does not exist."""
+        args = self._publish_once_args(topic, payload, event, key, window, max_keys)
+        with unavailable("publish"):
+            found = await self._publish_once(**args)
+        return None if found is None else (as_text(found[0]), bool(found[1]))
+
+    def publish_once_sync(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        args = self._publish_once_args(topic, payload, event, key, window, max_keys)
+        found = self._run_sync("publish_once", "publish", args)
+        return None if found is None else (as_text(found[0]), bool(found[1]))
 
     async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
         """XADD to the topic's stream (pipelined with concurrent publishes); its id, or
@@ -86,6 +116,8 @@ class Commands:
             self.keys.control,
             self.keys.stream(topic),
             self.keys.seq(topic),
+            self.keys.dedupe(topic),
+            self.keys.dedupe_ids(topic),
         ]
         args: list[Any] = [topic, self.max_topics] if create else [topic]
         return {"keys": keys, "args": [*args, CONTROL_MAXLEN]}
@@ -94,7 +126,8 @@ class Commands:
     def sync_client(self) -> redis.Redis:
         if self._sync is None:
             self._sync = redis.Redis.from_url(self.url, **client_options(3.0))
-            for name, lua in (("publish", PUBLISH), ("create", CREATE), ("delete", DELETE)):
+            scripts = (("publish", PUBLISH), ("create", CREATE), ("delete", DELETE))
+            for name, lua in (*scripts, ("publish_once", PUBLISH_ONCE)):
                 self._sync_scripts[name] = self._sync.register_script(lua)
         return self._sync
 

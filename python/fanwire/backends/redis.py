@@ -226,6 +226,22 @@ class RedisBackend:
         self._check_ready("publish")
         return self._guard_sync(lambda: self.commands.publish_sync(topic, payload, event))
 
+    async def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        """(id, repeat) of an idempotent publish (Commands.publish_once)."""
+        self._check_ready("publish")
+        pending = self.commands.publish_once(topic, payload, event, key, window, max_keys)
+        return await self._guard(pending)
+
+    def publish_once_sync(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        self._check_ready("publish")
+        return self._guard_sync(
+            lambda: self.commands.publish_once_sync(topic, payload, event, key, window, max_keys)
+        )
+
     async def create_topic(self, name: str) -> bool:
         """Register ``name`` everywhere; True when it is new. Returns once applied here."""
         self._check_ready("create topic")

@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url=settings.redis_url,
         wake_interval=settings.wake_interval,
         topics=settings.topic_rules(),
+        dedupe_max_keys=settings.dedupe_max_keys,
     )
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 
+from ..broker import Broker
 from ..errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
 from ..jsoncheck import check_integers
 from ..names import check_topic
@@ -63,6 +64,7 @@ class PublishBody(BaseModel):
 class PublishResult(BaseModel):
     message_id: str
     subscribers: int
+    duplicate: bool | None = None  # with an Idempotency-Key: whether it was a repeat
 
 
 class Health(BaseModel):
@@ -167,6 +169,19 @@ def topic_body(runtime: Runtime, name: str) -> dict[str, Any]:
     }
 
 
+async def publish_idempotent(
+    broker: Broker, name: str, data: Any, event: str | None, key: str
+) -> dict[str, Any]:
+    """The 202 body of a publish with an ``Idempotency-Key`` (``duplicate``: a repeat
+    within the topic's dedupe window, answered with the first publish's id)."""
+    published = await broker.apublish_idempotent(name, data, event, idempotency_key=key)
+    return {
+        "message_id": published.message_id,
+        "subscribers": published.subscribers,
+        "duplicate": published.duplicate,
+    }
+
+
 def topics_router(runtime: Runtime) -> APIRouter:
     """The REST routes of one broker."""
     api = APIRouter(tags=["topics"])
@@ -234,6 +249,7 @@ def topics_router(runtime: Runtime) -> APIRouter:
         "/topics/{name}/messages",
         status_code=202,
         response_model=PublishResult,
+        response_model_exclude_none=True,
         responses=_errors(400, 401, 403, 404, 413, 503),
         openapi_extra=_body_doc(PublishBody),
     )
@@ -248,6 +264,9 @@ def topics_router(runtime: Runtime) -> APIRouter:
             event = body.get("event")
             if event is not None and not isinstance(event, str):
                 raise InvalidMessage("event must be a string")
+            key = request.headers.get("idempotency-key")
+            if key is not None:
+                return await publish_idempotent(broker, name, body["data"], event, key)
             published = await broker.apublish(name, body["data"], event)
         except FanwireError as exc:
             return http_error(exc)

@@ -199,10 +199,29 @@ class Connection:
         if "data" not in msg:
             raise InvalidMessage("data is required")
         event = _field(msg, "event", str)
+        key = _field(msg, "idempotency_key", str)
         self.claims.check_publish(topic)
         self.bucket.take()
+        if key is not None:
+            return await self.publish_idempotent(topic, msg["data"], event, key, request_id)
         published = await self.runtime.broker.apublish(topic, msg["data"], event)
         return _ack("publish", topic, "published", request_id, message_id=published.message_id)
+
+    async def publish_idempotent(
+        self, topic: str, data: Any, event: str | None, key: str, request_id: Any
+    ) -> str:
+        """The ack of a publish with ``idempotency_key`` (``duplicate``: a repeat within
+        the topic's dedupe window, answered with the first publish's id)."""
+        broker = self.runtime.broker
+        published = await broker.apublish_idempotent(topic, data, event, idempotency_key=key)
+        return _ack(
+            "publish",
+            topic,
+            "published",
+            request_id,
+            message_id=published.message_id,
+            duplicate=published.duplicate,
+        )
 
     # -- the two tasks ----------------------------------------------------------------
     async def read(self) -> None:

@@ -29,6 +29,7 @@ from . import _core
 from .dedupe import KeyWindow, check_key
 from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
+from .idle import IdleSweeper
 from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
 from .subscription import Hub, Subscription
@@ -88,6 +89,7 @@ class Broker:
         self._options: dict[str, TopicOptions] = {}  # resolved, per topic looked up
         self._dedupe = KeyWindow(dedupe_max_keys)  # in-memory idempotency keys
         self._dedupe_lock = threading.Lock()
+        self._idle = IdleSweeper(self)  # deletes idle_ttl topics
         self._core = _core.Core(retention, external_ids=bool(redis_url))
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
@@ -130,6 +132,8 @@ class Broker:
         """Attach to the running event loop (idempotent); subscriptions need it."""
         loop = asyncio.get_running_loop()
         self._log.start()
+        if self._sweeps_idle():
+            self._idle.start(loop)
         if self._loop is loop:
             return
         self._loop = loop
@@ -162,6 +166,7 @@ class Broker:
     def close(self) -> None:
         """Shut down and detach from the loop."""
         self.shutdown()
+        self._idle.stop()
         if self._loop is not None and not self._loop.is_closed():
             self._waker.detach()
             self._drain()
@@ -234,6 +239,18 @@ class Broker:
             self.rules.resolve(name).merged(override)  # a bad combination fails here
             self._overrides[name] = override
             self._options.pop(name, None)
+            loop = self._loop
+            if override.idle_ttl and loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._idle.start, loop)
+
+    def _sweeps_idle(self) -> bool:
+        """Whether some topic may have an idle_ttl (then the sweep runs)."""
+        return self._shortest_idle_ttl() < float("inf")
+
+    def _shortest_idle_ttl(self) -> float:
+        rules = self.rules
+        options = [rules.defaults, *(o for _, o in rules.patterns), *self._overrides.values()]
+        return min((o.idle_ttl for o in options if o.idle_ttl), default=float("inf"))
 
     def _created(self, name: str, created: bool) -> bool:
         if not created and not self._core.has_topic(name):
@@ -245,6 +262,7 @@ class Broker:
         self._options.pop(name, None)
         with self._dedupe_lock:
             self._dedupe.forget(name)
+        self._idle.forget(name)
         return deleted
 
     def _core_shape(self, name: str) -> tuple[int, float]:

@@ -19,7 +19,7 @@ from redis.retry import Retry
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
 from .ids import as_text, parse_id
-from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, PUBLISH_ONCE, Keys
+from .scripts import CONTROL_MAXLEN, CREATE, DELETE, DELETE_IDLE, PUBLISH, PUBLISH_ONCE, Keys
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
@@ -51,6 +51,7 @@ class Commands:
         self.shape: Callable[[str], tuple[int, float]] = lambda topic: (0, 0.0)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
+        self._delete_idle = self.client.register_script(DELETE_IDLE)
         self._sync: redis.Redis | None = None
         self._sync_scripts: dict[str, Any] = {}
 
@@ -109,6 +110,19 @@ class Commands:
         with unavailable("delete topic"):
             status, control = await self._delete(**self._topic_args(topic, False))
         return bool(status), as_text(control)
+
+    async def delete_idle(self, topic: str) -> tuple[bool, str]:
+        """Delete ``topic`` unless a node marked it active (the idle_ttl sweep)."""
+        args = self._topic_args(topic, False)
+        args["keys"].append(self.keys.active(topic))
+        with unavailable("delete topic"):
+            status, control = await self._delete_idle(**args)
+        return bool(status), as_text(control)
+
+    async def mark_active(self, topic: str, ttl: float) -> None:
+        """This node has subscribers of ``topic``: no node deletes it for ``ttl`` s."""
+        with unavailable("mark topic active"):
+            await self.client.set(self.keys.active(topic), 1, px=max(1, round(ttl * 1000)))
 
     def _topic_args(self, topic: str, create: bool) -> dict[str, Any]:
         keys = [

@@ -270,6 +270,19 @@ class RedisBackend:
             self.reader.forget(name)
         return deleted
 
+    async def delete_idle(self, name: str) -> bool:
+        """The idle_ttl sweep: delete ``name`` everywhere unless a node marked it active."""
+        self._check_ready("delete topic")
+        deleted, control = await self._guard(self.commands.delete_idle(name))
+        await self._applied(control)
+        if deleted and name in self.reader.positions:
+            self.reader.forget(name)
+        return deleted
+
+    async def mark_active(self, name: str, ttl: float) -> None:
+        self._check_ready("mark topic active")
+        await self._guard(self.commands.mark_active(name, ttl))
+
     def delete_topic_sync(self, name: str) -> bool:
         self._check_ready("delete topic")
         deleted = self._guard_sync(lambda: self.commands.delete_sync(name))

@@ -64,6 +64,10 @@ class Keys:
         """A hash: idempotency key -> the message id its first publish got."""
         return f"{self.prefix}:dedupe-ids:{topic}"
 
+    def active(self, topic: str) -> str:
+        """Set (with the topic's idle_ttl as expiry) while a node has subscribers of it."""
+        return f"{self.prefix}:active:{topic}"
+
     def lease(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
 
@@ -180,4 +184,14 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
                       'op', 'delete', 'topic', ARGV[1])
 return {1, id}
 """
+)
+
+#: DELETE unless the topic's last key (:meth:`Keys.active`) exists: the idle_ttl sweep of
+#: any node deletes an idle topic, once, and not while a node has subscribers of it.
+DELETE_IDLE = (
+    _LAST_CONTROL
+    + """
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {0, last_control()} end
+"""
+    + DELETE[len(_LAST_CONTROL) :]
 )

@@ -109,6 +109,9 @@ def test_create_topic_options_win_over_the_patterns():
         ('{"chat.*": {"retension": 5}}', "topics.chat.*.retension"),
         ('{"chat room": {"retention": 5}}', "chat room"),
         ("not json", "topics"),
+        ('{"px": {"cache": true}}', "cache needs a conflate_key"),
+        ('{"px": {"ws_policy": "conflate"}}', "ws_policy conflate needs a conflate_key"),
+        ('{"px": {"conflate_key": "a b"}}', "topics.px.conflate_key"),
     ],
 )
 def test_bad_topic_options_are_refused_at_start(value, expected):

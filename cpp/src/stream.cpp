@@ -22,6 +22,20 @@ std::string drop_notice(Encoding encoding, std::string_view topic, uint64_t drop
   return encoding == Encoding::ws_frame ? ws_frame(out) : out;
 }
 
+// The conflation notice of PROTOCOL.md ("Keyed conflation"), like drop_notice.
+std::string conflate_notice(Encoding encoding, std::string_view topic, uint64_t conflated) {
+  const std::string count = std::to_string(conflated);
+  std::string out;
+  if (encoding == Encoding::sse) {
+    out.append("event: conflated\ndata: {\"topic\":\"").append(topic);
+    out.append("\",\"conflated\":").append(count).append("}\n\n");
+    return out;
+  }
+  out.append(R"({"type":"info","message":"messages_conflated","topic":")").append(topic);
+  out.append("\",\"conflated\":").append(count).append("}");
+  return encoding == Encoding::ws_frame ? ws_frame(out) : out;
+}
+
 }  // namespace
 
 Stream::Stream(Encoding encoding, std::vector<std::shared_ptr<Subscriber>> subs)
@@ -67,6 +81,7 @@ void Stream::take(Taken& out) const {
     const TakeResult taken = subs_[i]->take(out.runs_[i], kTakeAll, through);
     TopicTake& topic = out.topics_[i];
     topic.dropped = taken.dropped;
+    topic.conflated = taken.conflated;
     topic.messages = out.runs_[i].size();
     topic.reason = taken.reason;
     topic.ended = taken.reason != CloseReason::none &&
@@ -116,18 +131,27 @@ void Taken::merge(const std::vector<std::shared_ptr<Subscriber>>& subs) {
   }
   // A drop with no message of its topic in this take (all it had left was skipped).
   for (uint32_t i = 0; i < runs; ++i)
-    if (topics_[i].dropped > 0 && topics_[i].messages == 0) add_notice(subs, i);
+    if ((topics_[i].dropped > 0 || topics_[i].conflated > 0) && topics_[i].messages == 0)
+      add_notice(subs, i);
 }
 
 void Taken::add_piece(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run,
                       const Message* message) {
-  if (heads_[run]++ == 0 && topics_[run].dropped > 0) add_notice(subs, run);
+  if (heads_[run]++ == 0 && (topics_[run].dropped > 0 || topics_[run].conflated > 0))
+    add_notice(subs, run);
   pieces_.push_back(Piece{message, 0});
 }
 
 void Taken::add_notice(const std::vector<std::shared_ptr<Subscriber>>& subs, uint32_t run) {
-  notices_.push_back(drop_notice(encoding_, subs[run]->topic_name(), topics_[run].dropped));
-  pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+  const TopicTake& topic = topics_[run];
+  if (topic.dropped > 0) {
+    notices_.push_back(drop_notice(encoding_, subs[run]->topic_name(), topic.dropped));
+    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+  }
+  if (topic.conflated > 0) {
+    notices_.push_back(conflate_notice(encoding_, subs[run]->topic_name(), topic.conflated));
+    pieces_.push_back(Piece{nullptr, static_cast<uint32_t>(notices_.size() - 1)});
+  }
 }
 
 std::string_view Taken::bytes(const Piece& piece) const {

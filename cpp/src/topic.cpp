@@ -7,9 +7,43 @@ namespace fanwire {
 
 Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
              std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
-             double max_age)
+             double max_age, std::string conflate_key, bool cache)
     : name_(std::move(name)), counters_(std::move(counters)), notifier_(std::move(notifier)),
-      ids_(std::move(ids)), log_(retention), max_age_(max_age) {}
+      ids_(std::move(ids)), log_(retention), max_age_(max_age),
+      conflate_key_(std::move(conflate_key)), cache_(cache && !conflate_key_.empty()),
+      cslots_(conflate_key_.empty() ? 1 : retention) {}
+
+// The front message is leaving the ring: if it is its key's latest, the key is gone.
+void Topic::forget_front_key() {
+  const ConflateSlot& slot = cslots_.front();
+  if (!slot.keyed) return;
+  auto it = latest_.find(slot.key);
+  if (it != latest_.end() && it->second == cslots_.begin()) latest_.erase(it);
+}
+
+// Appends `message` of key `ckey` to a conflating topic. In this order: it supersedes
+// its key's latest; cursors about to lag past the ring skip (or lose) the front while its
+// slot still describes it; then the front leaves and the message goes in.
+void Topic::push_conflating(MessagePtr message, std::optional<std::string_view> ckey) {
+  const uint64_t pos = log_.end();
+  ConflateSlot slot;
+  if (ckey) {
+    slot.keyed = true;
+    slot.key = std::string(*ckey);
+    auto [it, inserted] = latest_.try_emplace(slot.key, pos);
+    if (!inserted) {
+      cslots_.at(it->second).superseded = true;
+      it->second = pos;
+    }
+  }
+  if (pos + 1 > deadline_) enforce_bounds(pos + 1);
+  if (log_.full()) {
+    evicted_ = log_.front()->key();
+    forget_front_key();
+  }
+  log_.push(std::move(message));
+  cslots_.push(std::move(slot));
+}
 
 namespace {
 double now_seconds() {
@@ -38,6 +72,10 @@ void Topic::trim_aged(double now) {
   while (log_.begin() < limit) {
     evicted_ = log_.front()->key();
     log_.pop_front();
+    if (conflating()) {
+      forget_front_key();
+      cslots_.pop_front();
+    }
   }
 }
 
@@ -86,17 +124,25 @@ void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
     if (sub.gap_ && begin < end) sub.first_available_ = std::string(log_.at(begin)->id());
   } else if (options.last_n > 0) {
     pos = end - std::min<uint64_t>(options.last_n, end - begin);
+  } else if (cache_) {
+    pos = begin;  // the latest message of every key retained, then live ones
+    sub.cache_end_ = end;
   }
   sub.pos_ = pos;
-  const uint64_t queue = std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
+  // A conflating cursor may lag the whole retention: it skips rather than drops.
+  const bool conflates = options.policy == Policy::conflate && conflating();
+  const uint64_t queue = conflates ? log_.capacity()
+                                   : std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
   sub.capacity_ = std::max<uint64_t>(queue, end - pos);
 }
 
 // Runs when some subscriber may lag beyond its capacity: drop or disconnect it, and
 // recompute the deadline. Consumers only move forward, so the deadline stays a lower
 // bound between scans and this runs about once per `capacity` publishes, not per publish.
-void Topic::enforce_bounds() {
-  const uint64_t end = log_.end();
+void Topic::enforce_bounds() { enforce_bounds(log_.end()); }
+
+// `end`: the ring's end once the message being published is in (see push_conflating).
+void Topic::enforce_bounds(uint64_t end) {
   uint64_t deadline = UINT64_MAX;
   for (size_t i = 0; i < subscribers_.size();) {
     Subscriber& sub = *subscribers_[i];
@@ -106,11 +152,22 @@ void Topic::enforce_bounds() {
         close_locked(sub, CloseReason::slow_consumer);
         continue;  // swap-removed: index i now holds another subscriber
       }
+      uint64_t lost = over;
+      if (conflating()) {  // what was superseded anyway is skipped, not lost
+        for (uint64_t pos = sub.pos_; pos < sub.pos_ + over; ++pos) {
+          const ConflateSlot& slot = cslots_.at(pos);
+          if (pos < sub.cache_end_ ? (!slot.keyed || slot.superseded)
+                                   : (sub.policy_ == Policy::conflate && slot.superseded)) {
+            --lost;
+            if (pos >= sub.cache_end_) ++sub.conflated_unreported_;
+          }
+        }
+      }
       sub.pos_ += over;
-      sub.dropped_ += over;
-      sub.dropped_unreported_ += over;
-      dropped_ += over;
-      counters_->dropped.fetch_add(over, std::memory_order_relaxed);
+      sub.dropped_ += lost;
+      sub.dropped_unreported_ += lost;
+      dropped_ += lost;
+      counters_->dropped.fetch_add(lost, std::memory_order_relaxed);
     }
     deadline = std::min(deadline, sub.pos_ + sub.capacity_);
     ++i;

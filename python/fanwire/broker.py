@@ -236,7 +236,7 @@ class Broker:
     def _prepare_options(self, name: str, options: dict[str, Any]) -> None:
         if options and not self._core.has_topic(name):
             override = parse_options(options)
-            self.rules.resolve(name).merged(override)  # a bad combination fails here
+            self.rules.resolve(name, options)  # a bad combination fails here
             self._overrides[name] = override
             self._options.pop(name, None)
             loop = self._loop
@@ -265,10 +265,13 @@ class Broker:
         self._idle.forget(name)
         return deleted
 
-    def _core_shape(self, name: str) -> tuple[int, float]:
-        """(retention, max_age) of the core's topic ``name``, as it is created."""
+    def _core_shape(self, name: str) -> tuple[int, float, str, bool]:
+        """(retention, max_age, conflate_key, cache) of the core's topic ``name``, as it
+        is created."""
         self._options.pop(name, None)  # a topic created anew takes its options anew
-        return self._shape(name)
+        options = self.topic_options(name)
+        retention, max_age = self._shape(name)
+        return retention, max_age, options.conflate_key or "", bool(options.cache)
 
     def _shape(self, name: str) -> tuple[int, float]:
         options = self.topic_options(name)

@@ -117,8 +117,8 @@ class MemoryLog:
         self.core = core
         self.drain = drain
         self.max_topics = max_topics
-        #: (retention, max_age) of a topic being created (0: the core's defaults).
-        self.shape: Callable[[str], tuple[int, float]] = lambda name: (0, 0.0)
+        #: (retention, max_age, conflate_key, cache) of a topic being created (0, "": defaults).
+        self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
 
     def start(self) -> None:
         pass
@@ -285,3 +285,8 @@ class RedisLog:
 
 def _subscribers_of(core: _core.Core, topic: str) -> int:
     return next((row.subscribers for row in core.topic_stats() if row.name == topic), 0)
+
+
+def _core_defaults(name: str) -> tuple[int, float, str, bool]:
+    """(retention, max_age, conflate_key, cache) meaning "the core's defaults"."""
+    return 0, 0.0, "", False

@@ -21,13 +21,20 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .enums import Policy
 from .errors import InvalidMessage
-from .names import glob_match
+from .names import glob_match, is_valid_name
 
-__all__ = ["TopicOptions", "TopicRules", "check_pattern", "specificity"]
+__all__ = ["TopicOptions", "TopicRules", "check_pattern", "check_policy", "specificity"]
 
 _PATTERN = re.compile(r"[A-Za-z0-9_.\-*]{1,255}")
 
@@ -65,18 +72,16 @@ class TopicOptions(BaseModel):
 
     @field_validator("conflate_key")
     @classmethod
-    def _no_conflation_yet(cls, value: str | None) -> str | None:
-        # Refused rather than silently ignored until the core conflates (issue 13).
-        if value is not None:
-            raise ValueError("conflate_key is not supported by this version yet")
+    def _check_key_name(cls, value: str | None) -> str | None:
+        # The core compares member names as written: keep them to plain characters.
+        if value is not None and not is_valid_name(value):
+            raise ValueError("conflate_key must match ^[A-Za-z0-9_.-]{1,255}$")
         return value
 
-    @field_validator("cache")
-    @classmethod
-    def _no_cache_yet(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("cache is not supported by this version yet")
-        return value
+    @model_validator(mode="after")
+    def _check_combination(self) -> TopicOptions:
+        check_combination(self)
+        return self
 
     def merged(self, over: TopicOptions) -> TopicOptions:
         """These options with every option that ``over`` sets replaced by its value."""
@@ -85,6 +90,22 @@ class TopicOptions(BaseModel):
     def public(self) -> dict[str, Any]:
         """The options as JSON values (the ``options`` of ``GET /topics/{name}``)."""
         return self.model_dump(mode="json")
+
+
+def check_combination(options: TopicOptions) -> None:
+    """ValueError for options that only make sense with a ``conflate_key``."""
+    if options.conflate_key is None:
+        if options.cache:
+            raise ValueError("cache needs a conflate_key")
+        for field in ("sse_policy", "ws_policy"):
+            if getattr(options, field) == Policy.conflate:
+                raise ValueError(f"{field} conflate needs a conflate_key")
+
+
+def check_policy(policy: Policy | str | None, options: TopicOptions) -> None:
+    """A subscription's ``conflate`` policy needs a topic with a ``conflate_key``."""
+    if policy == Policy.conflate and options.conflate_key is None:
+        raise InvalidMessage("policy conflate needs a topic with a conflate_key")
 
 
 def check_pattern(pattern: str) -> str:
@@ -127,6 +148,10 @@ class TopicRules:
                 break
         if overrides:
             options = options.merged(parse_options(overrides))
+            try:
+                check_combination(options)
+            except ValueError as exc:
+                raise InvalidMessage(f"bad topic options: {exc}") from None
         return options
 
 

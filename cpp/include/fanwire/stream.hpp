@@ -19,6 +19,7 @@ enum class Encoding : uint8_t { sse, ws_text, ws_frame };
 // What one take did to one topic of the stream.
 struct TopicTake {
   uint64_t dropped = 0;  // messages dropped before this take's first message of the topic
+  uint64_t conflated = 0;  // messages skipped as superseded (conflate policy), likewise
   size_t messages = 0;   // messages of the topic in this take
   CloseReason reason = CloseReason::none;
   // Closed with nothing of it left to deliver (a slow consumer is cut off at once): its

@@ -9,8 +9,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
+#include "fanwire/conflate.hpp"
 #include "fanwire/message.hpp"
 #include "fanwire/notifier.hpp"
 #include "fanwire/ring.hpp"
@@ -71,9 +73,12 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // and the ring soon after (see trim_aged).
   Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
         std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
-        double max_age = 0);
+        double max_age = 0, std::string conflate_key = {}, bool cache = false);
 
   const std::string& name() const { return name_; }
+  // Keyed conflation: the top-level field of `data` whose value is a message's key.
+  const std::string& conflate_key() const { return conflate_key_; }
+  bool conflating() const { return !conflate_key_.empty(); }
   const IdPolicy& ids() const { return *ids_; }
 
   // Appends a message built by `make(key)` unless the topic is deleted (then nullopt).
@@ -83,8 +88,10 @@ class Topic : public std::enable_shared_from_this<Topic> {
     size_t subscribers = 0;
     bool must_drain = false;
   };
+  // `ckey`: the message's conflation key (conflating topics only; none: never skipped).
   template <class Make>
-  std::optional<Published> publish(Make&& make, bool from_loop);
+  std::optional<Published> publish(Make&& make, bool from_loop,
+                                   std::optional<std::string_view> ckey = std::nullopt);
 
   std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options);
 
@@ -99,6 +106,9 @@ class Topic : public std::enable_shared_from_this<Topic> {
   void enforce_bounds();
   uint64_t young_begin(double now) const;
   void trim_aged(double now);
+  void enforce_bounds(uint64_t end);
+  void forget_front_key();
+  void push_conflating(MessagePtr message, std::optional<std::string_view> ckey);
   void wake_parked(bool from_loop, bool& must_drain);
   void close_locked(Subscriber& sub, CloseReason reason);
   void unpark_locked(Subscriber& sub);
@@ -117,18 +127,30 @@ class Topic : public std::enable_shared_from_this<Topic> {
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;
   const double max_age_;
+  const std::string conflate_key_;
+  const bool cache_;
+  // Conflating topics: one slot per ring position (in step with log_), and the position
+  // of the latest message of each key retained. A publish costs one lookup and marks the
+  // message it supersedes: cursors skip marked slots, no per-subscriber state.
+  Ring<ConflateSlot> cslots_;
+  std::unordered_map<std::string, uint64_t> latest_;
   double next_trim_ = 0;  // publish time from which the next trim_aged may run
   bool closed_ = false;
 };
 
 template <class Make>
-std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop) {
+std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop,
+                                               std::optional<std::string_view> ckey) {
   std::lock_guard lock(mu_);
   if (closed_) return std::nullopt;
   Published out;
   out.message = make();
-  if (log_.full()) evicted_ = log_.front()->key();
-  log_.push(out.message);
+  if (conflating()) {
+    push_conflating(out.message, ckey);
+  } else {
+    if (log_.full()) evicted_ = log_.front()->key();
+    log_.push(out.message);
+  }
   ++published_;
   counters_->published.fetch_add(1, std::memory_order_relaxed);
   if (log_.end() > deadline_) enforce_bounds();

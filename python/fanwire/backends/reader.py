@@ -81,8 +81,8 @@ class StreamReader:
         #: id of the last control notice applied.
         self.control = "0-0"
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
-        #: (retention, max_age) of a topic created locally (the broker's topic options).
-        self.shape: Callable[[str], tuple[int, float]] = lambda name: (0, 0.0)
+        #: (retention, max_age, conflate_key, cache) of a topic created here (its options).
+        self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
 
     # -- what is followed --------------------------------------------------------------
     def follow(self, topic: str, after: str, count: int | None = None) -> None:
@@ -278,3 +278,8 @@ def _count(fields: dict[bytes, bytes]) -> int | None:
     """The entry's publish count ``s``, or None (an entry written without one)."""
     raw = fields.get(b"s")
     return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def _core_defaults(name: str) -> tuple[int, float, str, bool]:
+    """(retention, max_age, conflate_key, cache) meaning "the core's defaults"."""
+    return 0, 0.0, "", False

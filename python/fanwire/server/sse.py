@@ -20,6 +20,7 @@ from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
+from ..topics import check_policy
 from ..wire import sse_heartbeat
 from . import _uvicorn
 from .runtime import Runtime, http_error
@@ -70,6 +71,8 @@ def parse_params(request: Request, runtime: Runtime) -> StreamParams:
     queue = _int_param(request, "queue_size", default_queue, 1, 2**31)
     since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     retention = max(runtime.broker.topic_options(t).retention or 1 for t in topics)
+    for topic in topics:
+        check_policy(policy, runtime.broker.topic_options(topic))
     return StreamParams(
         topics=topics,
         last_n=_int_param(request, "last_n", 0, 0, retention),

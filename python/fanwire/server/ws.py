@@ -26,6 +26,7 @@ from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..jsoncheck import check_integers
 from ..names import check_topic
 from ..subscription import Subscription
+from ..topics import check_policy
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
 from ._uvicorn import FrameWriter, frame_writer, hang_up_ws
@@ -185,6 +186,7 @@ class Connection:
         queue_size = default_queue if queue_size is None else min(queue_size, default_queue)
         if policy is None and options.ws_policy is not None:
             policy = options.ws_policy
+        check_policy(policy, options)
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
         return _ack("subscribe", topic, "subscribed", request_id)
 

@@ -136,7 +136,10 @@ class Settings(BaseSettings):
             ws_queue_size=self.ws_queue_size,
             cache=False,
         )
-        return TopicRules(defaults, self.topics)
+        patterns = dict(self.topics)
+        if self.demo_rate > 0:  # the demo ticker: a new dashboard sees every symbol at once
+            patterns.setdefault(self.demo_topic, TopicOptions(conflate_key="symbol", cache=True))
+        return TopicRules(defaults, patterns)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

@@ -159,3 +159,56 @@ def test_a_cache_topic_sends_one_message_per_key_then_live_ones(server):
                 assert [e["data"]["price"] for e in ws.events] == [1, 2, 1, 3]
 
     run(main(), timeout=60)
+
+
+def test_redis_nodes_conflate_and_cache_what_they_read(fanwire_server, redis_server):
+    from redis_support import create_everywhere, http_client, node, topic_name
+
+    env = {"topics": orjson.dumps(TOPICS).decode()}
+    a = node(fanwire_server, redis_server.url, **env)
+    b = node(fanwire_server, redis_server.url, **env)
+    topic = topic_name("last.")
+
+    async def main():
+        async with http_client() as http:
+            await create_everywhere(http, topic, a, b)
+            ids = []
+            for n, symbol in enumerate("abacb"):
+                url = f"{a.url}/topics/{topic}/messages"
+                body = {"data": {"symbol": symbol, "n": n}}
+                ids.append((await http.post(url, json=body)).json()["message_id"])
+            # b has read all five (its own subscriber's replay shows them) ...
+            async with SSEClient(b.url, topics=[topic], last_n=5) as replay:
+                await replay.read_messages(5)
+            # ... and a new subscriber there gets the latest of each key: a2, c3, b4.
+            async with WSClient(b.ws_url) as ws:
+                await ws.subscribe(topic)
+                await ws.recv_events(3)
+                await asyncio.sleep(0.3)
+                assert ws.event_ids() == [ids[2], ids[3], ids[4]]
+
+    run(main(), timeout=60)
+
+
+def test_the_demo_ticker_conflates_on_symbol_with_a_cache(fanwire_server):
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "50"})
+
+    async def main():
+        async with httpx.AsyncClient(base_url=srv.url, trust_env=False, timeout=30) as http:
+
+            async def ready():
+                return (await http.get("/topics/events")).status_code == 200
+
+            from redis_support import until
+
+            await until(ready, what="the demo topic")
+            options = (await http.get("/topics/events")).json()["options"]
+            assert (options["conflate_key"], options["cache"]) == ("symbol", True)
+            await asyncio.sleep(1.0)  # every symbol has ticked by now (50/s)
+            async with WSClient(srv.ws_url) as ws:
+                await ws.subscribe("events")
+                first = await ws.recv_events(3)
+                symbols = [e["data"]["symbol"] for e in first]
+                assert len(set(symbols)) == len(symbols)  # the cache: one per symbol
+
+    run(main(), timeout=60)

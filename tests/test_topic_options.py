@@ -256,3 +256,47 @@ def test_redis_nodes_apply_the_same_options(fanwire_server, redis_server):
                 assert [g.data["first_available"] for g in sse.of_event("gap")] == [new[0]]
 
     run(main(), timeout=60)
+
+
+def test_redis_nodes_apply_the_options_given_to_create_topic(redis_server):
+    from redis_support import until
+
+    name = f"opt{os.getpid()}-{time.monotonic_ns()}"
+
+    async def main():
+        a = Broker(redis_url=redis_server.url)
+        b = Broker(redis_url=redis_server.url)
+        try:
+            for broker in (a, b):
+                await broker.astart()
+
+            async def ready():
+                return a.backend.ready and b.backend.ready
+
+            await until(ready, what="both nodes connected")
+            assert await a.acreate_topic(name, retention=2, conflate_key="symbol", cache=True)
+
+            async def known():
+                return b.has_topic(name)
+
+            await until(known, what="b following the topic")
+            options = b.topic_options(name)
+            assert (options.retention, options.conflate_key, options.cache) == (2, "symbol", True)
+            for n in range(5):
+                await a.apublish(name, {"symbol": "s", "n": n})
+
+            async def trimmed():
+                rows = {row.name: row for row in b._core.topic_stats()}
+                return rows[name].messages == 5 and rows[name].retained == 2
+
+            await until(trimmed, what="b's ring holding the last 2")
+            # A topic created anew without options takes the patterns' again, everywhere.
+            assert await a.adelete_topic(name)
+            assert await b.acreate_topic(name)
+            await until(known, what="b following the new topic")
+            assert a.topic_options(name).retention == 1000 == b.topic_options(name).retention
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    run(main(), timeout=60)

@@ -109,6 +109,8 @@ class Broker:
             # Every node shapes the topics it follows with the same options.
             redis_log.backend.reader.shape = self._core_shape
             redis_log.backend.commands.shape = self._shape
+            redis_log.backend.commands.options_of = self._options_json
+            redis_log.backend.reader.on_options = self._remote_options
         else:
             self._log.shape = self._core_shape
         self._waiters = itertools.count(1)
@@ -272,6 +274,22 @@ class Broker:
         options = self.topic_options(name)
         retention, max_age = self._shape(name)
         return retention, max_age, options.conflate_key or "", bool(options.cache)
+
+    def _options_json(self, name: str) -> str:
+        """The options given to create_topic for ``name``, as JSON ("" none)."""
+        override = self._overrides.get(name)
+        return "" if override is None else override.model_dump_json(exclude_none=True)
+
+    def _remote_options(self, name: str, options: str) -> None:
+        """Redis mode: a node created ``name`` with these options (JSON, "" none)."""
+        self._options.pop(name, None)
+        if not options:
+            self._overrides.pop(name, None)
+            return
+        try:
+            self._overrides[name] = parse_options(orjson.loads(options))
+        except (InvalidMessage, orjson.JSONDecodeError):
+            log.warning("ignoring bad options of topic %r from Redis: %s", name, options)
 
     def _shape(self, name: str) -> tuple[int, float]:
         options = self.topic_options(name)

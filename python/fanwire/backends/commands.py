@@ -47,6 +47,8 @@ class Commands:
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
         self._publish = PublishBatcher(self.client, PUBLISH)
         self._publish_once = self.client.register_script(PUBLISH_ONCE)
+        #: JSON of the options given to create_topic for a topic ("": none).
+        self.options_of: Callable[[str], str] = lambda topic: ""
         #: (retention, max_age) of a topic (its options; 0: the defaults).
         self.shape: Callable[[str], tuple[int, float]] = lambda topic: (0, 0.0)
         self._create = self.client.register_script(CREATE)
@@ -133,8 +135,10 @@ class Commands:
             self.keys.dedupe(topic),
             self.keys.dedupe_ids(topic),
         ]
-        args: list[Any] = [topic, self.max_topics] if create else [topic]
-        return {"keys": keys, "args": [*args, CONTROL_MAXLEN]}
+        if create:
+            args = [topic, self.max_topics, CONTROL_MAXLEN, self.options_of(topic)]
+            return {"keys": keys, "args": args}
+        return {"keys": keys, "args": [topic, CONTROL_MAXLEN]}
 
     # -- the sync twins (blocking; for callers outside the event loop) -----------------
     def sync_client(self) -> redis.Redis:

@@ -83,6 +83,8 @@ class StreamReader:
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
         #: (retention, max_age, conflate_key, cache) of a topic created here (its options).
         self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
+        #: a create notice's options (JSON given to create_topic, "" none: also on delete).
+        self.on_options: Callable[[str, str], None] = lambda topic, options: None
 
     # -- what is followed --------------------------------------------------------------
     def follow(self, topic: str, after: str, count: int | None = None) -> None:
@@ -102,6 +104,7 @@ class StreamReader:
         self.counts.pop(topic, None)
         self.hole_end.pop(topic, None)
         self.subscribers.pop(topic, None)
+        self.on_options(topic, "")  # a topic created anew under its name starts afresh
         self.core.delete_topic(topic)
 
     def mark_hole(self, topic: str) -> None:
@@ -197,6 +200,7 @@ class StreamReader:
                 continue
             touched.add(topic)
             if op == "create":
+                self.on_options(topic, as_text(fields.get(b"options", b"")))
                 self.follow(topic, "0-0", 0)  # the script emptied the stream and its count
             elif op == "delete":
                 self.forget(topic)

@@ -157,7 +157,8 @@ return {id, 0}
 )
 
 #: KEYS registry, control, stream, seq (and any more keys of the topic, deleted with it);
-#: ARGV topic, max_topics, control maxlen
+#: ARGV topic, max_topics, control maxlen, options (JSON given to create_topic, "" none:
+#: carried by the control notice, so every node applies them)
 #: -> {1 created | 0 existed | -1 too many topics, control id to wait for}.
 CREATE = (
     _LAST_CONTROL
@@ -166,8 +167,14 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {0, last_control()
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-1, last_control()} end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('DEL', unpack(KEYS, 3))
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
-                      'op', 'create', 'topic', ARGV[1])
+local id
+if ARGV[4] and ARGV[4] ~= '' then
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+                  'op', 'create', 'topic', ARGV[1], 'options', ARGV[4])
+else
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+                  'op', 'create', 'topic', ARGV[1])
+end
 return {1, id}
 """
 )

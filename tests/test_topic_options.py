@@ -112,10 +112,13 @@ def test_create_topic_options_win_over_the_patterns():
         ('{"px": {"cache": true}}', "cache needs a conflate_key"),
         ('{"px": {"ws_policy": "conflate"}}', "ws_policy conflate needs a conflate_key"),
         ('{"px": {"conflate_key": "a b"}}', "topics.px.conflate_key"),
+        ("FANWIRE_WS_POLICY=conflate", "conflate is a topic option"),
     ],
 )
 def test_bad_topic_options_are_refused_at_start(value, expected):
-    env = {**os.environ, "FANWIRE_TOPICS": value, "FANWIRE_DEMO_RATE": "0"}
+    env = {**os.environ, "FANWIRE_DEMO_RATE": "0"}
+    name, _, value = value.rpartition("=") if value.startswith("FANWIRE_") else ("", "", value)
+    env[name or "FANWIRE_TOPICS"] = value
     done = subprocess.run(
         [sys.executable, "-m", "fanwire", "--port", "0"],
         env=env,

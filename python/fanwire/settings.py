@@ -141,6 +141,15 @@ class Settings(BaseSettings):
             patterns.setdefault(self.demo_topic, TopicOptions(conflate_key="symbol", cache=True))
         return TopicRules(defaults, patterns)
 
+    @field_validator("sse_policy", "ws_policy")
+    @classmethod
+    def _no_server_wide_conflate(cls, policy: Policy) -> Policy:
+        if policy == Policy.conflate:  # most topics have no conflate_key
+            raise ValueError(
+                "conflate is a topic option: set it in FANWIRE_TOPICS, with a conflate_key"
+            )
+        return policy
+
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
         if self.auth_enabled and not (self.jwt_secret or self.jwt_public_key):

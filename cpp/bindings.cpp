@@ -227,7 +227,8 @@ PYBIND11_MODULE(_core, m) {
 
   py::enum_<Policy>(m, "Policy")
       .value("drop_oldest", Policy::drop_oldest)
-      .value("disconnect", Policy::disconnect);
+      .value("disconnect", Policy::disconnect)
+      .value("conflate", Policy::conflate);
 
   py::enum_<Encoding>(m, "Encoding")
       .value("sse", Encoding::sse)
@@ -357,7 +358,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("epoch") = 0, py::arg("external_ids") = false)
       .def_property_readonly("epoch", &Broker::epoch)
       .def("fileno", &Broker::fd)
-      .def("create_topic", &Broker::create_topic)
+      .def("create_topic", &Broker::create_topic, py::arg("name"), py::arg("retention") = 0,
+           py::arg("max_age") = 0.0, py::arg("conflate_key") = "", py::arg("cache") = false)
       .def("delete_topic", &Broker::delete_topic, py::call_guard<py::gil_scoped_release>())
       .def("has_topic", &Broker::has_topic)
       .def("topic_count", &Broker::topic_count)

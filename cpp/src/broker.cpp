@@ -26,11 +26,14 @@ Broker::Broker(size_t retention, uint64_t epoch, bool external_ids) : retention_
 
 Broker::~Broker() { shutdown(); }
 
-bool Broker::create_topic(std::string_view name) {
+bool Broker::create_topic(std::string_view name, size_t retention, double max_age,
+                          std::string_view conflate_key, bool cache) {
   std::unique_lock lock(mu_);
   if (topics_.find(name) != topics_.end()) return false;
-  topics_.emplace(std::string(name), std::make_shared<Topic>(std::string(name), retention_,
-                                                             counters_, notifier_, ids_));
+  topics_.emplace(std::string(name),
+                  std::make_shared<Topic>(std::string(name), retention ? retention : retention_,
+                                          counters_, notifier_, ids_, max_age,
+                                          std::string(conflate_key), cache));
   return true;
 }
 
@@ -92,7 +95,9 @@ PublishResult Broker::publish(std::string_view topic_name, std::string_view data
     const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
     return Message::make(key, key.to_string(), topic_name, event, data, ts);
   };
-  auto published = topic->publish(make, from_loop);
+  std::optional<std::string_view> ckey;
+  if (topic->conflating()) ckey = top_level_field(data, topic->conflate_key());
+  auto published = topic->publish(make, from_loop, ckey);
   if (!published) throw TopicNotFound(std::string(topic_name));
   return PublishResult{std::string(published->message->id()), published->subscribers,
                        published->must_drain};
@@ -109,7 +114,13 @@ PublishManyResult Broker::publish_many(std::string_view topic_name,
     const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
     return Message::make(key, key.to_string(), topic_name, items[i].event, items[i].data, ts);
   };
-  auto published = topic->publish_many(items.size(), make, from_loop);
+  std::vector<std::optional<std::string_view>> ckeys;
+  if (topic->conflating()) {
+    ckeys.reserve(items.size());
+    for (const auto& item : items)
+      ckeys.push_back(top_level_field(item.data, topic->conflate_key()));
+  }
+  auto published = topic->publish_many(items.size(), make, from_loop, ckeys);
   if (!published) throw TopicNotFound(std::string(topic_name));
   PublishManyResult out;
   out.ids.reserve(items.size());

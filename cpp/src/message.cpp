@@ -55,9 +55,9 @@ std::string ws_frame(std::string_view text) {
 }
 
 Message::Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
-                 size_t id_offset, size_t id_len)
+                 size_t id_offset, size_t id_len, double ts)
     : key_(key), buffer_(std::move(buffer)), sse_len_(sse_len), ws_text_offset_(ws_text_offset),
-      id_offset_(id_offset), id_len_(id_len) {
+      id_offset_(id_offset), id_len_(id_len), ts_(ts) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -93,7 +93,7 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   const size_t ws_text_offset = buf.size();
   buf.append(ws);
   return std::make_shared<const Message>(key, std::move(buf), sse_len, ws_text_offset, id_offset,
-                                         id.size());
+                                         id.size(), ts);
 }
 
 }  // namespace fanwire

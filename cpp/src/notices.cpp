@@ -69,6 +69,11 @@ std::string dropped(Encoding encoding, std::string_view topic, uint64_t count) {
   return finish(encoding, "gap", fields, info("messages_dropped") + "," + fields);
 }
 
+std::string conflated(Encoding encoding, std::string_view topic, uint64_t count) {
+  const std::string fields = topic_field(topic) + ",\"conflated\":" + std::to_string(count);
+  return finish(encoding, "conflated", fields, info("messages_conflated") + "," + fields);
+}
+
 std::string gap(Encoding encoding, std::string_view topic,
                 std::optional<std::string_view> first_available) {
   std::string fields = topic_field(topic) + ",\"first_available\":";

@@ -82,11 +82,12 @@ void Stream::take(Taken& out) {
       const TakeResult taken = subs_[i]->take(out.runs_[i], kTakeAll, through);
       TopicTake& topic = out.topics_[i];
       topic.dropped = taken.dropped;
+      topic.conflated = taken.conflated;
       topic.messages = out.runs_[i].size();
       topic.reason = taken.reason;
       topic.ended = taken.reason != CloseReason::none &&
                     (taken.reason == CloseReason::slow_consumer || taken.left == 0);
-      if (topic.dropped > 0 || topic.reason != CloseReason::none)
+      if (topic.dropped > 0 || topic.conflated > 0 || topic.reason != CloseReason::none)
         topic.topic = subs_[i]->topic_name();
       out.messages_ += topic.messages;
       out.dropped_ += taken.dropped;
@@ -197,16 +198,21 @@ void Taken::merge() {
   }
   // A drop with no message of its topic in this take (all it had left was skipped).
   for (uint32_t i = 0; i < runs; ++i)
-    if (topics_[i].dropped > 0 && topics_[i].messages == 0) add_notice(i);
+    if ((topics_[i].dropped > 0 || topics_[i].conflated > 0) && topics_[i].messages == 0)
+      add_notice(i);
 }
 
 void Taken::add_piece(uint32_t run, const Message* message) {
-  if (heads_[run]++ == 0 && topics_[run].dropped > 0) add_notice(run);
+  if (heads_[run]++ == 0 && (topics_[run].dropped > 0 || topics_[run].conflated > 0))
+    add_notice(run);
   pieces_.push_back(Piece{message, 0});
 }
 
 void Taken::add_notice(uint32_t run) {
-  add_notice(notice::dropped(encoding_, topics_[run].topic, topics_[run].dropped));
+  const TopicTake& topic = topics_[run];
+  if (topic.dropped > 0) add_notice(notice::dropped(encoding_, topic.topic, topic.dropped));
+  if (topic.conflated > 0)
+    add_notice(notice::conflated(encoding_, topic.topic, topic.conflated));
 }
 
 void Taken::add_notice(std::string notice) {

@@ -49,6 +49,9 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
   if (reason_ == CloseReason::slow_consumer) return result;
   const auto& log = topic_->log_;
   uint64_t end = std::min<uint64_t>(log.end(), pos_ + max);
+  // Only conflating topics look at their slots: other topics take the plain loop.
+  const bool skips =
+      topic_->conflating() && (policy_ == Policy::conflate || pos_ < cache_end_);
   for (uint64_t pos = pos_; pos < end; ++pos) {
     const MessageKey key = log.at(pos)->key();
     if (through && key > *through) {
@@ -56,6 +59,15 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
       break;
     }
     if (floor_ && key <= *floor_) continue;
+    if (skips) {
+      const ConflateSlot& slot = topic_->cslots_.at(pos);
+      if (pos < cache_end_) {
+        if (!slot.keyed || slot.superseded) continue;  // the cache: latest of each key
+      } else if (policy_ == Policy::conflate && slot.superseded) {
+        ++conflated_unreported_;
+        continue;
+      }
+    }
     out.push_back(log.at(pos));
   }
   result.left = log.end() - end;
@@ -65,6 +77,8 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
   pos_ = end;
   result.dropped = dropped_unreported_;
   dropped_unreported_ = 0;
+  result.conflated = conflated_unreported_;
+  conflated_unreported_ = 0;
   return result;
 }
 

@@ -1,13 +1,94 @@
 #include "fanwire/topic.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace fanwire {
 
 Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-             std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids)
+             std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
+             double max_age, std::string conflate_key, bool cache)
     : name_(std::move(name)), counters_(std::move(counters)), notifier_(std::move(notifier)),
-      ids_(std::move(ids)), log_(retention) {}
+      ids_(std::move(ids)), log_(retention), max_age_(max_age),
+      conflate_key_(std::move(conflate_key)), cache_(cache && !conflate_key_.empty()),
+      cslots_(conflate_key_.empty() ? 1 : retention) {}
+
+// The front message is leaving the ring: if it is its key's latest, the key is gone.
+void Topic::forget_front_key() {
+  const ConflateSlot& slot = cslots_.front();
+  if (!slot.keyed) return;
+  auto it = latest_.find(slot.key);
+  if (it != latest_.end() && it->second == cslots_.begin()) latest_.erase(it);
+}
+
+void Topic::push_locked(const MessagePtr& message, std::optional<std::string_view> ckey) {
+  if (conflating()) {
+    push_conflating(message, ckey);
+  } else {
+    if (log_.full()) evicted_ = log_.front()->key();
+    log_.push(message);
+  }
+  if (log_.end() > deadline_) enforce_bounds();
+  if (max_age_ > 0 && message->ts() >= next_trim_) trim_aged(message->ts());
+}
+
+// Appends `message` of key `ckey` to a conflating topic. In this order: it supersedes
+// its key's latest; cursors about to lag past the ring skip (or lose) the front while its
+// slot still describes it; then the front leaves and the message goes in.
+void Topic::push_conflating(MessagePtr message, std::optional<std::string_view> ckey) {
+  const uint64_t pos = log_.end();
+  ConflateSlot slot;
+  if (ckey) {
+    slot.keyed = true;
+    slot.key = std::string(*ckey);
+    auto [it, inserted] = latest_.try_emplace(slot.key, pos);
+    if (!inserted) {
+      cslots_.at(it->second).superseded = true;
+      it->second = pos;
+    }
+  }
+  if (pos + 1 > deadline_) enforce_bounds(pos + 1);
+  if (log_.full()) {
+    evicted_ = log_.front()->key();
+    forget_front_key();
+  }
+  log_.push(std::move(message));
+  cslots_.push(std::move(slot));
+}
+
+namespace {
+double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// First position whose message is not older than max_age at `now` (end() if none):
+// replay and resume start there, whatever the ring still holds before it.
+uint64_t Topic::young_begin(double now) const {
+  uint64_t pos = log_.begin();
+  if (max_age_ <= 0) return pos;
+  const double cutoff = now - max_age_;
+  while (pos < log_.end() && log_.at(pos)->ts() < cutoff) ++pos;
+  return pos;
+}
+
+// Releases the aged messages no subscriber still has to read (a lagging one keeps its
+// backlog: it loses it only by its queue's policy). Scans the subscribers, so it runs at
+// most once per max_age / 16 of publish time, not per publish.
+void Topic::trim_aged(double now) {
+  next_trim_ = now + max_age_ / 16;
+  uint64_t limit = young_begin(now);
+  for (const Subscriber* sub : subscribers_) limit = std::min(limit, sub->pos_);
+  while (log_.begin() < limit) {
+    evicted_ = log_.front()->key();
+    log_.pop_front();
+    if (conflating()) {
+      forget_front_key();
+      cslots_.pop_front();
+    }
+  }
+}
 
 std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
   auto sub = std::make_shared<Subscriber>(shared_from_this(), options);
@@ -28,6 +109,7 @@ std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
 void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
   const IdPolicy& ids = *ids_;
   const uint64_t end = log_.end();
+  const uint64_t begin = young_begin(now_seconds());
   uint64_t pos = end;
   if (options.since) {
     auto key = MessageKey::parse(*options.since);
@@ -35,7 +117,7 @@ void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
                         (key->hi == ids.epoch && key->lo <= ids.last_seq.load()));
     if (!ours) {
       sub.gap_ = true;
-      pos = log_.begin();
+      pos = begin;
     } else {
       // First retained message after the resume id (keys increase along the ring).
       uint64_t lo = log_.begin(), hi = end;
@@ -45,21 +127,33 @@ void Topic::place(Subscriber& sub, const SubscribeOptions& options) {
       }
       pos = lo;
       sub.gap_ = evicted_ && *key < *evicted_;
+      if (pos < begin) {  // messages after the resume id aged out
+        pos = begin;
+        sub.gap_ = true;
+      }
     }
-    if (sub.gap_ && !log_.empty()) sub.first_available_ = std::string(log_.front()->id());
+    if (sub.gap_ && begin < end) sub.first_available_ = std::string(log_.at(begin)->id());
   } else if (options.last_n > 0) {
-    pos = end - std::min<uint64_t>(options.last_n, log_.size());
+    pos = end - std::min<uint64_t>(options.last_n, end - begin);
+  } else if (cache_) {
+    pos = begin;  // the latest message of every key retained, then live ones
+    sub.cache_end_ = end;
   }
   sub.pos_ = pos;
-  const uint64_t queue = std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
+  // A conflating cursor may lag the whole retention: it skips rather than drops.
+  const bool conflates = options.policy == Policy::conflate && conflating();
+  const uint64_t queue = conflates ? log_.capacity()
+                                   : std::clamp<uint64_t>(options.queue_size, 1, log_.capacity());
   sub.capacity_ = std::max<uint64_t>(queue, end - pos);
 }
 
 // Runs when some subscriber may lag beyond its capacity: drop or disconnect it, and
 // recompute the deadline. Consumers only move forward, so the deadline stays a lower
 // bound between scans and this runs about once per `capacity` publishes, not per publish.
-void Topic::enforce_bounds() {
-  const uint64_t end = log_.end();
+void Topic::enforce_bounds() { enforce_bounds(log_.end()); }
+
+// `end`: the ring's end once the message being published is in (see push_conflating).
+void Topic::enforce_bounds(uint64_t end) {
   uint64_t deadline = UINT64_MAX;
   for (size_t i = 0; i < subscribers_.size();) {
     Subscriber& sub = *subscribers_[i];
@@ -69,11 +163,22 @@ void Topic::enforce_bounds() {
         close_locked(sub, CloseReason::slow_consumer);
         continue;  // swap-removed: index i now holds another subscriber
       }
+      uint64_t lost = over;
+      if (conflating()) {  // what was superseded anyway is skipped, not lost
+        for (uint64_t pos = sub.pos_; pos < sub.pos_ + over; ++pos) {
+          const ConflateSlot& slot = cslots_.at(pos);
+          if (pos < sub.cache_end_ ? (!slot.keyed || slot.superseded)
+                                   : (sub.policy_ == Policy::conflate && slot.superseded)) {
+            --lost;
+            if (pos >= sub.cache_end_) ++sub.conflated_unreported_;
+          }
+        }
+      }
       sub.pos_ += over;
-      sub.dropped_ += over;
-      sub.dropped_unreported_ += over;
-      dropped_ += over;
-      counters_->dropped.fetch_add(over, std::memory_order_relaxed);
+      sub.dropped_ += lost;
+      sub.dropped_unreported_ += lost;
+      dropped_ += lost;
+      counters_->dropped.fetch_add(lost, std::memory_order_relaxed);
     }
     deadline = std::min(deadline, sub.pos_ + sub.capacity_);
     ++i;
@@ -130,7 +235,8 @@ void Topic::remove_locked(Subscriber& sub) {
 
 TopicStats Topic::stats() const {
   std::lock_guard lock(mu_);
-  return TopicStats{name_, subscribers_.size(), published_, dropped_, log_.size()};
+  const uint64_t retained = log_.end() - young_begin(now_seconds());
+  return TopicStats{name_, subscribers_.size(), published_, dropped_, retained};
 }
 
 }  // namespace fanwire

@@ -15,6 +15,7 @@ from .errors import (
 )
 from .server.app import create_app, lifespan, router
 from .settings import Settings
+from .topics import TopicOptions
 
 __all__ = [
     "Broker",
@@ -32,6 +33,7 @@ __all__ = [
     "Subscription",
     "TopicInfo",
     "TopicNotFound",
+    "TopicOptions",
     "create_app",
     "lifespan",
     "router",

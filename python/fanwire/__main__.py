@@ -15,6 +15,8 @@ import sys
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from .server.app import create_app
 from .server.runtime import Runtime
@@ -56,10 +58,30 @@ def _exit_quietly(sig: int, frame: FrameType | None) -> None:
     """Runs when uvicorn re-raises the signal it handled: the shutdown is already done."""
 
 
+def _settings() -> Settings | None:
+    """The settings from the environment, or None after printing what is wrong with them
+    (one line per bad value, naming its FANWIRE_* variable and field)."""
+    try:
+        return Settings()
+    except SettingsError as exc:  # e.g. FANWIRE_TOPICS is not JSON
+        print(f"fanwire: bad settings, not starting: {exc}", file=sys.stderr)
+        return None
+    except ValidationError as exc:
+        print("fanwire: bad settings, not starting:", file=sys.stderr)
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            print(
+                f"  FANWIRE_{where.split('.')[0].upper()} ({where}): {err['msg']}", file=sys.stderr
+            )
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; 2 on a configuration error."""
     args = parse_args(argv)
-    settings = Settings()
+    settings = _settings()
+    if settings is None:
+        return 2
     if args.host:
         settings.host = args.host
     if args.port is not None:

@@ -19,19 +19,22 @@ import itertools
 import logging
 import threading
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from . import _core
+from .dedupe import KeyWindow, check_key
 from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
+from .idle import IdleSweeper
 from .log import Log, MemoryLog, Published, PublishedBatch, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
 from .presence import ClusterPresence, Hook, Presence, queue_rows, worst
 from .subscription import Hub, Subscription
+from .topics import TopicOptions, TopicRules, parse_options
 from .waker import Waker
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ __all__ = [
     "PublishedBatch",
     "Subscription",
     "TopicInfo",
+    "TopicOptions",
 ]
 
 #: Most messages one batch publish may carry (more: PayloadTooLarge, 413).
@@ -79,11 +83,19 @@ class Broker:
         redis_prefix: str = "fanwire",
         wake_interval: float = 0.005,
         presence_ttl: float = 30.0,
+        topics: TopicRules | Mapping[str, TopicOptions] | None = None,
+        dedupe_max_keys: int = 10_000,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
         self.max_topics = max_topics
         self.auto_create = auto_create
+        self.rules = _rules(topics, retention, max_payload, auto_create)
+        self._overrides: dict[str, TopicOptions] = {}  # create_topic(name, **options)
+        self._options: dict[str, TopicOptions] = {}  # resolved, per topic looked up
+        self._dedupe = KeyWindow(dedupe_max_keys)  # in-memory idempotency keys
+        self._dedupe_lock = threading.Lock()
+        self._idle = IdleSweeper(self)  # deletes idle_ttl topics
         self._core = _core.Core(retention, external_ids=bool(redis_url))
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
@@ -105,6 +117,13 @@ class Broker:
                 rounds=lambda: self._waker.rounds,
             )
             self._log, self._backend = redis_log, redis_log.backend
+            # Every node shapes the topics it follows with the same options.
+            redis_log.backend.reader.shape = self._core_shape
+            redis_log.backend.commands.shape = self._shape
+            redis_log.backend.commands.options_of = self._options_json
+            redis_log.backend.reader.on_options = self._remote_options
+        else:
+            self._log.shape = self._core_shape
         self._waiters = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,6 +148,8 @@ class Broker:
         self._log.start()
         if self._presence.cluster is not None:
             self._presence.cluster.start()
+        if self._sweeps_idle():
+            self._idle.start(loop)
         if self._loop is loop:
             return
         self._loop = loop
@@ -163,6 +184,7 @@ class Broker:
     def close(self) -> None:
         """Shut down and detach from the loop."""
         self.shutdown()
+        self._idle.stop()
         if self._loop is not None and not self._loop.is_closed():
             self._waker.detach()
             self._drain()
@@ -180,29 +202,118 @@ class Broker:
         return self._writer
 
     # -- topics ----------------------------------------------------------------------
-    def create_topic(self, name: str) -> bool:
-        """Create ``name``; False when it already existed."""
+    def create_topic(self, name: str, **options: Any) -> bool:
+        """Create ``name``; False when it already existed (its options then stay).
+
+        ``options`` are :class:`~fanwire.TopicOptions` fields (``retention=50``,
+        ``max_age=60``, ...): they win over the settings' patterns for this topic.
+        """
         check_topic(name)
         self._check_open()
-        return self._log.create_topic(name)
+        self._prepare_options(name, options)
+        return self._created(name, self._log.create_topic(name))
 
     def delete_topic(self, name: str) -> bool:
         """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
-        deleted = self._log.delete_topic(name)
+        deleted = self._deleted(name, self._log.delete_topic(name))
         self._presence.topic_gone(name)
         return deleted
 
-    async def acreate_topic(self, name: str) -> bool:
+    async def acreate_topic(self, name: str, **options: Any) -> bool:
         """:meth:`create_topic` for the event loop; in Redis mode, known on every node."""
         check_topic(name)
         self._check_open()
-        return await self._log.acreate_topic(name)
+        self._prepare_options(name, options)
+        return self._created(name, await self._log.acreate_topic(name))
 
     async def adelete_topic(self, name: str) -> bool:
         """:meth:`delete_topic` for the event loop; in Redis mode, on every node."""
-        deleted = await self._log.adelete_topic(name)
+        deleted = self._deleted(name, await self._log.adelete_topic(name))
         self._presence.topic_gone(name)
         return deleted
+
+    def topic_options(self, name: str) -> TopicOptions:
+        """The effective options of topic ``name`` (``GET /topics/{name}``): those given
+        to :meth:`create_topic`, else the most specific pattern's, else the defaults."""
+        options = self._options.get(name)
+        if options is None:
+            options = self.rules.resolve(name)
+            override = self._overrides.get(name)
+            if override is not None:
+                options = options.merged(override)
+            if self._core.has_topic(name):  # remembered for existing topics only
+                self._options[name] = options
+        return options
+
+    def topic(self, name: str) -> TopicInfo | None:
+        """One topic's counts, or None when there is no such topic."""
+        if not self._core.has_topic(name):
+            return None
+        return next((t for t in self.topics() if t.name == name), None)
+
+    def auto_creates(self, name: str) -> bool:
+        """Whether ``name`` is created on first use (its ``auto_create`` option)."""
+        return bool(self.rules.resolve(name).auto_create)
+
+    def _prepare_options(self, name: str, options: dict[str, Any]) -> None:
+        if options and not self._core.has_topic(name):
+            override = parse_options(options)
+            self.rules.resolve(name, options)  # a bad combination fails here
+            self._overrides[name] = override
+            self._options.pop(name, None)
+            loop = self._loop
+            if override.idle_ttl and loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._idle.start, loop)
+
+    def _sweeps_idle(self) -> bool:
+        """Whether some topic may have an idle_ttl (then the sweep runs)."""
+        return self._shortest_idle_ttl() < float("inf")
+
+    def _shortest_idle_ttl(self) -> float:
+        rules = self.rules
+        options = [rules.defaults, *(o for _, o in rules.patterns), *self._overrides.values()]
+        return min((o.idle_ttl for o in options if o.idle_ttl), default=float("inf"))
+
+    def _created(self, name: str, created: bool) -> bool:
+        if not created and not self._core.has_topic(name):
+            self._overrides.pop(name, None)
+        return created
+
+    def _deleted(self, name: str, deleted: bool) -> bool:
+        self._overrides.pop(name, None)
+        self._options.pop(name, None)
+        with self._dedupe_lock:
+            self._dedupe.forget(name)
+        self._idle.forget(name)
+        return deleted
+
+    def _core_shape(self, name: str) -> tuple[int, float, str, bool]:
+        """(retention, max_age, conflate_key, cache) of the core's topic ``name``, as it
+        is created."""
+        self._options.pop(name, None)  # a topic created anew takes its options anew
+        options = self.topic_options(name)
+        retention, max_age = self._shape(name)
+        return retention, max_age, options.conflate_key or "", bool(options.cache)
+
+    def _options_json(self, name: str) -> str:
+        """The options given to create_topic for ``name``, as JSON ("" none)."""
+        override = self._overrides.get(name)
+        return "" if override is None else override.model_dump_json(exclude_none=True)
+
+    def _remote_options(self, name: str, options: str) -> None:
+        """Redis mode: a node created ``name`` with these options (JSON, "" none)."""
+        self._options.pop(name, None)
+        if not options:
+            self._overrides.pop(name, None)
+            return
+        try:
+            self._overrides[name] = parse_options(orjson.loads(options))
+        except (InvalidMessage, orjson.JSONDecodeError):
+            log.warning("ignoring bad options of topic %r from Redis: %s", name, options)
+
+    def _shape(self, name: str) -> tuple[int, float]:
+        options = self.topic_options(name)
+        return options.retention or self.retention, options.max_age or 0.0
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
@@ -254,7 +365,7 @@ class Broker:
         self, topic: str, payload: bytes, event: str | None = None, message_id: str = ""
     ) -> Published:
         """Publish an already JSON-encoded payload (compact, no raw newline)."""
-        self._check_publish(payload, event)
+        self._check_publish(payload, event, topic)
         on_loop = self._loop_thread == threading.get_ident()
         published = self._log.publish(topic, payload, event or "", message_id, on_loop)
         if published is None:
@@ -271,12 +382,12 @@ class Broker:
         raises :class:`~fanwire.backends.BackendUnavailable` (503) when Redis is down.
         """
         payload = _encode(data)
-        self._check_publish(payload, event)
+        self._check_publish(payload, event, topic)
         on_loop = self._loop_thread == threading.get_ident()
         published = await self._log.apublish(topic, payload, event or "", on_loop)
         if published is None:
             check_topic(topic)
-            if not self.auto_create:
+            if not self.auto_creates(topic):
                 raise TopicNotFound(f"no topic {topic!r}")
             await self.acreate_topic(topic)
             published = await self._log.apublish(topic, payload, event or "", on_loop)
@@ -291,11 +402,11 @@ class Broker:
         before it; acknowledge a publish only once its future is done (then Redis has it).
         Checks (payload, event) raise at once."""
         payload = _encode(data)
-        self._check_publish(payload, event)
+        self._check_publish(payload, event, topic)
         return self._log.submit(topic, payload, event or "")
 
     def _encode_batch(
-        self, messages: Collection[tuple[Any, str | None]]
+        self, topic: str, messages: Collection[tuple[Any, str | None]]
     ) -> tuple[list[bytes], list[str]]:
         """Every message of a batch encoded and checked: one bad message refuses all."""
         if not 1 <= len(messages) <= MAX_BATCH:
@@ -305,7 +416,7 @@ class Broker:
         payloads, events = [], []
         for data, event in messages:
             payload = _encode(data)
-            self._check_publish(payload, event)
+            self._check_publish(payload, event, topic)
             payloads.append(payload)
             events.append(event or "")
         return payloads, events
@@ -315,7 +426,7 @@ class Broker:
     ) -> PublishedBatch:
         """Publish ``messages`` ((data, event) pairs) to ``topic`` in order, all or none
         (one core call: their ids are consecutive and no other publish comes between)."""
-        payloads, events = self._encode_batch(messages)
+        payloads, events = self._encode_batch(topic, messages)
         on_loop = self._loop_thread == threading.get_ident()
         published = self._log.publish_many(topic, payloads, events, on_loop)
         if published is None:
@@ -328,31 +439,91 @@ class Broker:
     ) -> PublishedBatch:
         """:meth:`publish_batch` for the event loop (Redis mode: one script call, one
         round trip, for the whole batch)."""
-        payloads, events = self._encode_batch(messages)
+        payloads, events = self._encode_batch(topic, messages)
         on_loop = self._loop_thread == threading.get_ident()
         published = await self._log.apublish_many(topic, payloads, events, on_loop)
         if published is None:
             check_topic(topic)
-            if not self.auto_create:
+            if not self.auto_creates(topic):
                 raise TopicNotFound(f"no topic {topic!r}")
             await self.acreate_topic(topic)
             published = await self._log.apublish_many(topic, payloads, events, on_loop)
         return published or PublishedBatch([], 0)
 
-    def _check_publish(self, payload: bytes, event: str | None) -> None:
+    # -- idempotent publishing (PROTOCOL.md, "Idempotent publish") --------------------
+    def publish_idempotent(
+        self, topic: str, data: Any, event: str | None = None, *, idempotency_key: str
+    ) -> Published:
+        """:meth:`publish_message`, unless ``idempotency_key`` was used on ``topic``
+        within its ``dedupe_window``: then nothing is published and the answer is the
+        first publish's id with ``duplicate=True`` (on every node, in Redis mode)."""
+        key = check_key(idempotency_key)
+        window = self.topic_options(topic).dedupe_window or 0.0
+        if window <= 0:
+            return self.publish_message(topic, data, event)
+        if isinstance(self._log, RedisLog):
+            payload = _encode(data)
+            self._check_publish(payload, event, topic)
+            max_keys = self._dedupe.max_keys
+            found = self._log.publish_once(topic, payload, event or "", key, window, max_keys)
+            if found is None:
+                self._missing(topic)
+                found = self._log.publish_once(topic, payload, event or "", key, window, max_keys)
+            return found or Published("", 0)
+        with self._dedupe_lock:  # a check and a publish, atomic for concurrent retries
+            first = self._dedupe.first(topic, key)
+            if first is not None and self._core.has_topic(topic):
+                return Published(first, self._subscribers(topic), duplicate=True)
+            published = self.publish_message(topic, data, event)
+            self._dedupe.remember(topic, key, published.message_id, window)
+        return published
+
+    async def apublish_idempotent(
+        self, topic: str, data: Any, event: str | None = None, *, idempotency_key: str
+    ) -> Published:
+        """:meth:`publish_idempotent` for the event loop (Redis mode: one script with the
+        ``XADD``, so two nodes receiving the same retry publish once)."""
+        key = check_key(idempotency_key)
+        window = self.topic_options(topic).dedupe_window or 0.0
+        if not isinstance(self._log, RedisLog) or window <= 0:
+            if window <= 0:
+                return await self.apublish(topic, data, event)
+            return self.publish_idempotent(topic, data, event, idempotency_key=key)
+        payload = _encode(data)
+        self._check_publish(payload, event, topic)
+        max_keys = self._dedupe.max_keys
+        found = await self._log.apublish_once(topic, payload, event or "", key, window, max_keys)
+        if found is None:
+            check_topic(topic)
+            if not self.auto_creates(topic):
+                raise TopicNotFound(f"no topic {topic!r}")
+            await self.acreate_topic(topic)
+            found = await self._log.apublish_once(
+                topic, payload, event or "", key, window, max_keys
+            )
+        return found or Published("", 0)
+
+    def _subscribers(self, topic: str) -> int:
+        info = self.topic(topic)
+        return 0 if info is None else info.subscribers
+
+    def _check_publish(self, payload: bytes, event: str | None, topic: str = "") -> None:
         if event is not None and not is_valid_name(event):
             raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")
         if event in RESERVED_EVENTS:
             raise InvalidMessage(f"event type {event!r} is reserved for the server's notices")
-        if len(payload) > self.max_payload:
-            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {self.max_payload}")
+        limit = self.max_payload
+        if topic:
+            limit = self.topic_options(topic).max_payload or limit
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"payload is {len(payload)} bytes, limit {limit}")
         if self._shutting_down:
             raise ShuttingDown("server is shutting down")
 
     def _missing(self, topic: str) -> None:
         """A publish found no topic: create it (auto_create) or raise TopicNotFound."""
         check_topic(topic)
-        if not self.auto_create:
+        if not self.auto_creates(topic):
             raise TopicNotFound(f"no topic {topic!r}")
         self.create_topic(topic)
 
@@ -498,6 +669,26 @@ class Broker:
                     first = first or exc
         if first is not None:
             log.error("%d wake-up(s) of this round failed; the first:", failed, exc_info=first)
+
+
+def _rules(
+    topics: TopicRules | Mapping[str, TopicOptions] | None,
+    retention: int,
+    max_payload: int,
+    auto_create: bool,
+) -> TopicRules:
+    """The broker's topic rules: given, or its own defaults with ``topics`` as patterns
+    (the transport defaults stay None: the server's settings for each transport)."""
+    if isinstance(topics, TopicRules):
+        return topics
+    defaults = TopicOptions(
+        retention=retention,
+        auto_create=auto_create,
+        max_payload=max_payload,
+        dedupe_window=300.0,
+        cache=False,
+    )
+    return TopicRules(defaults, topics)
 
 
 def _encode(data: Any) -> bytes:

@@ -20,6 +20,7 @@ class Policy(StrEnum):
 
     drop_oldest = "drop_oldest"  # drop the oldest queued messages and say how many
     disconnect = "disconnect"  # close the client with SLOW_CONSUMER
+    conflate = "conflate"  # skip superseded messages of a topic's conflate_key
 
     @classmethod
     def parse(cls, value: str) -> Policy:

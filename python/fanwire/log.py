@@ -37,6 +37,7 @@ class Published:
 
     message_id: str
     subscribers: int
+    duplicate: bool = False  # an idempotent publish repeated: nothing was published
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ class MemoryLog:
         self.core = core
         self.drain = drain
         self.max_topics = max_topics
+        #: (retention, max_age, conflate_key, cache) of a topic being created (0, "": defaults).
+        self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
 
     def start(self) -> None:
         pass
@@ -165,7 +168,9 @@ class MemoryLog:
 
     def create_topic(self, name: str) -> bool:
         _check_room(self.core, name, self.max_topics)
-        return self.core.create_topic(name)
+        if self.core.has_topic(name):
+            return False
+        return self.core.create_topic(name, *self.shape(name))
 
     async def acreate_topic(self, name: str) -> bool:
         return self.create_topic(name)
@@ -205,6 +210,11 @@ class MemoryLog:
 
     async def adopt(self, names: Iterable[str]) -> None:
         pass
+
+    async def apublish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        raise NotImplementedError("the broker dedupes in-memory publishes itself")
 
     def resume(
         self,
@@ -304,6 +314,24 @@ class RedisLog:
         ids = await self.backend.publish_many(topic, list(zip(payloads, events, strict=True)))
         return None if ids is None else PublishedBatch(ids, self._local_subscribers(topic))
 
+    async def apublish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        """Publish unless ``key`` was used on ``topic`` within ``window`` seconds on any
+        node (one Lua script with the XADD); None when ``topic`` does not exist."""
+        found = await self.backend.publish_once(topic, payload, event, key, window, max_keys)
+        if found is None:
+            return None
+        return Published(found[0], self._local_subscribers(topic), found[1])
+
+    def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> Published | None:
+        found = self.backend.publish_once_sync(topic, payload, event, key, window, max_keys)
+        if found is None:
+            return None
+        return Published(found[0], self._local_subscribers(topic), found[1])
+
     async def adopt(self, names: Iterable[str]) -> None:
         # A subscribe never asks Redis itself (it would block the loop): the caller
         # awaits this first, for topics created on another node a moment ago.
@@ -333,3 +361,8 @@ class RedisLog:
 
 def _subscribers_of(core: _core.Core, topic: str) -> int:
     return next((row.subscribers for row in core.topic_stats() if row.name == topic), 0)
+
+
+def _core_defaults(name: str) -> tuple[int, float, str, bool]:
+    """(retention, max_age, conflate_key, cache) meaning "the core's defaults"."""
+    return 0, 0.0, "", False

@@ -6,10 +6,11 @@ case, e.g. ``FANWIRE_MAX_PAYLOAD=131072`` or ``FANWIRE_DEMO_RATE=0``.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .enums import Policy
+from .topics import TopicOptions, TopicRules, check_pattern
 
 
 class Settings(BaseSettings):
@@ -114,6 +115,52 @@ class Settings(BaseSettings):
         description="Redis mode: seconds after which the subscribers and presence members "
         "of a node that stopped answering (its heartbeat, every third of this) are gone",
     )
+
+    dedupe_window: float = Field(
+        300.0, ge=0, description="seconds an idempotency key is remembered per topic (0: off)"
+    )
+    dedupe_max_keys: int = Field(
+        10_000, ge=1, description="idempotency keys remembered per topic at most (oldest go)"
+    )
+    topics: dict[str, TopicOptions] = Field(
+        default_factory=dict,
+        description='topic patterns to options, e.g. FANWIRE_TOPICS=\'{"chat.*": '
+        '{"retention": 200}}\' (README "Topic options"; the most specific pattern wins)',
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _check_patterns(cls, topics: dict[str, TopicOptions]) -> dict[str, TopicOptions]:
+        for pattern in topics:
+            check_pattern(pattern)
+        return topics
+
+    def topic_rules(self) -> TopicRules:
+        """The settings' topic options: these defaults, then :attr:`topics`."""
+        defaults = TopicOptions(
+            retention=self.retention,
+            auto_create=self.auto_create_topics,
+            max_payload=self.max_payload,
+            dedupe_window=self.dedupe_window,
+            sse_policy=self.sse_policy,
+            sse_queue_size=self.sse_queue_size,
+            ws_policy=self.ws_policy,
+            ws_queue_size=self.ws_queue_size,
+            cache=False,
+        )
+        patterns = dict(self.topics)
+        if self.demo_rate > 0:  # the demo ticker: a new dashboard sees every symbol at once
+            patterns.setdefault(self.demo_topic, TopicOptions(conflate_key="symbol", cache=True))
+        return TopicRules(defaults, patterns)
+
+    @field_validator("sse_policy", "ws_policy")
+    @classmethod
+    def _no_server_wide_conflate(cls, policy: Policy) -> Policy:
+        if policy == Policy.conflate:  # most topics have no conflate_key
+            raise ValueError(
+                "conflate is a topic option: set it in FANWIRE_TOPICS, with a conflate_key"
+            )
+        return policy
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

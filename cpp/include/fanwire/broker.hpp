@@ -63,7 +63,11 @@ class Broker {
   int fd() const { return notifier_->fd(); }
   const std::shared_ptr<Notifier>& notifier() const { return notifier_; }
 
-  bool create_topic(std::string_view name);
+  // `retention` 0: the broker's; `max_age` 0: no age limit (Topic).
+  // `conflate_key` (not empty): keyed conflation on that top-level field of `data`;
+  // `cache`: a new subscriber gets the latest message of every key first (Topic).
+  bool create_topic(std::string_view name, size_t retention = 0, double max_age = 0,
+                    std::string_view conflate_key = {}, bool cache = false);
   bool delete_topic(std::string_view name);
   bool has_topic(std::string_view name) const;
   size_t topic_count() const;

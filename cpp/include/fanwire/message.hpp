@@ -40,12 +40,13 @@ class Message {
                                              std::string_view data, double ts);
 
   Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
-          size_t id_offset, size_t id_len);
+          size_t id_offset, size_t id_len, double ts = 0);
   ~Message();
   Message(const Message&) = delete;
   Message& operator=(const Message&) = delete;
 
   MessageKey key() const { return key_; }
+  double ts() const { return ts_; }  // publish time, epoch seconds (topic max_age)
   std::string_view id() const { return std::string_view(buffer_).substr(id_offset_, id_len_); }
   std::string_view sse() const { return std::string_view(buffer_).substr(0, sse_len_); }
   std::string_view ws() const { return std::string_view(buffer_).substr(ws_text_offset_); }
@@ -62,6 +63,7 @@ class Message {
   size_t ws_text_offset_;
   size_t id_offset_;
   size_t id_len_;
+  double ts_;
   static inline std::atomic<int64_t> live_{0};
 };
 

@@ -22,6 +22,9 @@ double now();
 
 // `gap` (SSE) / `info messages_dropped` (WebSocket): `count` messages dropped.
 std::string dropped(Encoding encoding, std::string_view topic, uint64_t count);
+// `conflated` (SSE) / `info messages_conflated` (WebSocket): `count` superseded messages
+// skipped (keyed conflation).
+std::string conflated(Encoding encoding, std::string_view topic, uint64_t count);
 // A resume or a shared log that cannot give everything: `gap` with `first_available`
 // (JSON null when nothing is retained).
 std::string gap(Encoding encoding, std::string_view topic,

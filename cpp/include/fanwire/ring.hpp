@@ -24,6 +24,7 @@ class Ring {
   bool full() const { return size() == capacity_; }
 
   const T& at(uint64_t pos) const { return slots_[pos % slots_.size()]; }
+  T& at(uint64_t pos) { return slots_[pos % slots_.size()]; }
   const T& front() const { return at(begin_); }
 
   // Appends `item`, evicting the oldest one when full.
@@ -35,6 +36,12 @@ class Ring {
     }
     slots_[end_ % slots_.size()] = std::move(item);
     ++end_;
+  }
+
+  // Releases the oldest item (the ring must not be empty).
+  void pop_front() {
+    slots_[begin_ % slots_.size()] = T{};
+    ++begin_;
   }
 
   void clear() {

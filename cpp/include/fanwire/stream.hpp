@@ -25,6 +25,7 @@ const char* to_string(StreamEnd end);
 struct TopicTake {
   std::string topic;     // set when dropped or closed (what a caller's note needs)
   uint64_t dropped = 0;  // messages dropped before this take's first message of the topic
+  uint64_t conflated = 0;  // messages skipped as superseded (conflate policy), likewise
   size_t messages = 0;   // messages of the topic in this take
   CloseReason reason = CloseReason::none;
   // Closed with nothing of it left to deliver (a slow consumer is cut off at once): its

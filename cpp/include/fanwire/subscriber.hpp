@@ -14,7 +14,9 @@ namespace fanwire {
 
 class Topic;
 
-enum class Policy : uint8_t { drop_oldest, disconnect };
+// conflate: on a topic with a conflate key, a lagging subscriber skips every message a
+// later one of the same key superseded (see Topic); elsewhere it acts as drop_oldest.
+enum class Policy : uint8_t { drop_oldest, disconnect, conflate };
 enum class CloseReason : uint8_t { none, unsubscribed, slow_consumer, topic_deleted, shutdown };
 
 const char* to_string(CloseReason reason);
@@ -30,6 +32,7 @@ struct SubscribeOptions {
 // What one take() returns besides the messages (read under the same lock).
 struct TakeResult {
   uint64_t dropped = 0;  // messages dropped just before the ones taken
+  uint64_t conflated = 0;  // messages skipped as superseded (conflate policy), likewise
   CloseReason reason = CloseReason::none;
   uint64_t left = 0;     // messages still pending after the take (0 for a slow consumer)
 };
@@ -86,6 +89,8 @@ class Subscriber {
   uint64_t capacity_ = 0;  // largest allowed lag (end - pos_)
   uint64_t dropped_ = 0;
   uint64_t dropped_unreported_ = 0;
+  uint64_t conflated_unreported_ = 0;
+  uint64_t cache_end_ = 0;  // cache topics: before it, only the latest of each key is sent
   size_t index_ = npos;         // in Topic::subscribers_
   size_t parked_index_ = npos;  // in Topic::parked_
   Policy policy_;

@@ -9,8 +9,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
+#include "fanwire/conflate.hpp"
 #include "fanwire/message.hpp"
 #include "fanwire/notifier.hpp"
 #include "fanwire/ring.hpp"
@@ -67,10 +69,16 @@ struct TopicStats {
 // wake parked subscribers); publishers of different topics run in parallel.
 class Topic : public std::enable_shared_from_this<Topic> {
  public:
+  // `max_age` > 0: messages older than that many seconds leave replay and resume at once
+  // and the ring soon after (see trim_aged).
   Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
-        std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids);
+        std::shared_ptr<Notifier> notifier, std::shared_ptr<const IdPolicy> ids,
+        double max_age = 0, std::string conflate_key = {}, bool cache = false);
 
   const std::string& name() const { return name_; }
+  // Keyed conflation: the top-level field of `data` whose value is a message's key.
+  const std::string& conflate_key() const { return conflate_key_; }
+  bool conflating() const { return !conflate_key_.empty(); }
   const IdPolicy& ids() const { return *ids_; }
 
   // Appends a message built by `make(key)` unless the topic is deleted (then nullopt).
@@ -80,18 +88,23 @@ class Topic : public std::enable_shared_from_this<Topic> {
     size_t subscribers = 0;
     bool must_drain = false;
   };
+  // `ckey`: the message's conflation key (conflating topics only; none: never skipped).
   template <class Make>
-  std::optional<Published> publish(Make&& make, bool from_loop);
+  std::optional<Published> publish(Make&& make, bool from_loop,
+                                   std::optional<std::string_view> ckey = std::nullopt);
   // Appends `count` messages, `make(i)` for i in 0..count, in order, under one lock and
   // with one wake-up of the parked subscribers (a batch publish). Their bounds are held
-  // per message, as if published one by one with no take in between.
+  // per message, as if published one by one with no take in between. `ckeys[i]`: the
+  // conflation key of message i (conflating topics only; empty otherwise).
   struct PublishedMany {
     std::vector<MessagePtr> messages;
     size_t subscribers = 0;
     bool must_drain = false;
   };
   template <class Make>
-  std::optional<PublishedMany> publish_many(size_t count, Make&& make, bool from_loop);
+  std::optional<PublishedMany> publish_many(
+      size_t count, Make&& make, bool from_loop,
+      const std::vector<std::optional<std::string_view>>& ckeys = {});
 
   std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options);
 
@@ -104,6 +117,14 @@ class Topic : public std::enable_shared_from_this<Topic> {
 
   void place(Subscriber& sub, const SubscribeOptions& options);
   void enforce_bounds();
+  uint64_t young_begin(double now) const;
+  void trim_aged(double now);
+  void enforce_bounds(uint64_t end);
+  void forget_front_key();
+  void push_conflating(MessagePtr message, std::optional<std::string_view> ckey);
+  // Appends one message under the lock, then holds the bounds (count, subscribers'
+  // queues, age): the part of a publish shared by publish and publish_many.
+  void push_locked(const MessagePtr& message, std::optional<std::string_view> ckey);
   void wake_parked(bool from_loop, bool& must_drain);
   void close_locked(Subscriber& sub, CloseReason reason);
   void unpark_locked(Subscriber& sub);
@@ -121,37 +142,44 @@ class Topic : public std::enable_shared_from_this<Topic> {
   uint64_t deadline_ = UINT64_MAX;      // lower bound of min(pos + capacity) over subscribers
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;
+  const double max_age_;
+  const std::string conflate_key_;
+  const bool cache_;
+  // Conflating topics: one slot per ring position (in step with log_), and the position
+  // of the latest message of each key retained. A publish costs one lookup and marks the
+  // message it supersedes: cursors skip marked slots, no per-subscriber state.
+  Ring<ConflateSlot> cslots_;
+  std::unordered_map<std::string, uint64_t> latest_;
+  double next_trim_ = 0;  // publish time from which the next trim_aged may run
   bool closed_ = false;
 };
 
 template <class Make>
-std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop) {
+std::optional<Topic::Published> Topic::publish(Make&& make, bool from_loop,
+                                               std::optional<std::string_view> ckey) {
   std::lock_guard lock(mu_);
   if (closed_) return std::nullopt;
   Published out;
   out.message = make();
-  if (log_.full()) evicted_ = log_.front()->key();
-  log_.push(out.message);
+  push_locked(out.message, ckey);
   ++published_;
   counters_->published.fetch_add(1, std::memory_order_relaxed);
-  if (log_.end() > deadline_) enforce_bounds();
   wake_parked(from_loop, out.must_drain);
   out.subscribers = subscribers_.size();
   return out;
 }
 
 template <class Make>
-std::optional<Topic::PublishedMany> Topic::publish_many(size_t count, Make&& make,
-                                                        bool from_loop) {
+std::optional<Topic::PublishedMany> Topic::publish_many(
+    size_t count, Make&& make, bool from_loop,
+    const std::vector<std::optional<std::string_view>>& ckeys) {
   std::lock_guard lock(mu_);
   if (closed_) return std::nullopt;
   PublishedMany out;
   out.messages.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     out.messages.push_back(make(i));
-    if (log_.full()) evicted_ = log_.front()->key();
-    log_.push(out.messages.back());
-    if (log_.end() > deadline_) enforce_bounds();
+    push_locked(out.messages.back(), i < ckeys.size() ? ckeys[i] : std::nullopt);
   }
   published_ += count;
   counters_->published.fetch_add(count, std::memory_order_relaxed);

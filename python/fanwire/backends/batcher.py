@@ -27,7 +27,8 @@ Call = tuple[list[Any], list[Any], asyncio.Future[Any]]
 
 class PublishBatcher:
     """Runs the publish script (by sha) for many callers, pipelined; ``many_lua`` takes
-    a run of consecutive ones to one topic (args ``topic, maxlen, data, event, ts``)."""
+    a run of consecutive ones to one topic (args ``topic, maxlen, data, event, ts,
+    max_age``)."""
 
     def __init__(self, client: aioredis.Redis, lua: str, many_lua: str | None = None) -> None:
         self.client = client
@@ -100,9 +101,9 @@ class PublishBatcher:
                 keys, args, _ = run[0]
                 if len(run) == 1:
                     pipe.evalsha(self.sha, len(keys), *keys, *args)
-                else:  # topic, maxlen, then data, event, ts of each
+                else:  # topic, maxlen, max_age, then data, event, ts of each
                     assert self.many_sha is not None  # runs of several need it
-                    merged = [*args[:2]] + [value for _, a, _ in run for value in a[2:5]]
+                    merged = [*args[:2], args[5]] + [v for _, a, _ in run for v in a[2:5]]
                     pipe.evalsha(self.many_sha, len(keys), *keys, *merged)
             replies = list(await pipe.execute(raise_on_error=False))
         results: list[Any] = []

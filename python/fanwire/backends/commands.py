@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -20,7 +20,16 @@ from redis.retry import Retry
 from .batcher import PublishBatcher
 from .failures import DOWN, unavailable
 from .ids import as_text, parse_id
-from .scripts import CONTROL_MAXLEN, CREATE, DELETE, PUBLISH, PUBLISH_MANY, Keys
+from .scripts import (
+    CONTROL_MAXLEN,
+    CREATE,
+    DELETE,
+    DELETE_IDLE,
+    PUBLISH,
+    PUBLISH_MANY,
+    PUBLISH_ONCE,
+    Keys,
+)
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
 
@@ -47,8 +56,14 @@ class Commands:
         self.max_topics = max_topics
         self.client = aioredis.Redis.from_url(url, **client_options(3.0))
         self._publish = PublishBatcher(self.client, PUBLISH, PUBLISH_MANY)
+        self._publish_once = self.client.register_script(PUBLISH_ONCE)
+        #: JSON of the options given to create_topic for a topic ("": none).
+        self.options_of: Callable[[str], str] = lambda topic: ""
+        #: (retention, max_age) of a topic (its options; 0: the defaults).
+        self.shape: Callable[[str], tuple[int, float]] = lambda topic: (0, 0.0)
         self._create = self.client.register_script(CREATE)
         self._delete = self.client.register_script(DELETE)
+        self._delete_idle = self.client.register_script(DELETE_IDLE)
         self._publish_many = self.client.register_script(PUBLISH_MANY)
         self._sync: redis.Redis | None = None
         self._sync_scripts: dict[str, Any] = {}
@@ -62,7 +77,34 @@ class Commands:
     def _publish_args(self, topic: str, payload: bytes, event: str) -> dict[str, Any]:
         keys = [self.keys.registry, self.keys.stream(topic), self.keys.seq(topic)]
         keys += [self.keys.ids, self.keys.clock]
-        return {"keys": keys, "args": [topic, self.maxlen, payload, event, repr(time.time())]}
+        maxlen, max_age = self.shape(topic)
+        args = [topic, maxlen or self.maxlen, payload, event, repr(time.time())]
+        return {"keys": keys, "args": [*args, round(max_age * 1000)]}
+
+    def _publish_once_args(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> dict[str, Any]:
+        args = self._publish_args(topic, payload, event)
+        args["keys"] += [self.keys.dedupe(topic), self.keys.dedupe_ids(topic)]
+        args["args"] += [key, max(1, round(window * 1000)), max_keys]
+        return args
+
+    async def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        """Publish unless ``key`` was used on ``topic`` within ``window`` seconds: (the
+        id, whether it was a repeat), or None when the topic does not exist."""
+        args = self._publish_once_args(topic, payload, event, key, window, max_keys)
+        with unavailable("publish"):
+            found = await self._publish_once(**args)
+        return None if found is None else (as_text(found[0]), bool(found[1]))
+
+    def publish_once_sync(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        args = self._publish_once_args(topic, payload, event, key, window, max_keys)
+        found = self._run_sync("publish_once", "publish", args)
+        return None if found is None else (as_text(found[0]), bool(found[1]))
 
     async def publish(self, topic: str, payload: bytes, event: str) -> str | None:
         """XADD to the topic's stream (pipelined with concurrent publishes); its id, or
@@ -77,7 +119,7 @@ class Commands:
 
     def _publish_many_args(self, topic: str, items: list[tuple[bytes, str]]) -> dict[str, Any]:
         one = self._publish_args(topic, b"", "")
-        args: list[Any] = [topic, self.maxlen]
+        args: list[Any] = [topic, one["args"][1], one["args"][5]]  # maxlen, max_age
         stamp = repr(time.time())
         for payload, event in items:
             args += [payload, event, stamp]
@@ -106,22 +148,40 @@ class Commands:
             status, control = await self._delete(**self._topic_args(topic, False))
         return bool(status), as_text(control)
 
+    async def delete_idle(self, topic: str) -> tuple[bool, str]:
+        """Delete ``topic`` unless a node marked it active (the idle_ttl sweep)."""
+        args = self._topic_args(topic, False)
+        args["keys"].append(self.keys.active(topic))
+        with unavailable("delete topic"):
+            status, control = await self._delete_idle(**args)
+        return bool(status), as_text(control)
+
+    async def mark_active(self, topic: str, ttl: float) -> None:
+        """This node has subscribers of ``topic``: no node deletes it for ``ttl`` s."""
+        with unavailable("mark topic active"):
+            await self.client.set(self.keys.active(topic), 1, px=max(1, round(ttl * 1000)))
+
     def _topic_args(self, topic: str, create: bool) -> dict[str, Any]:
         keys = [
             self.keys.registry,
             self.keys.control,
             self.keys.stream(topic),
             self.keys.seq(topic),
+            self.keys.dedupe(topic),
+            self.keys.dedupe_ids(topic),
         ]
-        args: list[Any] = [topic, self.max_topics] if create else [topic]
-        return {"keys": keys, "args": [*args, CONTROL_MAXLEN]}
+        if create:
+            args = [topic, self.max_topics, CONTROL_MAXLEN, self.options_of(topic)]
+            return {"keys": keys, "args": args}
+        return {"keys": keys, "args": [topic, CONTROL_MAXLEN]}
 
     # -- the sync twins (blocking; for callers outside the event loop) -----------------
     def sync_client(self) -> redis.Redis:
         if self._sync is None:
             self._sync = redis.Redis.from_url(self.url, **client_options(3.0))
-            scripts = (("publish", PUBLISH), ("publish_many", PUBLISH_MANY))
-            for name, lua in (*scripts, ("create", CREATE), ("delete", DELETE)):
+            scripts = [("publish", PUBLISH), ("publish_many", PUBLISH_MANY)]
+            scripts += [("create", CREATE), ("delete", DELETE), ("publish_once", PUBLISH_ONCE)]
+            for name, lua in scripts:
                 self._sync_scripts[name] = self._sync.register_script(lua)
         return self._sync
 

@@ -131,6 +131,16 @@ class Resumer:
             return asyncio.ensure_future(self._safely(fetch, Replay(), topic))
         return None
 
+    def _young(self, topic: str, entries: list[Entry], now_ms: int) -> tuple[list[Entry], bool]:
+        """``entries`` without those older than the topic's ``max_age`` (``MINID ~``
+        trims the stream only roughly), and whether any was left out."""
+        max_age = self.commands.shape(topic)[1]
+        if max_age <= 0:
+            return entries, False
+        cutoff = now_ms / 1000 - max_age
+        young = [e for e in entries if float(e[1].get(b"t", b"0") or 0) >= cutoff]
+        return young, len(young) < len(entries)
+
     async def _safely(self, fetch: Awaitable[Replay], fallback: Replay, topic: str) -> Replay:
         """``fetch``, or ``fallback`` (a gap notice for a resume) if Redis fails."""
         try:
@@ -169,7 +179,8 @@ class Resumer:
             return Replay()
         if local:
             found = await self.commands.history(topic, since, self.cap + 1)
-        entries: list[Entry] = found["entries"]
+        entries, aged = self._young(topic, found["entries"], found["now_ms"])
+        gap = gap or aged
         if len(entries) > self.cap:
             entries, gap = entries[-self.cap :], True
         replay = _replay(topic, entries, notices, found)
@@ -182,7 +193,7 @@ class Resumer:
 
     async def _last(self, topic: str, last_n: int, notices: Notices) -> Replay:
         found = await self.commands.history(topic, None, last_n)
-        entries: list[Entry] = found["entries"]
+        entries, _ = self._young(topic, found["entries"], found["now_ms"])
         replay = _replay(topic, entries, notices, found)
         replay.floor = as_text(entries[-1][0]) if entries else None
         return replay

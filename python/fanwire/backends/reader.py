@@ -81,12 +81,17 @@ class StreamReader:
         #: id of the last control notice applied.
         self.control = "0-0"
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
+        #: (retention, max_age, conflate_key, cache) of a topic created here (its options).
+        self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
+        #: a create notice's options (JSON given to create_topic, "" none: also on delete).
+        self.on_options: Callable[[str, str], None] = lambda topic, options: None
 
     # -- what is followed --------------------------------------------------------------
     def follow(self, topic: str, after: str, count: int | None = None) -> None:
         """Create ``topic`` locally (if needed) and read its stream after ``after``, the
         entry whose publish count is ``count`` (0: a new stream; None: unknown)."""
-        self.core.create_topic(topic)
+        if not self.core.has_topic(topic):
+            self.core.create_topic(topic, *self.shape(topic))
         if topic not in self.positions:
             self.positions[topic] = after
             self.feed_start[topic] = parse_id(after) or ZERO
@@ -99,6 +104,7 @@ class StreamReader:
         self.counts.pop(topic, None)
         self.hole_end.pop(topic, None)
         self.subscribers.pop(topic, None)
+        self.on_options(topic, "")  # a topic created anew under its name starts afresh
         self.core.delete_topic(topic)
 
     def mark_hole(self, topic: str) -> None:
@@ -194,6 +200,7 @@ class StreamReader:
                 continue
             touched.add(topic)
             if op == "create":
+                self.on_options(topic, as_text(fields.get(b"options", b"")))
                 self.follow(topic, "0-0", 0)  # the script emptied the stream and its count
             elif op == "delete":
                 self.forget(topic)
@@ -275,3 +282,8 @@ def _count(fields: dict[bytes, bytes]) -> int | None:
     """The entry's publish count ``s``, or None (an entry written without one)."""
     raw = fields.get(b"s")
     return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def _core_defaults(name: str) -> tuple[int, float, str, bool]:
+    """(retention, max_age, conflate_key, cache) meaning "the core's defaults"."""
+    return 0, 0.0, "", False

@@ -257,6 +257,22 @@ class RedisBackend:
         self._check_ready("publish")
         return self._guard_sync(lambda: self.commands.publish_many_sync(topic, items))
 
+    async def publish_once(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        """(id, repeat) of an idempotent publish (Commands.publish_once)."""
+        self._check_ready("publish")
+        pending = self.commands.publish_once(topic, payload, event, key, window, max_keys)
+        return await self._guard(pending)
+
+    def publish_once_sync(
+        self, topic: str, payload: bytes, event: str, key: str, window: float, max_keys: int
+    ) -> tuple[str, bool] | None:
+        self._check_ready("publish")
+        return self._guard_sync(
+            lambda: self.commands.publish_once_sync(topic, payload, event, key, window, max_keys)
+        )
+
     async def create_topic(self, name: str) -> bool:
         """Register ``name`` everywhere; True when it is new. Returns once applied here."""
         self._check_ready("create topic")
@@ -284,6 +300,19 @@ class RedisBackend:
         if deleted and name in self.reader.positions:
             self.reader.forget(name)
         return deleted
+
+    async def delete_idle(self, name: str) -> bool:
+        """The idle_ttl sweep: delete ``name`` everywhere unless a node marked it active."""
+        self._check_ready("delete topic")
+        deleted, control = await self._guard(self.commands.delete_idle(name))
+        await self._applied(control)
+        if deleted and name in self.reader.positions:
+            self.reader.forget(name)
+        return deleted
+
+    async def mark_active(self, name: str, ttl: float) -> None:
+        self._check_ready("mark topic active")
+        await self._guard(self.commands.mark_active(name, ttl))
 
     def delete_topic_sync(self, name: str) -> bool:
         self._check_ready("delete topic")

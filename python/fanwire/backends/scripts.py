@@ -56,6 +56,18 @@ class Keys:
     def clock(self) -> str:
         return f"{self.prefix}:clock"
 
+    def dedupe(self, topic: str) -> str:
+        """A sorted set: the topic's idempotency keys, scored by expiry (Redis ms)."""
+        return f"{self.prefix}:dedupe:{topic}"
+
+    def dedupe_ids(self, topic: str) -> str:
+        """A hash: idempotency key -> the message id its first publish got."""
+        return f"{self.prefix}:dedupe-ids:{topic}"
+
+    def active(self, topic: str) -> str:
+        """Set (with the topic's idle_ttl as expiry) while a node has subscribers of it."""
+        return f"{self.prefix}:active:{topic}"
+
     def lease(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
 
@@ -73,8 +85,9 @@ local function last_control()
 end
 """
 
-#: KEYS registry, stream, seq, ids, clock; ARGV topic, maxlen, data, event, ts -> the id,
-#: or nil (no topic). The id is "<ms>-<n>" (see the module docstring); ms also stays above
+#: KEYS registry, stream, seq, ids, clock; ARGV topic, maxlen, data, event, ts, max_age
+#: (ms, 0 or absent: none; older entries are trimmed with MINID ~) -> the id, or nil (no
+#: topic). The id is "<ms>-<n>" (see the module docstring); ms also stays above
 #: the stream's last entry, which may be of an older version or from before a clock step.
 PUBLISH = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
@@ -92,16 +105,21 @@ if #last > 0 then
 end
 local id = string.format('%.0f-%.0f', ms, n)
 redis.call('SET', KEYS[5], id)
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
-                  'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
+local added = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
+                         'd', ARGV[3], 'e', ARGV[4], 't', ARGV[5], 's', seq)
+local max_age = tonumber(ARGV[6] or '0') or 0
+if max_age > 0 then
+  redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%.0f-0', ms - max_age))
+end
+return added
 """
 
-#: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen, then
-#: data, event and ts of each message -> the ids in order, or nil (no topic). Each id,
-#: publish count and the clock follow PUBLISH as if the messages came one after another.
+#: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen,
+#: max_age (ms, 0: none), then data, event and ts of each message -> the ids in order,
+#: or nil (no topic). Each id, publish count and the clock follow PUBLISH as if the messages came one after another.
 PUBLISH_MANY = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
-local count = (#ARGV - 2) / 3
+local count = (#ARGV - 3) / 3
 local seq = redis.call('INCRBY', KEYS[3], count) - count
 local n = redis.call('INCRBY', KEYS[4], count) - count
 local now = redis.call('TIME')
@@ -120,15 +138,64 @@ for i = 1, count do
   if ms < last_ms or (ms == last_ms and n <= last_seq) then ms = last_ms + 1 end
   local id = string.format('%.0f-%.0f', ms, n)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
-             'd', ARGV[3 * i], 'e', ARGV[3 * i + 1], 't', ARGV[3 * i + 2], 's', seq)
+             'd', ARGV[3 * i + 1], 'e', ARGV[3 * i + 2], 't', ARGV[3 * i + 3], 's', seq)
   last_ms, last_seq = ms, n
   ids[i] = id
 end
 redis.call('SET', KEYS[5], ids[count])
+local max_age = tonumber(ARGV[3]) or 0
+if max_age > 0 then
+  redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%.0f-0', ms - max_age))
+end
 return ids
 """
 
 #: KEYS registry, control, stream, seq; ARGV topic, max_topics, control maxlen
+#: PUBLISH with an idempotency key. KEYS those of PUBLISH, then the topic's dedupe keys
+#: (:meth:`Keys.dedupe`, :meth:`Keys.dedupe_ids`); ARGV those of PUBLISH (all six), then
+#: the key, the window (ms) and the most keys kept -> {id, 1} for a repeat within the
+#: window (nothing published), {id, 0} for a new publish, or nil (no topic). One script:
+#: two nodes receiving the same retry publish once.
+PUBLISH_ONCE = (
+    """
+local function hdel_all(key, fields)
+  for i = 1, #fields, 500 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 499, #fields)))
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  hdel_all(KEYS[7], expired)
+end
+local first = redis.call('HGET', KEYS[7], ARGV[7])
+if first then return {first, 1} end
+local id = (function()
+"""
+    + PUBLISH
+    + """
+end)()
+if not id then return false end
+local window = tonumber(ARGV[8])
+redis.call('ZADD', KEYS[6], now + window, ARGV[7])
+redis.call('HSET', KEYS[7], ARGV[7], id)
+local over = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[9])
+if over > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[6], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, over - 1)
+  hdel_all(KEYS[7], oldest)
+end
+redis.call('PEXPIRE', KEYS[6], window)
+redis.call('PEXPIRE', KEYS[7], window)
+return {id, 0}
+"""
+)
+
+#: KEYS registry, control, stream, seq (and any more keys of the topic, deleted with it);
+#: ARGV topic, max_topics, control maxlen, options (JSON given to create_topic, "" none:
+#: carried by the control notice, so every node applies them)
 #: -> {1 created | 0 existed | -1 too many topics, control id to wait for}.
 CREATE = (
     _LAST_CONTROL
@@ -136,22 +203,39 @@ CREATE = (
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {0, last_control()} end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-1, last_control()} end
 redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4])
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
-                      'op', 'create', 'topic', ARGV[1])
+redis.call('DEL', unpack(KEYS, 3))
+local id
+if ARGV[4] and ARGV[4] ~= '' then
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+                  'op', 'create', 'topic', ARGV[1], 'options', ARGV[4])
+else
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+                  'op', 'create', 'topic', ARGV[1])
+end
 return {1, id}
 """
 )
 
-#: KEYS registry, control, stream, seq; ARGV topic, control maxlen
+#: KEYS registry, control, stream, seq (and any more keys of the topic, deleted with it);
+#: ARGV topic, control maxlen
 #: -> {1 deleted | 0 unknown, control id to wait for}.
 DELETE = (
     _LAST_CONTROL
     + """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {0, last_control()} end
-redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('DEL', unpack(KEYS, 3))
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
                       'op', 'delete', 'topic', ARGV[1])
 return {1, id}
 """
+)
+
+#: DELETE unless the topic's last key (:meth:`Keys.active`) exists: the idle_ttl sweep of
+#: any node deletes an idle topic, once, and not while a node has subscribers of it.
+DELETE_IDLE = (
+    _LAST_CONTROL
+    + """
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {0, last_control()} end
+"""
+    + DELETE[len(_LAST_CONTROL) :]
 )

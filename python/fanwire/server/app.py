@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_url=settings.redis_url,
         wake_interval=settings.wake_interval,
         presence_ttl=settings.presence_ttl,
+        topics=settings.topic_rules(),
+        dedupe_max_keys=settings.dedupe_max_keys,
     )
 
     @asynccontextmanager

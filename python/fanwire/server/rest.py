@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 
+from ..broker import Broker
 from ..errors import FanwireError, InvalidMessage, PayloadTooLarge, TopicNotFound
 from ..jsoncheck import check_integers
 from ..names import check_topic
@@ -59,6 +60,16 @@ class PresenceBody(BaseModel):
     count: int
 
 
+class TopicDetail(BaseModel):
+    """``GET /topics/{name}``: the counts and the effective options (README, "Topic
+    options")."""
+
+    name: str
+    subscribers: int | None  # on every node; None: auth on, not allowed to subscribe
+    messages: int
+    options: dict[str, Any]
+
+
 class PublishBody(BaseModel):
     data: Any
     event: str | None = None
@@ -67,6 +78,7 @@ class PublishBody(BaseModel):
 class PublishResult(BaseModel):
     message_id: str
     subscribers: int
+    duplicate: bool | None = None  # with an Idempotency-Key: whether it was a repeat
 
 
 class Health(BaseModel):
@@ -194,6 +206,39 @@ def _allowed(claims: Any, topic: str) -> bool:
     return True
 
 
+def topic_body(runtime: Runtime, name: str, visible: bool = True) -> dict[str, Any]:
+    """``GET /topics/{name}``; TopicNotFound when there is no such topic. ``subscribers``
+    counts every node (None when auth hides the topic's occupancy from the caller)."""
+    broker = runtime.broker
+    info = broker.topic(check_topic(name))
+    if info is None:
+        raise TopicNotFound(f"no topic {name!r}")
+    options = broker.topic_options(name).public()
+    settings = runtime.settings
+    for field in ("sse_policy", "sse_queue_size", "ws_policy", "ws_queue_size"):
+        if options[field] is None:  # the transport's setting
+            options[field] = getattr(settings, field)
+    return {
+        "name": name,
+        "subscribers": broker.occupancy(name) if visible else None,
+        "messages": info.messages,
+        "options": options,
+    }
+
+
+async def publish_idempotent(
+    broker: Broker, name: str, data: Any, event: str | None, key: str
+) -> dict[str, Any]:
+    """The 202 body of a publish with an ``Idempotency-Key`` (``duplicate``: a repeat
+    within the topic's dedupe window, answered with the first publish's id)."""
+    published = await broker.apublish_idempotent(name, data, event, idempotency_key=key)
+    return {
+        "message_id": published.message_id,
+        "subscribers": published.subscribers,
+        "duplicate": published.duplicate,
+    }
+
+
 def topics_router(runtime: Runtime) -> APIRouter:
     """The REST routes of one broker."""
     api = APIRouter(tags=["topics"])
@@ -284,10 +329,20 @@ def topics_router(runtime: Runtime) -> APIRouter:
         members = broker.presence(name)
         return {"topic": name, "members": members, "count": len(members)}
 
+    @api.get("/topics/{name}", response_model=TopicDetail, responses=_errors(400, 404))
+    async def get_topic(name: str, request: Request) -> Any:
+        """One topic: its subscriber (on every node) and message counts and its effective
+        options."""
+        try:
+            return topic_body(runtime, name, may_see(request)(name))
+        except FanwireError as exc:
+            return http_error(exc)
+
     @api.post(
         "/topics/{name}/messages",
         status_code=202,
         response_model=PublishResult,
+        response_model_exclude_none=True,
         responses=_errors(400, 401, 403, 404, 413, 503),
         openapi_extra=_publish_doc(),
     )
@@ -298,7 +353,10 @@ def topics_router(runtime: Runtime) -> APIRouter:
             check_topic(name)
             claims(request).check_publish(name)
             body = _object(await read_json(request, batch_body_limit))
+            key = request.headers.get("idempotency-key")
             if "messages" in body:
+                if key is not None:
+                    raise InvalidMessage("Idempotency-Key applies to a single publish")
                 batch = await broker.apublish_batch(name, _batch_items(body))
                 result = {"message_ids": batch.message_ids, "subscribers": batch.subscribers}
                 return JSONResponse(result, status_code=202)
@@ -307,6 +365,8 @@ def topics_router(runtime: Runtime) -> APIRouter:
             event = body.get("event")
             if event is not None and not isinstance(event, str):
                 raise InvalidMessage("event must be a string")
+            if key is not None:
+                return await publish_idempotent(broker, name, body["data"], event, key)
             published = await broker.apublish(name, body["data"], event)
         except FanwireError as exc:
             return http_error(exc)

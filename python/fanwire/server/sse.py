@@ -22,6 +22,7 @@ from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
+from ..topics import check_policy
 from . import _uvicorn
 from .runtime import Runtime, http_error
 
@@ -63,15 +64,22 @@ def parse_params(request: Request, runtime: Runtime) -> StreamParams:
     if len(topics) > settings.max_subscriptions_per_connection:
         limit = settings.max_subscriptions_per_connection
         raise LimitReached(f"at most {limit} topics per stream")
-    policy = Policy.parse(request.query_params.get("policy") or settings.sse_policy)
-    queue = _int_param(request, "queue_size", settings.sse_queue_size, 1, 2**31)
+    # A stream's defaults are its first topic's options (README, "Topic options").
+    options = runtime.broker.topic_options(topics[0])
+    default_policy = options.sse_policy or settings.sse_policy
+    default_queue = options.sse_queue_size or settings.sse_queue_size
+    policy = Policy.parse(request.query_params.get("policy") or default_policy)
+    queue = _int_param(request, "queue_size", default_queue, 1, 2**31)
     since = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    retention = max(runtime.broker.topic_options(t).retention or 1 for t in topics)
+    for topic in topics:
+        check_policy(policy, runtime.broker.topic_options(topic))
     return StreamParams(
         topics=topics,
-        last_n=_int_param(request, "last_n", 0, 0, runtime.broker.retention),
+        last_n=_int_param(request, "last_n", 0, 0, retention),
         since=since or None,
         policy=policy,
-        queue_size=min(queue, settings.sse_queue_size),
+        queue_size=min(queue, default_queue),
     )
 
 
@@ -81,8 +89,8 @@ async def prepare_topics(runtime: Runtime, topics: list[str]) -> None:
     broker = runtime.broker
     if broker.shutting_down:
         raise ShuttingDown("server is shutting down")
-    if runtime.settings.auto_create_topics:
-        for topic in topics:
+    for topic in topics:
+        if broker.auto_creates(topic):
             await broker.acreate_topic(topic)
     await broker.aknow_topics(topics)
 

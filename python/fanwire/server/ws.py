@@ -28,6 +28,7 @@ from ..jsoncheck import check_integers
 from ..names import check_topic
 from ..presence import check_info
 from ..subscription import Subscription
+from ..topics import check_policy
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
 from ._uvicorn import FrameWriter, frame_writer, hang_up_ws
@@ -174,8 +175,10 @@ class Connection:
     async def subscribe(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)
         last_n = _field(msg, "last_n", int) or 0
-        if not 0 <= last_n <= self.runtime.broker.retention:
-            raise InvalidMessage(f"last_n must be between 0 and {self.runtime.broker.retention}")
+        options = self.runtime.broker.topic_options(topic)
+        retention = options.retention or self.runtime.broker.retention
+        if not 0 <= last_n <= retention:
+            raise InvalidMessage(f"last_n must be between 0 and {retention}")
         since = _field(msg, "since", str)
         policy = _field(msg, "policy", str)
         if policy is not None:
@@ -189,11 +192,15 @@ class Connection:
         limit = self.settings.max_subscriptions_per_connection
         if topic not in self.sub.topics and len(self.sub.topics) >= limit:
             raise LimitReached(f"at most {limit} subscriptions per connection")
-        if self.settings.auto_create_topics:
+        if self.runtime.broker.auto_creates(topic):
             await self.runtime.broker.acreate_topic(topic)
         await self.runtime.broker.aknow_topics([topic])
-        if queue_size is not None:
-            queue_size = min(queue_size, self.settings.ws_queue_size)
+        # The topic's defaults (its options, else the settings'); a client asks for less.
+        default_queue = options.ws_queue_size or self.settings.ws_queue_size
+        queue_size = default_queue if queue_size is None else min(queue_size, default_queue)
+        if policy is None and options.ws_policy is not None:
+            policy = options.ws_policy
+        check_policy(policy, options)
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
         if info is not None or join_leave:
             self.runtime.broker.join(
@@ -236,8 +243,11 @@ class Connection:
         if "data" not in msg:
             raise InvalidMessage("data is required")
         event = _field(msg, "event", str)
+        key = _field(msg, "idempotency_key", str)
         self.claims.check_publish(topic)
         self.bucket.take()
+        if key is not None:
+            return await self.publish_idempotent(topic, msg["data"], event, key, request_id)
         published = await self.runtime.broker.apublish(topic, msg["data"], event)
         return _ack("publish", topic, "published", request_id, message_id=published.message_id)
 
@@ -260,15 +270,19 @@ class Connection:
             return None
         if not isinstance(msg, dict) or msg.get("type") != "publish":
             return None
+        if "idempotency_key" in msg:
+            return None  # checked against the dedupe window: the general path
         request_id = msg.get("request_id")
         if request_id is not None and not isinstance(request_id, str):
             return None
         broker = self.runtime.broker
-        if broker.backend is not None and (self.frames is None or self.settings.auto_create_topics):
-            return None  # acks through the lock, or a topic to create first: the general path
+        if broker.backend is not None and self.frames is None:
+            return None  # acks through the lock: the general path
         try:
             check_integers(raw)
             topic = _topic(msg)
+            if broker.backend is not None and broker.auto_creates(topic):
+                return None  # maybe a topic to create first: the general path
             if "data" not in msg:
                 raise InvalidMessage("data is required")
             event = _field(msg, "event", str)
@@ -316,6 +330,22 @@ class Connection:
                         await self.ws.send_text(reply)
             finally:
                 self.acks.task_done()
+
+    async def publish_idempotent(
+        self, topic: str, data: Any, event: str | None, key: str, request_id: Any
+    ) -> str:
+        """The ack of a publish with ``idempotency_key`` (``duplicate``: a repeat within
+        the topic's dedupe window, answered with the first publish's id)."""
+        broker = self.runtime.broker
+        published = await broker.apublish_idempotent(topic, data, event, idempotency_key=key)
+        return _ack(
+            "publish",
+            topic,
+            "published",
+            request_id,
+            message_id=published.message_id,
+            duplicate=published.duplicate,
+        )
 
     # -- the two tasks ----------------------------------------------------------------
     async def read(self) -> None:

@@ -116,7 +116,8 @@ return added
 
 #: A batch in one script (atomic, one command): KEYS as PUBLISH; ARGV topic, maxlen,
 #: max_age (ms, 0: none), then data, event and ts of each message -> the ids in order,
-#: or nil (no topic). Each id, publish count and the clock follow PUBLISH as if the messages came one after another.
+#: or nil (no topic). Each id, publish count and the clock follow PUBLISH as if the
+#: messages came one after another.
 PUBLISH_MANY = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
 local count = (#ARGV - 3) / 3

@@ -204,11 +204,16 @@ def test_the_demo_ticker_conflates_on_symbol_with_a_cache(fanwire_server):
             await until(ready, what="the demo topic")
             options = (await http.get("/topics/events")).json()["options"]
             assert (options["conflate_key"], options["cache"]) == ("symbol", True)
-            await asyncio.sleep(1.0)  # every symbol has ticked by now (50/s)
-            async with WSClient(srv.ws_url) as ws:
-                await ws.subscribe("events")
-                first = await ws.recv_events(3)
-                symbols = [e["data"]["symbol"] for e in first]
-                assert len(set(symbols)) == len(symbols)  # the cache: one per symbol
+            # The demo ticks only while someone listens (presence's on_occupied): a
+            # first client starts it, a later one gets the cache.
+            async with WSClient(srv.ws_url) as first_client:
+                await first_client.subscribe("events")
+                await first_client.recv_events(3)
+                await asyncio.sleep(1.0)  # every symbol has ticked by now (50/s)
+                async with WSClient(srv.ws_url) as ws:
+                    await ws.subscribe("events")
+                    first = await ws.recv_events(3)
+                    symbols = [e["data"]["symbol"] for e in first]
+                    assert len(set(symbols)) == len(symbols)  # the cache: one per symbol
 
     run(main(), timeout=60)

@@ -2,6 +2,9 @@
 
 Every test provokes one defect the way any client could, and checks the protocol's answer:
 an error code, never a 500, a silently closed socket, altered data or an ERROR log line.
+The tests on the module servers run once per row of the server matrix
+(fanwire.testing.matrix.SERVINGS, docs/testing.md): ``-k uvicorn-httptools-native`` picks
+the default row.
 """
 
 import asyncio
@@ -16,10 +19,12 @@ import httpx
 import jwt
 import orjson
 import pytest
+from matrix_support import serving_fixture
 from websockets.exceptions import InvalidStatus
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import WSClient
+from fanwire.testing.matrix import SERVINGS
 
 SECRET = "hardening-secret-for-tests-0123456789abcdef"
 HERE = Path(__file__).parent
@@ -33,26 +38,33 @@ def hs(**claims):
 ADMIN = hs(admin=True, subscribe=["*"], publish=["*"])
 
 
+serving = serving_fixture(SERVINGS)
+
+
 @pytest.fixture(scope="module")
-def server(fanwire_module_server):
+def server(fanwire_module_server, serving):
     """No auth, topics created on first use."""
     env = {
         "FANWIRE_DEMO_RATE": "0",
         "FANWIRE_RETENTION": "50",
         "FANWIRE_AUTO_CREATE_TOPICS": "true",
     }
-    return fanwire_module_server(env=env, name="open")
+    srv = fanwire_module_server(env=env, name=f"open-{serving.name}", serving=serving)
+    yield srv
+    srv.stop()  # now, not at the module's end: the next row starts its own
 
 
 @pytest.fixture(scope="module")
-def auth_server(fanwire_module_server):
+def auth_server(fanwire_module_server, serving):
     env = {
         "FANWIRE_DEMO_RATE": "0",
         "FANWIRE_AUTH_ENABLED": "true",
         "FANWIRE_JWT_SECRET": SECRET,
         "FANWIRE_AUTO_CREATE_TOPICS": "true",
     }
-    return fanwire_module_server(env=env, name="auth")
+    srv = fanwire_module_server(env=env, name=f"auth-{serving.name}", serving=serving)
+    yield srv
+    srv.stop()
 
 
 def new_topic():
@@ -61,13 +73,19 @@ def new_topic():
 
 def post(srv, path, token=None, headers=None, **kwargs):
     headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
-    return httpx.post(srv.url + path, headers=headers, trust_env=False, **kwargs)
+    return httpx.post(srv.url + path, headers=headers, verify=srv.verify, trust_env=False, **kwargs)
 
 
 def stream_status(srv, params, headers=None):
     """Status and body of ``GET /stream`` (a 200 stream is closed at once)."""
     with httpx.stream(
-        "GET", srv.url + "/stream", params=params, headers=headers, trust_env=False, timeout=10
+        "GET",
+        srv.url + "/stream",
+        params=params,
+        headers=headers,
+        verify=srv.verify,
+        trust_env=False,
+        timeout=10,
     ) as response:
         body = response.read() if response.status_code != 200 else b""
         return response.status_code, (orjson.loads(body) if body else None)
@@ -105,7 +123,7 @@ def test_jwt_whose_alg_is_a_list_or_object_is_unauthorized(auth_server, alg):
     assert (status, body["error"]) == (401, "UNAUTHORIZED")
 
     async def main():
-        ws = WSClient(auth_server.ws_url, params={"access_token": token}, expect_connected=False)
+        ws = auth_server.ws_client(params={"access_token": token}, expect_connected=False)
         await ws.connect()
         assert await ws.wait_closed() == 1008
         assert ws.messages[0]["code"] == "UNAUTHORIZED"
@@ -134,7 +152,7 @@ def test_deeply_nested_websocket_message_gets_an_error_and_the_socket_keeps_work
     ]
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             for raw, code in cases:
                 start = len(ws.messages)
                 await ws.send_raw(raw)
@@ -229,7 +247,7 @@ def test_claim_patterns_through_the_server(auth_server):
             if not topic.replace(".", "").replace("-", "").isalnum():
                 continue  # not a valid topic name: covered by the unit test only
             token = hs(subscribe=[pattern])
-            async with WSClient(auth_server.ws_url, params={"access_token": token}) as ws:
+            async with auth_server.ws_client(params={"access_token": token}) as ws:
                 reply = await ws.subscribe(topic, check=False)
                 assert reply["type"] == ("ack" if allowed else "error"), (pattern, topic, reply)
                 if not allowed:
@@ -247,7 +265,7 @@ def test_websocket_token_past_exp_cannot_subscribe_or_publish(auth_server):
     token = hs(subscribe=["*"], publish=["*"], exp=exp)
 
     async def main():
-        async with WSClient(auth_server.ws_url, params={"access_token": token}) as ws:
+        async with auth_server.ws_client(params={"access_token": token}) as ws:
             await ws.subscribe(kept)
             await ws.publish(kept, "before")
             await asyncio.sleep(max(0.0, exp - time.time()) + 0.5)
@@ -298,7 +316,7 @@ def test_integers_beyond_64_bits_are_refused_on_every_publish_path(server, fanwi
     assert post(server, "/topics", json={"name": topic}).status_code == 201
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic)
             for number in OUT_OF_RANGE:
                 for data in (number, '{"a":[1,' + number + "]}"):
@@ -338,7 +356,7 @@ def test_publishing_a_reserved_event_type_is_invalid(server, fanwire_broker):
     assert post(server, "/topics", json={"name": topic}).status_code == 201
 
     async def main():
-        async with WSClient(server.ws_url) as ws:
+        async with server.ws_client() as ws:
             await ws.subscribe(topic)
             for event in RESERVED:
                 response = post(server, path, json={"data": 1, "event": event})

@@ -6,7 +6,15 @@ import asyncio
 import os
 import signal
 
-from redis_support import create_everywhere, http_client, node, publish, topic_name, two_nodes
+from redis_support import (
+    create_everywhere,
+    create_topic,
+    http_client,
+    node,
+    publish,
+    topic_name,
+    two_nodes,
+)
 
 from fanwire.backends.ids import parse_id
 from fanwire.testing.aio import run
@@ -139,3 +147,52 @@ def test_a_node_catching_up_feeds_its_topics_in_id_order(fanwire_server, redis_s
         assert ws.event_ids() == ids
 
     run(main(), timeout=60)
+
+
+def test_a_topic_only_another_node_published_to_joins_a_stream_in_id_order(
+    fanwire_server, redis_server
+):
+    """While B is paused, A creates a topic and publishes to it, then to a topic B's client
+    already follows; the client subscribes to the new topic meanwhile. When B's reader
+    learns of the new topic, the other topic's newer entries come in the same read: the
+    new topic's older ones must not follow them on the client's connection."""
+    a = node(fanwire_server, redis_server.url)
+    b = node(fanwire_server, redis_server.url)
+    known = topic_name("known")
+
+    async def main():
+        async with http_client() as http:
+            await create_everywhere(http, known, a, b)
+            async with WSClient(b.ws_url) as ws:
+                await ws.subscribe(known)
+                await publish(http, a, known, {"first": True})
+                await ws.recv_events(1)
+                for round in range(3):
+                    fresh = topic_name("fresh")
+                    os.kill(b.pid, signal.SIGSTOP)
+                    try:
+                        # B's reader was blocked reading `known`: this ends that read, so
+                        # the next one asks for `known` (and the control stream) only.
+                        await publish(http, a, known, {"round": round})
+                        await create_topic(http, a, fresh)
+                        for n in range(3):
+                            await publish(http, a, fresh, {"n": n})
+                        newer = [await publish(http, a, known, {"n": n}) for n in range(3)]
+                        rid = f"sub-{round}"
+                        await ws.send({"type": "subscribe", "topic": fresh, "request_id": rid})
+                    finally:
+                        os.kill(b.pid, signal.SIGCONT)
+                    ack = await ws.recv_until(lambda m, rid=rid: m.get("request_id") == rid)
+                    assert ack["type"] == "ack", ack
+                    await ws.wait_for(
+                        lambda c, newer=newer: set(newer) <= set(c.event_ids()),
+                        what="the newer entries",
+                    )
+                    # One more on each: whatever B feeds of the round comes before them.
+                    last = [await publish(http, a, name, {"last": name}) for name in (fresh, known)]
+                    await ws.wait_for(lambda c, last=last: set(last) <= set(c.event_ids()))
+        received = ws.event_ids()
+        assert len(received) == len(set(received))
+        assert received == sorted(received, key=parse_id), "a topic's older entries came late"
+
+    run(main(), timeout=120)

@@ -12,20 +12,19 @@ import re
 import httpx
 import orjson
 import pytest
+from matrix_support import create_topic, publish, serving_fixture
+from matrix_support import delete_topic as delete
 
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
 from fanwire.testing.clients import SSEClient
-from fanwire.testing.matrix import SERVINGS, serving_params
+from fanwire.testing.matrix import SERVINGS
 
 _names = itertools.count(1)
 RETENTION = 5
 
 
-@pytest.fixture(scope="module", params=serving_params(SERVINGS))
-def serving(request):
-    """One row of the matrix: the module's servers run this way (one row at a time)."""
-    return request.param
+serving = serving_fixture(SERVINGS)
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +51,7 @@ def small(fanwire_module_server, serving):
 
 
 def new_topic(srv):
-    name = f"s{os.getpid()}-{next(_names)}"
-    response = httpx.post(
-        srv.url + "/topics", json={"name": name}, verify=srv.verify, trust_env=False
-    )
-    assert response.status_code == 201
-    return name
-
-
-def delete(srv, topic):
-    return httpx.delete(f"{srv.url}/topics/{topic}", verify=srv.verify, trust_env=False).status_code
-
-
-def publish(srv, topic, data, event=None):
-    body = {"data": data} if event is None else {"data": data, "event": event}
-    response = httpx.post(
-        f"{srv.url}/topics/{topic}/messages", json=body, verify=srv.verify, trust_env=False
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["message_id"]
+    return create_topic(srv, f"s{os.getpid()}-{next(_names)}")
 
 
 def test_headers_and_retry_first(server):

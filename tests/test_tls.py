@@ -1,9 +1,11 @@
-"""fanwire under uvicorn with ``--ssl-keyfile/--ssl-certfile``: SSE over HTTPS, WSS.
+"""fanwire over TLS: SSE over HTTPS, WSS, on every server of the matrix.
 
-The server is ``python -m uvicorn fanwire.server.app:create_app --factory`` with a self-signed
-certificate made for this session (fanwire.testing.tls); the clients trust only it.
-Under TLS the native SSE writer is off (the core cannot encrypt), and WebSocket event
-batches still go out as ready-made frames through the TLS transport.
+Each row of ``TLS_SERVINGS`` (fanwire.testing.matrix, docs/testing.md) serves
+``fanwire.server.app:create_app`` with a self-signed certificate made for this session
+(fanwire.testing.tls): uvicorn (``--ssl-keyfile/--ssl-certfile``, httptools and h11),
+hypercorn and granian; the clients trust only it. Under uvicorn's TLS the native SSE
+writer is off (the core cannot encrypt), and WebSocket event batches still go out as
+ready-made frames through the TLS transport.
 """
 
 import asyncio
@@ -11,33 +13,20 @@ import ssl
 
 import httpx
 import pytest
+from matrix_support import create_topic as new_topic
+from matrix_support import delete_topic, publish, serving_fixture
 
 from fanwire.testing.aio import run
-from fanwire.testing.clients import SSEClient, WSClient
+from fanwire.testing.matrix import TLS_SERVINGS, serving_params
+
+serving = serving_fixture(TLS_SERVINGS)
 
 
 @pytest.fixture(scope="module")
-def server(fanwire_module_server):
-    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"}, tls=True)
-
-
-def new_topic(srv, name):
-    response = httpx.post(
-        srv.url + "/topics", json={"name": name}, verify=srv.verify, trust_env=False
-    )
-    assert response.status_code == 201, response.text
-    return name
-
-
-def publish(srv, topic, data):
-    response = httpx.post(
-        f"{srv.url}/topics/{topic}/messages",
-        json={"data": data},
-        verify=srv.verify,
-        trust_env=False,
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["message_id"]
+def server(fanwire_module_server, serving):
+    srv = fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"}, serving=serving)
+    yield srv
+    srv.stop()  # now, not at the module's end: the next row starts its own
 
 
 def test_the_server_speaks_only_tls(server):
@@ -54,7 +43,7 @@ def test_sse_over_https_delivers_live_messages(server):
     topic = new_topic(server, "tls-sse")
 
     async def main():
-        async with SSEClient(server.url, topics=[topic]) as sse:
+        async with server.sse_client(topics=[topic]) as sse:
             await sse.read_until(lambda c: c.frames, what="retry")
             assert sse.retry == 3000
             sent = [publish(server, topic, i) for i in range(20)]
@@ -71,12 +60,9 @@ def test_sse_over_https_replays_and_ends_on_topic_deletion(server):
     old = [publish(server, topic, i) for i in range(3)]
 
     async def main():
-        async with SSEClient(server.url, topics=[topic], last_n=3) as sse:
+        async with server.sse_client(topics=[topic], last_n=3) as sse:
             await sse.read_messages(3)
-            deleted = httpx.delete(
-                f"{server.url}/topics/{topic}", verify=server.verify, trust_env=False
-            )
-            assert deleted.status_code == 204
+            assert delete_topic(server, topic) == 204
             frames = await sse.read_to_end()
             assert sse.ids == old
             assert [f.data for f in frames if f.event == "topic_deleted"] == [{"topic": topic}]
@@ -85,11 +71,12 @@ def test_sse_over_https_replays_and_ends_on_topic_deletion(server):
     run(main())
 
 
-def test_https_stream_stalled_past_the_grace_is_aborted(fanwire_server):
+@pytest.mark.parametrize("row", serving_params(TLS_SERVINGS))
+def test_https_stream_stalled_past_the_grace_is_aborted(fanwire_server, row):
     """The stream falls back to the ASGI path under TLS; a client stalled past
     ``close_grace`` still gets its connection aborted (as on plain HTTP), so the slot is
-    freed and uvicorn logs no unfinished response."""
-    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_CLOSE_GRACE": "0.3"}, tls=True)
+    freed and the server logs no unfinished response."""
+    srv = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_CLOSE_GRACE": "0.3"}, serving=row)
     topic = new_topic(srv, "tls-stall")
     pad = "x" * 30_000
 
@@ -98,9 +85,8 @@ def test_https_stream_stalled_past_the_grace_is_aborted(fanwire_server):
             httpx.AsyncClient(
                 base_url=srv.url, verify=srv.verify, trust_env=False, timeout=30
             ) as http,
-            SSEClient(srv.url, topics=[topic]) as healthy,
-            SSEClient(
-                srv.url,
+            srv.sse_client(topics=[topic]) as healthy,
+            srv.sse_client(
                 topics=[topic],
                 receive_buffer=65536,
                 stalled=True,
@@ -137,7 +123,7 @@ def test_wss_events_replies_and_notices(server, compression):
     old = [publish(server, topic, i) for i in range(5)]
 
     async def main():
-        async with WSClient(server.ws_url, compression=compression) as ws:
+        async with server.ws_client(compression=compression) as ws:
             await ws.subscribe(topic, last_n=5)
             live = [publish(server, topic, i) for i in range(5, 205)]
             await ws.recv_events(205)
@@ -147,10 +133,7 @@ def test_wss_events_replies_and_notices(server, compression):
             assert pong["type"] == "pong"
             own = await ws.publish(topic, {"from": "ws"})
             await ws.wait_for(lambda c: own["message_id"] in c.event_ids(), what="own event")
-            deleted = httpx.delete(
-                f"{server.url}/topics/{topic}", verify=server.verify, trust_env=False
-            )
-            assert deleted.status_code == 204
+            assert delete_topic(server, topic) == 204
             info = await ws.recv_until(lambda m: m.get("message") == "topic_deleted")
             assert info["topic"] == topic
             assert not ws.closed

@@ -12,10 +12,11 @@ import os
 import httpx
 import orjson
 import pytest
+from matrix_support import create_topic, publish, serving_fixture
 
 from fanwire.testing.aio import run
 from fanwire.testing.assertions import assert_in_order
-from fanwire.testing.matrix import SERVINGS, serving_params
+from fanwire.testing.matrix import SERVINGS
 
 _names = itertools.count(1)
 RETENTION = 50
@@ -24,10 +25,7 @@ RETENTION = 50
 ROWS = [row for serving in SERVINGS for row in (serving, serving.with_deflate())]
 
 
-@pytest.fixture(scope="module", params=serving_params(ROWS))
-def serving(request):
-    """One row of the matrix: the module's server runs this way (one row at a time)."""
-    return request.param
+serving = serving_fixture(ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +43,7 @@ def server(fanwire_module_server, serving):
 
 
 def new_topic(srv):
-    name = f"w{os.getpid()}-{next(_names)}"
-    response = httpx.post(
-        srv.url + "/topics", json={"name": name}, verify=srv.verify, trust_env=False
-    )
-    assert response.status_code == 201
-    return name
-
-
-def publish(srv, topic, data):
-    response = httpx.post(
-        f"{srv.url}/topics/{topic}/messages",
-        json={"data": data},
-        verify=srv.verify,
-        trust_env=False,
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["message_id"]
+    return create_topic(srv, f"w{os.getpid()}-{next(_names)}")
 
 
 def test_connected_info_and_ping(server):

@@ -4,7 +4,10 @@ stream with ``XREAD BLOCK`` and feeds each entry to the local C++ core.
 Local fan-out then stays in C++: an entry crosses into the core once, with its stream id
 as the message id, and the core wakes this process's subscribers in batches. Entries are
 fed in key order across streams (ids increase in publish order across topics), so a
-stream of several topics is in id order (:meth:`StreamReader._feed_in_order`).
+stream of several topics is in id order (:meth:`StreamReader._feed_in_order`). A topic
+followed late (created elsewhere, learnt of while other streams were being read) joins
+that order: nothing of it at or before what was already fed is fed (it is history, in
+Redis), and the other streams wait for its first read.
 
 Continuity: each entry carries its topic's publish count ``s`` (:mod:`.scripts`). A
 reader that fell more than the retention behind (a paused process, a slow Redis) finds
@@ -78,6 +81,12 @@ class StreamReader:
         self.hole_end: dict[str, StreamKey] = {}
         #: topic -> this process's subscribers when its last message was fed.
         self.subscribers: dict[str, int] = {}
+        #: topic -> the newest key fed to the core (of any topic) when it was followed:
+        #: its entries up to there are older than what subscribers already got, so they
+        #: are read past, not fed (a stream of several topics stays in id order).
+        self.floor: dict[str, StreamKey] = {}
+        #: the newest key fed to the core, across topics.
+        self.fed: StreamKey = ZERO
         #: id of the last control notice applied.
         self.control = "0-0"
         self._waiters: list[tuple[StreamKey, asyncio.Future[None]]] = []
@@ -94,13 +103,17 @@ class StreamReader:
             self.core.create_topic(topic, *self.shape(topic))
         if topic not in self.positions:
             self.positions[topic] = after
-            self.feed_start[topic] = parse_id(after) or ZERO
+            start = parse_id(after) or ZERO
+            if self.fed > start:
+                self.floor[topic] = self.fed
+            self.feed_start[topic] = max(start, self.fed)
             self.counts[topic] = count
 
     def forget(self, topic: str) -> None:
         """Stop reading ``topic`` and delete it locally (its subscribers are told)."""
         self.positions.pop(topic, None)
         self.feed_start.pop(topic, None)
+        self.floor.pop(topic, None)
         self.counts.pop(topic, None)
         self.hole_end.pop(topic, None)
         self.subscribers.pop(topic, None)
@@ -121,8 +134,10 @@ class StreamReader:
         """One ``XREAD BLOCK`` over the control stream and every followed stream."""
         streams: dict[KeyT, StreamIdT] = {self.keys.control: self.control}
         streams.update({self.keys.stream(t): p for t, p in self.positions.items()})
+        requested = set(self.positions)
         reply = await self.client.xread(streams, count=self.count, block=self.block_ms)
-        behind = self.apply(reply.items() if isinstance(reply, dict) else reply or ())
+        items = reply.items() if isinstance(reply, dict) else reply or ()
+        behind = self.apply(items, requested)
         if behind:
             await self._let_subscribers_take(behind)
 
@@ -140,9 +155,14 @@ class StreamReader:
             self.drain()  # a round comes even if no subscriber asked for one
             await asyncio.sleep(CATCH_UP_POLL)
 
-    def apply(self, reply: Iterable[Any]) -> set[str]:
+    def apply(self, reply: Iterable[Any], requested: Collection[str] | None = None) -> set[str]:
         """Apply control notices first, then feed the messages of the other streams;
-        the topics whose batch was full (more is waiting in their streams)."""
+        the topics whose batch was full (more is waiting in their streams).
+
+        ``requested``: the topics the read asked for. One followed since (adopted while
+        the read was out, or created by a notice of this reply) was not read: its entries
+        may be older than the others' in this reply, so those wait for the next read,
+        which includes it (see :meth:`_feed_in_order`)."""
         batches = [(as_text(key), entries) for key, entries in reply]
         touched: set[str] = set()
         for key, entries in batches:
@@ -156,12 +176,16 @@ class StreamReader:
                 streams.append((topic, entries))
                 if len(entries) >= self.count:
                     behind.add(topic)
-        if self._feed_in_order(streams, behind):
+        unread = set() if requested is None else set(self.positions) - set(requested)
+        unread |= touched & set(self.positions)
+        if self._feed_in_order(streams, behind, unread):
             self.drain()
         self._wake_waiters()
         return behind
 
-    def _feed_in_order(self, streams: list[tuple[str, Entries]], behind: set[str]) -> bool:
+    def _feed_in_order(
+        self, streams: list[tuple[str, Entries]], behind: set[str], unread: Collection[str] = ()
+    ) -> bool:
         """Feed the entries of every stream merged by key, up to the largest key that no
         stream can still bring a smaller one than (ids increase in publish order across
         topics: :mod:`.scripts`). XREAD returned each stream's entries after its position,
@@ -171,8 +195,10 @@ class StreamReader:
         entry fed), so the core gets every topic in key order and a take over several
         topics stops at the newest key fed (``IdPolicy::visible``): a multi-topic stream is
         in id order, and its last id resumes every topic (PROTOCOL.md). At least one full
-        batch is fed each time; with none full, everything is."""
+        batch is fed each time; with none full, everything is. A followed topic that was
+        not read (``unread``) bounds it by where it starts: the next read has it."""
         bounds = [parse_id(entries[-1][0]) for topic, entries in streams if topic in behind]
+        bounds += [self._start_of(topic) for topic in unread]
         watermark = min((b for b in bounds if b is not None), default=None)
         runs = [
             [
@@ -189,6 +215,11 @@ class StreamReader:
             if topic in self.positions:
                 must_drain |= self._feed(topic, key, raw_id, fields)
         return must_drain
+
+    def _start_of(self, topic: str) -> StreamKey:
+        """The key after which ``topic``'s next entry to feed can be."""
+        position = parse_id(self.positions[topic]) or ZERO
+        return max(position, self.floor.get(topic, ZERO))
 
     def _apply_control(self, entries: Entries) -> set[str]:
         """Create/delete local topics in notice order; the topics touched."""
@@ -211,6 +242,10 @@ class StreamReader:
         if key <= (parse_id(self.positions[topic]) or ZERO):
             return False
         message_id = as_text(raw_id)
+        if key <= self.floor.get(topic, ZERO):  # older than what was fed: history only
+            self.counts[topic] = _count(fields)
+            self.positions[topic] = message_id
+            return False
         self._check_continuity(topic, message_id, key, _count(fields))
         event = as_text(fields.get(b"e", b""))
         try:
@@ -228,6 +263,7 @@ class StreamReader:
             log.warning("skipping malformed entry %s of topic %r: %s", message_id, topic, exc)
             drain = False
         self.positions[topic] = message_id
+        self.fed = max(self.fed, key)
         return drain
 
     def _check_continuity(

@@ -136,15 +136,37 @@ def _hook_signals(runtime: Runtime) -> Callable[[], None]:
         return _nothing
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
+    pending: set[asyncio.Task[None]] = set()
+    signalled: list[int] = []
 
-    def handler(sig: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(runtime.begin_shutdown)
+    def pass_on(sig: int, frame: FrameType | None) -> None:
         prev = previous.get(sig)
         if callable(prev):
             prev(sig, frame)
         elif prev == signal.SIG_DFL:  # nobody else handles it: behave as before
             signal.signal(sig, prev)
             signal.raise_signal(sig)
+
+    async def drain_then_pass_on(sig: int, frame: FrameType | None) -> None:
+        await runtime.drain()
+        pass_on(sig, frame)
+
+    def begin(sig: int, frame: FrameType | None) -> None:
+        runtime.begin_shutdown()
+        task = loop.create_task(drain_then_pass_on(sig, frame))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        # The server's own handler runs once the clients were told and their streams
+        # ended (the shutdown grace at most): `python -m uvicorn` closes open WebSockets
+        # with 1012 as soon as it is signalled, before their `info shutdown` went out.
+        # A second signal is passed on at once (uvicorn: force exit).
+        if signalled or runtime.shutdown_deadline is not None:
+            pass_on(sig, frame)
+        else:
+            signalled.append(sig)
+            loop.call_soon_threadsafe(begin, sig, frame)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)

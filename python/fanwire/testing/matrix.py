@@ -109,6 +109,10 @@ class Serving:
         """The same row, with a WebSocket client that negotiates permessage-deflate."""
         return replace(self, name=f"{self.name}-deflate", ws_compression="deflate")
 
+    def with_tls(self) -> Serving:
+        """The same row served over TLS (HTTPS/WSS with the test certificate)."""
+        return self if self.tls else replace(self, name=f"{self.name}-tls", tls=True)
+
     def env(self) -> dict[str, str]:
         """The ``FANWIRE_*`` settings of this row."""
         if self.native:
@@ -150,6 +154,21 @@ SERVINGS: tuple[Serving, ...] = (
     Serving("uvicorn-tls", tls=True),
     Serving("hypercorn", server="hypercorn", http="h11", ws="wsproto"),
     Serving("granian", server="granian", http="hyper", ws="tungstenite", ws_deflate=False),
+)
+
+
+#: The representative subset for the slow and stress tests (docs/testing.md): one row
+#: per server, and uvicorn with the native paths on and off.
+REPRESENTATIVE: tuple[Serving, ...] = (SERVINGS[0], SERVINGS[2], SERVINGS[4], SERVINGS[5])
+
+#: One TLS row per server (the TLS suite, tests/test_tls.py): uvicorn on both HTTP
+#: implementations (native paths on, so the fallbacks under TLS are exercised) and
+#: hypercorn and granian with their own TLS.
+TLS_SERVINGS: tuple[Serving, ...] = (
+    SERVINGS[3],
+    SERVINGS[1].with_tls(),
+    SERVINGS[4].with_tls(),
+    SERVINGS[5].with_tls(),
 )
 
 

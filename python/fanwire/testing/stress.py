@@ -134,6 +134,11 @@ class ClientResult:
         )
 
 
+def _progress(result: ClientResult) -> int:
+    """Everything ``result``'s client has received so far (messages and notices)."""
+    return result.received + result.other_messages + len(result.notices)
+
+
 class _Client:
     """One subscriber of the run: an :class:`SSEClient` or :class:`WSClient` whose
     ``on_message`` callback feeds its :class:`ClientResult` (nothing is stored)."""
@@ -503,12 +508,19 @@ async def astress(
             dropped_after = int((await _topic_stats(http, topic)).get("dropped_count", 0))
             report.dropped_during_run = dropped_after - dropped_before
             # Let the stalled clients read what the server kept for them, and its notices.
+            # A stalled client reads megabytes of backlog (its flood topic's, then this
+            # topic's) before the notice: on a loaded machine that takes longer than any
+            # fixed wait, so wait while they still make progress (10 s without any).
             for client in stalled_clients:
                 client.connection.resume()
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline and any(
-                not r.told_of_drops(topic) and not r.closed for r in report.stalled
-            ):
+            last, idle_until = -1, 0.0
+            while any(not r.told_of_drops(topic) and not r.closed for r in report.stalled):
+                now = time.monotonic()
+                progress = sum(_progress(r) for r in report.stalled)
+                if progress != last:
+                    last, idle_until = progress, now + 10.0
+                elif now > idle_until:
+                    break
                 await asyncio.sleep(0.05)
         finally:
             await asyncio.gather(*(c.close() for c in [*readers, *stalled_clients]))

@@ -12,6 +12,13 @@ from fanwire.settings import Settings
 
 
 class BuggyBroker(Broker):
+    # Both publish entry points: a WebSocket publish in memory takes the synchronous one
+    # (server/ws.py quick_publish), other paths the async one.
+    def publish_message(self, topic: str, data: Any, event: str | None = None) -> Published:
+        if topic == "bug":
+            raise RuntimeError("injected bug")
+        return super().publish_message(topic, data, event)
+
     async def apublish(self, topic: str, data: Any, event: str | None = None) -> Published:
         if topic == "bug":
             raise RuntimeError("injected bug")

@@ -73,10 +73,17 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   std::string buf;
   buf.reserve(2 * data.size() + 2 * topic.size() + 2 * id.size() + event.size() +
               sse_event.size() + 2 * ts_text.size() + 96);
-  // SSE frame: id / event / data lines, then a blank line.
-  buf.append("id: ");
-  const size_t id_offset = buf.size();
-  buf.append(id).append("\nevent: ").append(sse_event);
+  // SSE frame: id / event / data lines, then a blank line. The `end` notice of a stream
+  // (Broker.end) has no id line, so an EventSource reconnecting after it resumes before
+  // it and is told `end` again instead of waiting for a message that never comes.
+  const bool end = event == "end";
+  size_t id_offset = 0;
+  if (!end) {
+    buf.append("id: ");
+    id_offset = buf.size();
+    buf.append(id).append("\n");
+  }
+  buf.append("event: ").append(sse_event);
   buf.append("\ndata: {\"topic\":\"").append(topic).append("\",\"data\":").append(data);
   buf.append(",\"ts\":").append(ts_text).append("}\n\n");
   const size_t sse_len = buf.size();
@@ -85,13 +92,16 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   std::string ws;
   ws.reserve(data.size() + topic.size() + id.size() + event.size() + ts_text.size() + 80);
   ws.append("{\"type\":\"event\",\"topic\":\"").append(topic);
-  ws.append("\",\"message_id\":\"").append(id).append("\",\"data\":").append(data);
+  ws.append("\",\"message_id\":\"");
+  const size_t ws_id_offset = ws.size();
+  ws.append(id).append("\",\"data\":").append(data);
   ws.append(",\"ts\":").append(ts_text);
   if (!event.empty()) ws.append(",\"event\":\"").append(event).append("\"");
   ws.append("}");
   append_ws_header(buf, ws.size());
   const size_t ws_text_offset = buf.size();
   buf.append(ws);
+  if (end) id_offset = ws_text_offset + ws_id_offset;  // the id is only in the WS text
   return std::make_shared<const Message>(key, std::move(buf), sse_len, ws_text_offset, id_offset,
                                          id.size());
 }

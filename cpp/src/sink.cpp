@@ -29,6 +29,16 @@ std::string topic_json(std::string_view topic, std::string_view extra = {}) {
   return json;
 }
 
+// The topic a producer ended (Broker.end publishes `event: end`, with no id line: see
+// Message::make), or empty for any other message.
+std::string_view ended_topic(const Message& message) {
+  constexpr std::string_view kEnd = "event: end\ndata: {\"topic\":\"";
+  const std::string_view sse = message.sse();
+  if (!sse.starts_with(kEnd)) return {};
+  const std::string_view rest = sse.substr(kEnd.size());
+  return rest.substr(0, rest.find('"'));
+}
+
 }  // namespace
 
 const char* to_string(SinkEnd end) {
@@ -104,6 +114,17 @@ void Sink::take_ready_locked(std::string& body) {
   size_t removed = 0;  // from the stream so far: its indexes shift
   for (size_t i = 0; i < topics.size() && end_ == SinkEnd::none; ++i)
     if (topics[i].ended) end_topic_locked(i - removed, topics[i].reason, body, removed);
+  // A topic whose end was just written leaves the stream (fill_locked then ends the
+  // stream once no topic is left, as after a deletion).
+  for (const auto& piece : taken_.pieces()) {
+    const std::string_view topic = piece.message ? ended_topic(*piece.message) : "";
+    for (size_t i = 0; !topic.empty() && i < stream_.size(); ++i) {
+      if (stream_.at(i)->topic_name() != topic) continue;
+      stream_.at(i)->close();
+      stream_.remove_at(i);
+      break;
+    }
+  }
   taken_.clear();
 }
 

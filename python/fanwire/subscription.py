@@ -20,7 +20,7 @@ from . import _core
 from .enums import Mode, Policy
 from .errors import TopicNotFound
 from .names import check_topic
-from .wire import Notices
+from .wire import Notices, ended_topics
 
 if TYPE_CHECKING:
     from .backends.history import Replay
@@ -201,8 +201,11 @@ class Subscription:
 
     @property
     def native_ready(self) -> bool:
-        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
-        return self._mode is Mode.sse and not self._held and self._sink is None
+        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way, no
+        ``end`` in what is queued: the iteration ends the stream then)."""
+        if self._mode is not Mode.sse or self._held or self._sink is not None:
+            return False
+        return not any(ended_topics(item) for item in self._pending)
 
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
@@ -327,7 +330,13 @@ class Subscription:
                 self._end_topic(note.topic, note.close_reason, out)
         if self._mode is Mode.ws:
             return out
-        return out[0] if len(out) == 1 else b"".join(out)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self._mode is Mode.sse:
+            # A topic its producer ended (Broker.end) leaves, as a deleted one does.
+            for topic in ended_topics(data):
+                if topic in self._subs:
+                    self._end_topic(topic, "end", out)
+        return data
 
     def _take(self, out: list[Any]) -> _core.Batch:
         """Append what every topic has ready, in id order (drop notices in place), to

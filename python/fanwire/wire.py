@@ -87,3 +87,20 @@ class Notices:
         if self.sse:
             return sse_frame("error", {"code": "SLOW_CONSUMER", "topic": topic})
         return self._ws(ws_error("SLOW_CONSUMER", f"queue of topic {topic!r} overflowed; closing"))
+
+
+#: How a producer's end (``Broker.end``) starts its SSE frame: it has no ``id:`` line, so
+#: it can only be at the start of a batch or right after another frame.
+END_FRAME = b"event: end\n"
+
+
+def ended_topics(frames: bytes) -> list[str]:
+    """The topics whose ``end`` is among ``frames`` (SSE bytes), in order."""
+    if not (frames.startswith(END_FRAME) or b"\n\n" + END_FRAME in frames):
+        return []
+    out = []
+    for frame in frames.split(b"\n\n"):
+        if frame.startswith(END_FRAME):
+            data = frame[len(END_FRAME) :].removeprefix(b"data: ")
+            out.append(orjson.loads(data)["topic"])
+    return out

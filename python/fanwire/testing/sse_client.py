@@ -35,7 +35,7 @@ from .gaps import Gap
 from .tls import client_context_for
 
 #: SSE event types the server uses for notices; every other type is a message.
-CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown", "error"})
+CONTROL_EVENTS = frozenset({"heartbeat", "gap", "topic_deleted", "shutdown", "error", "end"})
 
 
 class StreamEnded(AssertionError):

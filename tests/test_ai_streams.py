@@ -314,3 +314,24 @@ def test_without_fastapi_sse_a_clear_import_error():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "ImportError: fanwire.sse needs FastAPI >= 0.135" in done.stdout
+
+
+def test_rest_end_closes_streams_of_fanwire_itself(fanwire_server):
+    """``POST /topics/{name}/end`` (a producer that is not in the app's process)."""
+    srv = fanwire_server(env=ENV)
+
+    async def main():
+        async with client(srv) as http:
+            topic = await new_topic(http)
+            async with SSEClient(srv.url, topics=[topic]) as sub:
+                await publish(http, topic, {"token": "a"})
+                ended = await http.post(f"/topics/{topic}/end", json={"data": {"n": 1}})
+                assert ended.status_code == 202
+                await sub.read_to_end()
+                assert orjson.loads(sub.frames[-1].raw_data)["data"] == {"n": 1}
+            assert (await http.post(f"/topics/{topic}/end")).status_code == 202  # no body
+            assert (await http.post("/topics/nope/end")).status_code == 404
+            bad = await http.post(f"/topics/{topic}/end", content=b"{")
+            assert bad.status_code == 400 and bad.json()["error"] == "INVALID_MESSAGE"
+
+    run(main())

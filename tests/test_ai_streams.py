@@ -335,3 +335,30 @@ def test_rest_end_closes_streams_of_fanwire_itself(fanwire_server):
             assert bad.status_code == 400 and bad.json()["error"] == "INVALID_MESSAGE"
 
     run(main())
+
+
+@pytest.mark.parametrize("which", ["native", "asgi", "route"])
+def test_a_stream_of_two_topics_closes_once_both_ended(which, app_server, asgi_server):
+    srv = asgi_server if which == "asgi" else app_server
+    path = "/answers" if which == "route" else "/stream"
+
+    async def main():
+        async with client(srv) as http:
+            first, second = await new_topic(http), await new_topic(http)
+            async with SSEClient(srv.url, path=path, topics=[first, second]) as sub:
+                await publish(http, first, 1)
+                await http.post(f"/end/{first}")
+                await sub.read_until_event("end")
+                await publish(http, second, 2)  # the stream goes on for the other topic
+                await sub.read_messages(2)
+                assert not sub.ended
+                await http.post(f"/end/{second}")
+                await sub.read_to_end()
+            got = [
+                (f.event, f.topic)
+                for f in sub.frames
+                if f.raw_data and f.event in ("message", "end")
+            ]
+            assert got == [("message", first), ("end", first), ("message", second), ("end", second)]
+
+    run(main())

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from mcp import Client
-from mcp_types import JSONRPCNotification
+from mcp_types import JSONRPCNotification, JSONRPCResponse
 from redis_support import until
 
 import fanwire
@@ -108,3 +108,40 @@ def test_events_stored_on_one_node_replay_on_another(redis_server):
             await b.aclose()
 
     run(main())
+
+
+def test_a_request_id_used_again_gets_a_new_stream_and_answered_ones_expire():
+    """The SDK's stream ids are request ids, reused by every session: once a request's
+    response is stored, the same id starts a new stream (a replay of the old one never
+    shows the new one's events), and the old stream's topic is deleted ``keep`` seconds
+    later."""
+
+    async def main() -> None:
+        broker = fanwire.Broker()
+        await broker.astart()
+        try:
+            store = fanwire.mcp.EventStore(broker, keep=0.2)
+            first = [await store.store_event("1", note(i)) for i in range(2)]
+            answer = JSONRPCResponse(jsonrpc="2.0", id=1, result={"ok": True})
+            first.append(await store.store_event("1", answer))
+            again = await store.store_event("1", note(7))
+            assert again.split("/")[0] != first[0].split("/")[0]
+            got = []
+
+            async def send(event):
+                got.append(event)
+
+            assert await store.replay_events_after(first[0], send) == "1"
+            assert [e.event_id for e in got] == first[1:]  # not the new stream's note(7)
+            old_topic = "mcp." + first[0].split("/")[0]
+            await until(lambda: gone(broker, old_topic), what="the answered stream expiring")
+            assert broker.has_topic("mcp." + again.split("/")[0])
+            assert await store.replay_events_after(first[0], send) is None
+        finally:
+            await broker.aclose()
+
+    run(main())
+
+
+async def gone(broker: fanwire.Broker, topic: str) -> bool:
+    return not broker.has_topic(topic)

@@ -31,16 +31,26 @@ server = MCPServer("fanwire-countdown")
 
 @server.tool()
 async def countdown(n: int, ctx: Context, drop_at: int = -1, delay: float = 0.01) -> str:
-    """Report progress ``n`` times, then answer; the stream is dropped at ``drop_at``."""
+    """Report progress ``n`` times, then answer; the stream is dropped at ``drop_at``, and
+    the steps after it are reported while the client is away (they reach it from the
+    event store when it reconnects)."""
     for step in range(1, n + 1):
         await ctx.report_progress(step, n, f"step {step}")
         if step == drop_at:
             await ctx.close_sse_stream()  # the client reconnects with Last-Event-ID
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay if step < drop_at or drop_at < 0 else 0)
     return f"counted {n}"
 
 
-mcp_app = server.streamable_http_app(event_store=fanwire.mcp.EventStore(broker), retry_interval=100)
+# How long a client waits before it reconnects (ms). The SDK forwards live only what is
+# stored once a resumed stream is registered again, after the replay: an event stored in
+# between is not sent on that connection (it stays in the store), the SDK's own
+# "replay->live-tail window". The tool reports the steps after its drop at once, so they
+# are all stored before the client is back.
+RETRY_MS = int(os.environ.get("MCP_RETRY_MS", "1000"))
+mcp_app = server.streamable_http_app(
+    event_store=fanwire.mcp.EventStore(broker), retry_interval=RETRY_MS
+)
 
 
 @asynccontextmanager

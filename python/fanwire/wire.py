@@ -92,11 +92,12 @@ class Notices:
 #: How a producer's end (``Broker.end``) starts its SSE frame: it has no ``id:`` line, so
 #: it can only be at the start of a batch or right after another frame.
 END_FRAME = b"event: end\n"
+_AFTER_FRAME = b"\n\n" + END_FRAME
 
 
 def ended_topics(frames: bytes) -> list[str]:
     """The topics whose ``end`` is among ``frames`` (SSE bytes), in order."""
-    if not (frames.startswith(END_FRAME) or b"\n\n" + END_FRAME in frames):
+    if not (frames.startswith(END_FRAME) or _AFTER_FRAME in frames):
         return []
     out = []
     for frame in frames.split(b"\n\n"):

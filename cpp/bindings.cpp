@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "fanwire/broker.hpp"
+#include "fanwire/notices.hpp"
 #include "fanwire/stream.hpp"
 #include "fanwire/writer.hpp"
 
@@ -17,12 +18,12 @@ namespace {
 struct TopicNote {
   std::string topic;
   uint64_t dropped = 0;
-  std::string close_reason;
-  bool ended = false;
+  CloseReason close_reason = CloseReason::none;
+  bool ended = false;  // it left the stream (or ended it: see Stream.end)
 };
 
 // What Stream.take returns: the encoded pieces (bytes for SSE and WebSocket frames,
-// texts for WebSocket texts), with the drop notices in place.
+// texts for WebSocket texts), with every notice in place (drops, ends).
 struct Batch {
   py::bytes data;
   py::list texts;
@@ -56,7 +57,7 @@ py::list texts_of(const Taken& taken) {
   return out;
 }
 
-Batch take_batch(const Stream& stream) {
+Batch take_batch(Stream& stream) {
   // Every call holds the GIL, so one scratch serves every connection: an idle one costs
   // only its Stream's list of subscribers. (A take from a finalizer run while this one
   // builds its Python objects gets its own.)
@@ -81,12 +82,9 @@ Batch take_batch(const Stream& stream) {
   }
   batch.messages = taken.message_count();
   batch.dropped = taken.dropped_count();
-  const auto& topics = taken.topics();
-  for (size_t i = 0; i < topics.size(); ++i) {
-    const TopicTake& t = topics[i];
+  for (const TopicTake& t : taken.topics()) {
     if (t.dropped == 0 && t.reason == CloseReason::none) continue;
-    batch.topics.push_back(
-        TopicNote{stream.at(i)->topic_name(), t.dropped, to_string(t.reason), t.ended});
+    batch.topics.push_back(TopicNote{t.topic, t.dropped, t.reason, t.ended});
   }
   taken.clear();
   return batch;
@@ -161,6 +159,13 @@ std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscri
   return writer.attach(std::move(subs), std::move(options));
 }
 
+// A notice as the Python side sends it: bytes (SSE, WebSocket frames) or a str
+// (WebSocket texts). Notices are rare: one object each is fine.
+py::object as_python(Encoding encoding, const std::string& notice) {
+  if (encoding == Encoding::ws_text) return py::str(notice);
+  return py::bytes(notice);
+}
+
 Wakes drain(Broker& broker) {
   std::vector<uint64_t> tokens;
   broker.drain(tokens);
@@ -185,8 +190,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("first_available", &Subscriber::first_available)
       .def_property_readonly("pending", &Subscriber::pending)
       .def_property_readonly("dropped", &Subscriber::dropped)
-      .def_property_readonly("close_reason",
-                             [](const Subscriber& s) { return to_string(s.close_reason()); })
+      .def_property_readonly("close_reason", &Subscriber::close_reason)
       .def("arm", &Subscriber::arm)
       .def("skip_through",
            [](Subscriber& s, std::string_view id) {
@@ -212,6 +216,38 @@ PYBIND11_MODULE(_core, m) {
       .value("ws", Encoding::ws_text)
       .value("ws_frames", Encoding::ws_frame);
 
+  py::enum_<CloseReason>(m, "CloseReason")
+      .value("none", CloseReason::none)
+      .value("unsubscribed", CloseReason::unsubscribed)
+      .value("slow_consumer", CloseReason::slow_consumer)
+      .value("topic_deleted", CloseReason::topic_deleted)
+      .value("shutdown", CloseReason::shutdown)
+      .value("ended", CloseReason::ended);
+
+  py::enum_<StreamEnd>(m, "StreamEnd")
+      .value("none", StreamEnd::none)
+      .value("no_topics", StreamEnd::no_topics)
+      .value("shutdown", StreamEnd::shutdown)
+      .value("slow_consumer", StreamEnd::slow_consumer)
+      .value("client_gone", StreamEnd::client_gone)
+      .value("closed", StreamEnd::closed);
+
+  // The notices Python sends itself (a resume's gap, a writer's heartbeat), encoded by
+  // the core like every other notice.
+  m.def("gap_notice",
+        [](Encoding e, std::string_view topic, std::optional<std::string_view> first) {
+          return as_python(e, notice::gap(e, topic, first));
+        },
+        py::arg("encoding"), py::arg("topic"), py::arg("first_available"));
+  m.def("heartbeat_notice",
+        [](Encoding e) { return as_python(e, notice::heartbeat(e, notice::now())); },
+        py::arg("encoding"));
+  m.def("member_notice",
+        [](Encoding e, bool join, std::string_view topic, std::string_view member) {
+          return as_python(e, notice::member(e, join, topic, member));
+        },
+        py::arg("encoding"), py::arg("join"), py::arg("topic"), py::arg("member"));
+
   py::class_<TopicNote>(m, "TopicNote")
       .def_readonly("topic", &TopicNote::topic)
       .def_readonly("dropped", &TopicNote::dropped)
@@ -226,16 +262,31 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("topics", &Batch::topics);
 
   py::class_<Stream>(m, "Stream")
-      .def(py::init<Encoding>(), py::arg("encoding"))
+      .def(py::init([](Encoding encoding, bool end_when_empty) {
+             return std::make_unique<Stream>(encoding, std::vector<std::shared_ptr<Subscriber>>{},
+                                             end_when_empty);
+           }),
+           py::arg("encoding"), py::arg("end_when_empty") = false)
       .def_property_readonly("encoding", &Stream::encoding)
+      .def_property_readonly("end", &Stream::end)
       .def("__len__", &Stream::size)
-      .def("add", [](Stream& s, std::shared_ptr<Subscriber> sub) { s.add(std::move(sub)); },
+      .def("add",
+           [](Stream& s, std::shared_ptr<Subscriber> sub, bool held) { s.add(std::move(sub), held); },
+           py::arg("sub"), py::arg("held") = false)
+      .def("release", [](Stream& s, const Subscriber& sub) { s.release(sub); }, py::arg("sub"))
+      .def("mark_ended", [](Stream& s, const Subscriber& sub) { s.mark_ended(sub); },
            py::arg("sub"))
       .def("remove", [](Stream& s, const Subscriber& sub) { return s.remove(sub); },
            py::arg("sub"))
       .def("arm", &Stream::arm)
       .def("take", &take_batch)
-      .def("close", &Stream::close_all);
+      .def("end_for_shutdown",
+           [](Stream& s) -> py::object {
+             std::string notice;
+             if (!s.end_for_shutdown(notice)) return py::none();
+             return as_python(s.encoding(), notice);
+           })
+      .def("close", [](Stream& s) { s.finish(StreamEnd::closed); });
 
   py::class_<LiveCounts>(m, "LiveCounts")
       .def_readonly("messages", &LiveCounts::messages)
@@ -245,7 +296,7 @@ PYBIND11_MODULE(_core, m) {
   });
 
   py::class_<Sink, std::shared_ptr<Sink>>(m, "Sink")
-      .def_property_readonly("end", [](const Sink& s) { return to_string(s.end()); })
+      .def_property_readonly("end", &Sink::end)
       .def_property_readonly("flushed", &Sink::flushed)
       .def_property_readonly("frames", &Sink::frames_written)
       .def("inject", [](Sink& s, py::bytes bytes) { s.inject(std::string(std::string_view(bytes))); })

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from redis_support import create_everywhere
+from redis_support import create_everywhere, wait_topic
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
@@ -295,6 +295,33 @@ def test_two_nodes_over_redis(fanwire_server, redis_server):
                 assert [f.get("event") for f in frames(body)] == ["end"]
                 body = await body_to_end(hb, path, params={**params, "last_n": 100})
                 assert [f.get("id") for f in frames(body)][:-1] == ids
+
+    run(main())
+
+
+def test_a_node_started_after_the_end_reads_it_from_redis(fanwire_server, redis_server):
+    """A node that started after the end has none of the answer in its ring: the end comes
+    in the history read from Redis, and its streams (native /stream, a route) still end."""
+    env = {**ENV, "FANWIRE_REDIS_URL": redis_server.url}
+    a = fanwire_server(env=env, app="ai_app:app", app_dir=str(HERE), name="ai_first")
+
+    async def main():
+        async with client(a) as ha:
+            topic = new_name()
+            assert (await ha.post("/topics", json={"name": topic})).status_code == 201
+            ids = [await publish(ha, topic, {"token": t}) for t in "abc"]
+            await ha.post(f"/end/{topic}")
+            late = fanwire_server(env=env, app="ai_app:app", app_dir=str(HERE), name="ai_late")
+            async with client(late) as hl:
+                await wait_topic(hl, late, topic)
+                for path, params in (("/stream", {"topic": topic}), ("/answers", {"topic": topic})):
+                    body = await body_to_end(
+                        hl, path, params=params, headers={"Last-Event-ID": ids[0]}
+                    )
+                    got = [(f.get("id"), f.get("event")) for f in frames(body)]
+                    assert got == [(ids[1], "message"), (ids[2], "message"), (None, "end")]
+                    body = await body_to_end(hl, path, params={**params, "last_n": 100})
+                    assert [f.get("id") for f in frames(body)] == [*ids, None]
 
     run(main())
 

@@ -151,7 +151,7 @@ def test_disconnect_policy_closes_slow_consumer():
             await asyncio.sleep(0.05)
             assert sub.must_close.is_set()
             messages = await drain_ws(sub)
-            assert sub.close_reason == "slow_consumer"
+            assert sub.close_reason == fanwire.StreamEnd.slow_consumer
         assert messages == [messages[0]]
         assert messages[0]["type"] == "error" and messages[0]["code"] == "SLOW_CONSUMER"
         assert broker.topics()[0].subscribers == 0
@@ -173,7 +173,7 @@ def test_topic_delete_notifies_and_sse_stream_ends_when_no_topic_left():
             broker.delete_topic("b")
             frames = await drain_sse(sub)
             assert frames == [{"event": "topic_deleted", "data": {"topic": "b"}}]
-            assert sub.close_reason == "no_topics"
+            assert sub.close_reason == fanwire.StreamEnd.no_topics
 
     run(main())
 
@@ -188,7 +188,7 @@ def test_shutdown_wakes_every_subscriber_with_a_notice():
         broker.shutdown()
         batches = await asyncio.wait_for(asyncio.gather(*waiters), 5)
         for sub, batch in zip(subs, batches, strict=True):
-            assert sub.close_reason == "shutdown"
+            assert sub.close_reason == fanwire.StreamEnd.shutdown
             if isinstance(batch, bytes):
                 assert sse_frames(batch)[0]["event"] == "shutdown"
             else:

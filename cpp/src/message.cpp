@@ -55,9 +55,9 @@ std::string ws_frame(std::string_view text) {
 }
 
 Message::Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
-                 size_t id_offset, size_t id_len)
+                 size_t id_offset, size_t id_len, bool ends_topic)
     : key_(key), buffer_(std::move(buffer)), sse_len_(sse_len), ws_text_offset_(ws_text_offset),
-      id_offset_(id_offset), id_len_(id_len) {
+      id_offset_(id_offset), id_len_(id_len), ends_topic_(ends_topic) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -103,7 +103,7 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   buf.append(ws);
   if (end) id_offset = ws_text_offset + ws_id_offset;  // the id is only in the WS text
   return std::make_shared<const Message>(key, std::move(buf), sse_len, ws_text_offset, id_offset,
-                                         id.size());
+                                         id.size(), end);
 }
 
 }  // namespace fanwire

@@ -359,13 +359,133 @@ TEST(stream_reports_ends_per_topic) {
   stream.take(taken);
   CHECK(taken.message_count() == 1);
   CHECK(taken.topics()[0].reason == CloseReason::topic_deleted && taken.topics()[0].ended);
+  CHECK(taken.topics()[0].topic == "a");
   CHECK(taken.topics()[1].reason == CloseReason::none && !taken.topics()[1].ended);
-  stream.remove_at(0);
+  // The deleted topic left the stream, after its last message and its notice.
   CHECK(stream.size() == 1 && stream.at(0)->topic_name() == "b");
+  CHECK(stream.end() == StreamEnd::none);
+  CHECK(taken.pieces().size() == 2 && taken.pieces()[0].message);
+  CHECK(taken.bytes(taken.pieces()[1]) == R"({"type":"info","message":"topic_deleted","topic":"a"})");
   b.shutdown();
   stream.take(taken);
   CHECK(taken.topics().size() == 1);
   CHECK(taken.topics()[0].reason == CloseReason::shutdown && taken.topics()[0].ended);
+  CHECK(stream.end() == StreamEnd::shutdown && stream.empty());
+  CHECK(take_ids(stream).empty());  // nothing after the end
+}
+
+TEST(stream_ends_when_empty_only_if_asked) {
+  Broker b(10, 7);
+  b.create_topic("a");
+  b.create_topic("c");
+  Stream sse(Encoding::sse, {b.subscribe("a", opts())}, /*end_when_empty=*/true);
+  Stream ws(Encoding::ws_text, {b.subscribe("a", opts())});
+  b.delete_topic("a");
+  CHECK(take_ids(sse) == std::vector<std::string>{"!event: topic_deleted\ndata: {\"topic\":\"a\"}\n\n"});
+  CHECK(sse.end() == StreamEnd::no_topics);
+  CHECK(take_ids(ws).size() == 1 && ws.end() == StreamEnd::none && ws.empty());
+  // A held topic (its history on its way) keeps the stream going, and gives nothing yet.
+  auto held = b.subscribe("c", opts());
+  Stream later(Encoding::ws_text, {}, true);
+  later.add(held, /*held=*/true);
+  b.publish("c", "1", "");
+  CHECK(later.arm());
+  CHECK(take_ids(later).empty() && later.end() == StreamEnd::none);
+  later.release(*held);
+  CHECK(take_ids(later) == std::vector<std::string>{"7-1"});
+  // The shutdown of a stream with a subscriber is the broker's (take ends it); of one
+  // with none, end_for_shutdown's.
+  std::string out;
+  CHECK(!later.end_for_shutdown(out) && out.empty());
+  Stream bare(Encoding::ws_text);
+  CHECK(bare.end_for_shutdown(out) && bare.end() == StreamEnd::shutdown);
+  CHECK(out == R"({"type":"info","message":"shutdown"})");
+  CHECK(!bare.end_for_shutdown(out));
+}
+
+// Broker.end: an SSE stream lets the topic go right after its `end` message (nothing of
+// it after the end), then ends once no topic is left; a WebSocket stream keeps it. An end
+// delivered another way (a Redis history) is told with mark_ended.
+TEST(stream_lets_a_topic_go_after_its_end) {
+  Broker b(10, 8);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream sse(Encoding::sse, {b.subscribe("a", opts()), b.subscribe("b", opts())}, true);
+  Stream ws = stream_of(b, {"a"});
+  auto a = sse.at(0);
+  b.publish("a", "1", "");
+  b.publish("a", "null", "end");
+  b.publish("a", "2", "");  // after the end: not delivered
+  b.publish("b", "3", "");
+  Taken taken;
+  const auto got = take_ids(sse, taken);
+  CHECK(got.size() == 3 && got[0] == "8-1" && got[2] == "8-4");
+  CHECK(taken.bytes(taken.pieces()[1]).rfind("event: end\ndata: {\"topic\":\"a\"", 0) == 0);
+  CHECK(taken.topics()[0].reason == CloseReason::ended && taken.topics()[0].ended);
+  CHECK(taken.topics()[0].topic == "a");
+  CHECK(sse.size() == 1 && sse.at(0)->topic_name() == "b" && sse.end() == StreamEnd::none);
+  CHECK(a->close_reason() == CloseReason::unsubscribed);  // it left the topic too
+  CHECK((take_ids(ws) == std::vector<std::string>{"8-1", "8-2", "8-3"}) && ws.size() == 1);
+  b.publish("b", "null", "end");
+  CHECK(take_ids(sse).size() == 1 && sse.end() == StreamEnd::no_topics);
+
+  Stream told(Encoding::sse, {b.subscribe("b", opts())}, true);
+  told.mark_ended(*told.at(0));
+  CHECK(!told.arm());  // the end is to follow now
+  told.take(taken);
+  CHECK(taken.pieces().empty() && taken.topics()[0].reason == CloseReason::ended);
+  CHECK(told.end() == StreamEnd::no_topics);
+}
+
+TEST(stream_slow_consumer_ends_it_after_the_take_and_releases_the_others) {
+  Broker b(100, 7);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream stream(Encoding::sse);
+  stream.add(b.subscribe("a", opts()));
+  auto slow = b.subscribe("b", opts(2, Policy::disconnect));
+  stream.add(slow);
+  auto other = stream.at(0);
+  b.publish("a", "1", "");
+  for (int i = 0; i < 3; ++i) b.publish("b", "1", "");
+  const auto got = take_ids(stream);
+  CHECK(got.size() == 2 && got[0] == "7-1");
+  CHECK(got.back() == "!event: error\ndata: {\"code\":\"SLOW_CONSUMER\",\"topic\":\"b\"}\n\n");
+  CHECK(stream.end() == StreamEnd::slow_consumer && stream.empty());
+  CHECK(other->close_reason() != CloseReason::none);  // released with the stream
+  // A stalled client (nothing taken): the end and its notice still come.
+  auto stalled = b.subscribe("a", opts(1, Policy::disconnect));
+  Stream cut(Encoding::ws_text, {stalled});
+  std::string out;
+  CHECK(!cut.end_if_closing(out) && out.empty());
+  b.publish("a", "1", "");
+  b.publish("a", "1", "");
+  CHECK(cut.end_if_closing(out) && cut.end() == StreamEnd::slow_consumer);
+  CHECK(out == R"({"type":"error","code":"SLOW_CONSUMER","message":"queue of topic 'a' overflowed; closing"})");
+}
+
+TEST(notices_are_encoded_for_each_encoding) {
+  using namespace notice;
+  CHECK(dropped(Encoding::sse, "t", 3) == "event: gap\ndata: {\"topic\":\"t\",\"dropped\":3}\n\n");
+  CHECK(dropped(Encoding::ws_text, "t", 3) ==
+        R"({"type":"info","message":"messages_dropped","topic":"t","dropped":3})");
+  CHECK(gap(Encoding::sse, "t", "5-1") ==
+        "event: gap\ndata: {\"topic\":\"t\",\"first_available\":\"5-1\"}\n\n");
+  CHECK(gap(Encoding::ws_text, "t", std::nullopt) ==
+        R"({"type":"info","message":"gap","topic":"t","first_available":null})");
+  CHECK(topic_deleted(Encoding::sse, "t") == "event: topic_deleted\ndata: {\"topic\":\"t\"}\n\n");
+  CHECK(topic_deleted(Encoding::ws_text, "t") ==
+        R"({"type":"info","message":"topic_deleted","topic":"t"})");
+  CHECK(shutdown(Encoding::sse, 12.5) == "event: shutdown\ndata: {\"ts\":12.500000}\n\n");
+  CHECK(shutdown(Encoding::ws_text, 12.5) == R"({"type":"info","message":"shutdown"})");
+  CHECK(slow_consumer(Encoding::sse, "t") ==
+        "event: error\ndata: {\"code\":\"SLOW_CONSUMER\",\"topic\":\"t\"}\n\n");
+  CHECK(heartbeat(Encoding::sse, 2) == "event: heartbeat\ndata: {\"ts\":2.000000}\n\n");
+  CHECK(heartbeat(Encoding::ws_text, 2) == R"({"type":"info","message":"heartbeat","ts":2.000000})");
+  // Ready-made frames are the texts framed; anything odd stays valid JSON.
+  CHECK(topic_deleted(Encoding::ws_frame, "t") == ws_frame(topic_deleted(Encoding::ws_text, "t")));
+  CHECK(gap(Encoding::ws_text, "a\"b\n", "x") ==
+        R"({"type":"info","message":"gap","topic":"a\"b\u000a","first_available":"x"})");
 }
 
 TEST(own_ids_broker_refuses_an_id) {

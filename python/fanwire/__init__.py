@@ -1,5 +1,6 @@
 """fanwire: real-time fan-out (SSE and WebSocket) for FastAPI, with a C++ core."""
 
+from ._core import StreamEnd
 from ._version import __version__ as __version__
 from .broker import Broker, Published, Subscription, TopicInfo
 from .enums import Mode, Policy
@@ -27,6 +28,7 @@ __all__ = [
     "Published",
     "Settings",
     "ShuttingDown",
+    "StreamEnd",
     "Subscription",
     "TopicInfo",
     "TopicNotFound",

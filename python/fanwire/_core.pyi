@@ -21,8 +21,7 @@ class CoreSub:
     @property
     def dropped(self) -> int: ...
     @property
-    def close_reason(self) -> str:
-        """ "" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
+    def close_reason(self) -> CloseReason: ...
     def arm(self) -> bool:
         """Park until the next message; False (not parked) if something is ready now."""
     def skip_through(self, message_id: str) -> None:
@@ -62,6 +61,56 @@ class Encoding:
     @property
     def value(self) -> int: ...
 
+class CloseReason:
+    """Why a subscriber was closed (none while it is open)."""
+
+    none: ClassVar[CloseReason]
+    unsubscribed: ClassVar[CloseReason]
+    slow_consumer: ClassVar[CloseReason]
+    topic_deleted: ClassVar[CloseReason]
+    shutdown: ClassVar[CloseReason]
+    ended: ClassVar[CloseReason]  # its producer ended it (SSE streams): see Stream.take
+    __members__: ClassVar[dict[str, CloseReason]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class StreamEnd:
+    """Why a Stream (or a native Sink) ended, none while it runs: no topic left, the
+    shutdown, a slow consumer under disconnect, the client gone, or closed by its owner."""
+
+    none: ClassVar[StreamEnd]
+    no_topics: ClassVar[StreamEnd]
+    shutdown: ClassVar[StreamEnd]
+    slow_consumer: ClassVar[StreamEnd]
+    client_gone: ClassVar[StreamEnd]
+    closed: ClassVar[StreamEnd]
+    __members__: ClassVar[dict[str, StreamEnd]]
+    def __init__(self, value: int) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __int__(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+def gap_notice(encoding: Encoding, topic: str, first_available: str | None) -> bytes | str:
+    """The ``gap`` notice (bytes for SSE and WebSocket frames, str for WebSocket texts)."""
+
+def heartbeat_notice(encoding: Encoding) -> bytes | str:
+    """A heartbeat stamped now."""
+
+def member_notice(encoding: Encoding, join: bool, topic: str, member: bytes) -> bytes | str:
+    """A presence ``join`` (or ``leave``) notice of ``topic``; ``member`` is its JSON."""
+
 class TopicNote:
     """One topic's part of a Batch (only topics that dropped messages or are closed)."""
 
@@ -71,11 +120,11 @@ class TopicNote:
     def dropped(self) -> int:
         """Messages dropped (drop_oldest); the notice is in the batch already."""
     @property
-    def close_reason(self) -> str:
-        """ "" while open, else unsubscribed, slow_consumer, topic_deleted or shutdown."""
+    def close_reason(self) -> CloseReason: ...
     @property
     def ended(self) -> bool:
-        """Closed, and nothing of it is left to deliver: its end notice is due now."""
+        """Closed, and nothing of it is left to deliver: it left the stream (its notice is
+        in the batch), or it ended the whole stream (see Stream.end)."""
 
 class Batch:
     """What one Stream.take returned: every topic's ready messages in id order."""
@@ -95,20 +144,32 @@ class Batch:
     def topics(self) -> list[TopicNote]: ...
 
 class Stream:
-    """One connection's subscribers, taken in one call and merged in id order."""
+    """One connection's subscribers, taken in one call and merged in id order, with every
+    notice in place and the end-of-stream rules (``end``)."""
 
-    def __init__(self, encoding: Encoding) -> None: ...
+    def __init__(self, encoding: Encoding, end_when_empty: bool = False) -> None: ...
     @property
     def encoding(self) -> Encoding: ...
+    @property
+    def end(self) -> StreamEnd:
+        """Why the stream ended (set by take or close); StreamEnd.none while it runs."""
     def __len__(self) -> int: ...
-    def add(self, sub: CoreSub) -> None: ...
+    def add(self, sub: CoreSub, held: bool = False) -> None:
+        """``held``: nothing of it is taken until ``release`` (a history on its way)."""
+    def release(self, sub: CoreSub) -> None: ...
+    def mark_ended(self, sub: CoreSub) -> None:
+        """``sub``'s ``end`` message was delivered another way (a history from Redis):
+        the next take lets its topic go (``CloseReason.ended``), as if it took it (SSE)."""
     def remove(self, sub: CoreSub) -> bool:
         """Forget ``sub`` (it stays open); False if it is not in the stream."""
     def arm(self) -> bool:
         """Park every subscriber; False (not all parked) if something is ready now."""
     def take(self) -> Batch: ...
+    def end_for_shutdown(self) -> bytes | str | None:
+        """With no subscriber left for the shutdown to close: end the stream (shutdown)
+        and return its notice; None if it ended already or a subscriber will carry it."""
     def close(self) -> None:
-        """Close every subscriber and forget them."""
+        """End the stream (StreamEnd.closed): close every subscriber and forget them."""
 
 class LiveCounts:
     @property
@@ -139,8 +200,7 @@ class Sink:
     """A native SSE stream: the core writes its frames straight to the socket."""
 
     @property
-    def end(self) -> str:
-        """ "" while running, else no_topics, shutdown, slow_consumer, client_gone, closed."""
+    def end(self) -> StreamEnd: ...
     @property
     def flushed(self) -> bool:
         """True when no byte waits for the socket."""

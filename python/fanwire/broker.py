@@ -30,6 +30,7 @@ from .enums import Mode, Policy
 from .errors import InvalidMessage, PayloadTooLarge, ShuttingDown, TopicNotFound
 from .log import Log, MemoryLog, Published, RedisLog
 from .names import RESERVED_EVENTS, check_topic, is_valid_name
+from .presence import ClusterPresence, Hook, Presence, queue_rows, worst
 from .subscription import Hub, Subscription
 from .waker import Waker
 
@@ -66,6 +67,7 @@ class Broker:
         redis_url: str | None = None,
         redis_prefix: str = "fanwire",
         wake_interval: float = 0.005,
+        presence_ttl: float = 30.0,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
@@ -74,6 +76,11 @@ class Broker:
         self._core = _core.Core(retention, external_ids=bool(redis_url))
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
+        self._presence = Presence()
+        if redis_url:
+            cluster = ClusterPresence(self._presence, redis_url, redis_prefix, presence_ttl)
+            cluster.exists = self._core.has_topic
+            self._presence.cluster = cluster
         if redis_url:
             redis_log = RedisLog(
                 self._core,
@@ -101,6 +108,7 @@ class Broker:
             check_open=self._check_open,
             writer=lambda: self.writer,
             forget=self._forget,
+            on_topic=self._presence.on_topic,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -108,6 +116,8 @@ class Broker:
         """Attach to the running event loop (idempotent); subscriptions need it."""
         loop = asyncio.get_running_loop()
         self._log.start()
+        if self._presence.cluster is not None:
+            self._presence.cluster.start()
         if self._loop is loop:
             return
         self._loop = loop
@@ -125,6 +135,8 @@ class Broker:
     async def aclose(self) -> None:
         """:meth:`close`, then stop the Redis reader and close its connections."""
         self.close()
+        if self._presence.cluster is not None:
+            await self._presence.cluster.stop()
         await self._log.stop()
 
     @property
@@ -165,7 +177,9 @@ class Broker:
 
     def delete_topic(self, name: str) -> bool:
         """Delete ``name``; its subscribers get ``topic_deleted``. False when unknown."""
-        return self._log.delete_topic(name)
+        deleted = self._log.delete_topic(name)
+        self._presence.topic_gone(name)
+        return deleted
 
     async def acreate_topic(self, name: str) -> bool:
         """:meth:`create_topic` for the event loop; in Redis mode, known on every node."""
@@ -175,7 +189,9 @@ class Broker:
 
     async def adelete_topic(self, name: str) -> bool:
         """:meth:`delete_topic` for the event loop; in Redis mode, on every node."""
-        return await self._log.adelete_topic(name)
+        deleted = await self._log.adelete_topic(name)
+        self._presence.topic_gone(name)
+        return deleted
 
     def has_topic(self, name: str) -> bool:
         return self._core.has_topic(name)
@@ -342,6 +358,68 @@ class Broker:
             sub.close()
             raise
         return sub
+
+    # -- occupancy and presence (presence.py) --------------------------------------------
+    def occupancy(self, topic: str) -> int:
+        """Subscriptions (connections) of ``topic`` on every node."""
+        return self._presence.occupancy(topic)
+
+    def presence(self, topic: str) -> list[dict[str, Any]]:
+        """The members of ``topic`` on every node: ``{client_id, user, info, joined_at}``."""
+        return self._presence.members(topic)
+
+    def join(
+        self,
+        sub: Subscription,
+        topic: str,
+        *,
+        client_id: str,
+        user: str | None = None,
+        info: dict[str, Any] | None = None,
+        join_leave: bool = False,
+    ) -> None:
+        """After ``sub.add(topic)``: join ``topic``'s presence set (``info`` not None; ``{}``
+        for no info) and/or receive its ``join``/``leave`` notices. The member leaves when
+        the subscription ends, for whatever reason."""
+        self._presence.join(
+            sub, topic, client_id=client_id, user=user, info=info, join_leave=join_leave
+        )
+
+    def on_occupied(self, pattern: str, fn: Hook) -> None:
+        """Run ``fn(topic)`` (sync or async) when a topic matching ``pattern`` (``*``
+        as in auth claims) gets its first subscriber on any node; on one node only."""
+        self._presence.on_occupied(pattern, fn)
+
+    def on_vacated(self, pattern: str, fn: Hook) -> None:
+        """Run ``fn(topic)`` when the last subscriber of such a topic leaves, on the node
+        that ran ``on_occupied`` for it."""
+        self._presence.on_vacated(pattern, fn)
+
+    @property
+    def nodes(self) -> list[str]:
+        """The ids of the live nodes sharing this broker's Redis (just this one in memory)."""
+        cluster = self._presence.cluster
+        return cluster.node_ids() if cluster is not None else [self._presence.node_id]
+
+    @property
+    def node_id(self) -> str:
+        return self._presence.node_id
+
+    def console_stats(self, worst_n: int = 10) -> dict[str, Any]:
+        """What the console adds to ``GET /stats``: occupancy and presence counts per
+        topic (every node), the nodes, slow-consumer closes, the ``worst_n`` lagging
+        queues of this node's subscribers, and every queue's fill (for /metrics)."""
+        rows = queue_rows(list(self._subs.values()))
+        names = [t.name for t in self.topics()]
+        return {
+            "occupancy": {name: self.occupancy(name) for name in names},
+            "presence": {name: len(self.presence(name)) for name in names},
+            "node": self.node_id,
+            "nodes": self.nodes,
+            "slow_consumer_count": self._presence.slow_consumers,
+            "worst_subscribers": worst(rows, worst_n),
+            "queue_fills": [r["fill"] for r in rows],
+        }
 
     # -- internals -------------------------------------------------------------------
     def _check_open(self) -> None:

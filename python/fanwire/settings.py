@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis URL: scale out over Redis Streams (several workers or hosts)"
     )
+    presence_ttl: float = Field(
+        30.0,
+        gt=0,
+        description="Redis mode: seconds after which the subscribers and presence members "
+        "of a node that stopped answering (its heartbeat, every third of this) are gone",
+    )
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

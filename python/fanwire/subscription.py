@@ -20,7 +20,7 @@ from . import _core
 from .enums import Mode, Policy
 from .errors import TopicNotFound
 from .names import check_topic
-from .wire import Notices, ended_topics
+from .wire import Notices
 
 if TYPE_CHECKING:
     from .backends.history import Replay
@@ -40,6 +40,9 @@ class Hub:
     check_open: Callable[[], None]  # raises ShuttingDown once the broker shuts down
     writer: Callable[[], _core.Writer]  # the native writer thread (created on first use)
     forget: Callable[[int], None]  # a closed subscription's waiter gets no more wake-ups
+    # A topic's subscription started (True) or ended (False), for whatever reason:
+    # occupancy and presence (presence.py) count on it.
+    on_topic: Callable[[Subscription, str, bool], None] = lambda sub, topic, started: None
 
 
 class DirectWriter(Protocol):
@@ -60,8 +63,10 @@ class Subscription:
     frames, or a ``list[str]`` of WebSocket texts, with the protocol's notices (gap,
     dropped, topic_deleted, shutdown, slow consumer) in place. It ends on shutdown, on a
     slow-consumer disconnect, or (``end_when_empty``) when no topic is left; then
-    ``close_reason`` says why. ``must_close`` is set as soon as the core decides to close
-    the client, so a handler blocked on a stalled socket can stop waiting for it.
+    ``close_reason`` (a ``_core.StreamEnd``) says why. Those rules, and every notice's
+    bytes, are the core's (``_core.Stream``): this class only follows them.
+    ``must_close`` is set as soon as the core decides to close the client, so a handler
+    blocked on a stalled socket can stop waiting for it.
     """
 
     def __init__(
@@ -77,12 +82,12 @@ class Subscription:
         self._waiter = waiter
         self._mode = mode
         self._notices = Notices(mode)
-        self._end_when_empty = end_when_empty
         self._policy = policy
         self._queue_size = queue_size
         self._subs: dict[str, _core.CoreSub] = {}
-        # The subscribers taken from, merged in id order: all but the held ones.
-        self._stream = _core.Stream(mode.encoding)
+        # Every topic's subscriber, taken from merged in id order (the held ones not yet),
+        # and the end-of-stream rules.
+        self._stream = _core.Stream(mode.encoding, end_when_empty)
         self._held: dict[str, asyncio.Task[Replay]] = {}  # Redis mode: history on its way
         self._replays: list[tuple[str, _core.CoreSub, Replay | None]] = []  # arrived
         self._pending: list[Any] = []
@@ -93,8 +98,10 @@ class Subscription:
         # a wake-up then writes it at once instead of resuming the iterating task.
         self.direct: DirectWriter | None = None
         self._sink: _core.Sink | None = None
-        self.close_reason: str | None = None
+        self.close_reason: _core.StreamEnd | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
+        self.client_id: str | None = None  # the transport's client id (the console shows it)
+        self._sizes: dict[str, int] = {}  # queue size per topic (the console's queue fill)
         self.dropped = 0  # messages dropped by its queues' drop_oldest policy
 
     # -- topics ----------------------------------------------------------------------
@@ -125,11 +132,14 @@ class Subscription:
         core_sub = self._core_subscribe(topic, max(0, last_n), since, policy_code, size)
         self.remove(topic)
         self._subs[topic] = core_sub
+        self._sizes[topic] = size
+        self._hub.on_topic(self, topic, True)
         resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
         if isinstance(resumed, list):
             self._pending.extend(resumed)
             self._stream.add(core_sub)
         else:  # history on its way (Redis): the core's messages wait for it
+            self._stream.add(core_sub, held=True)
             self._held[topic] = resumed
             resumed.add_done_callback(functools.partial(self._replayed, topic, core_sub))
         self.wake()
@@ -161,9 +171,45 @@ class Subscription:
 
         arrived = [(t, c, r) for t, c, r in self._replays if self._subs.get(t) is c]
         self._replays = []
-        self._pending.extend(merge([(c, r) for _, c, r in arrived if r is not None]))
+        items, ended = merge([(c, r) for _, c, r in arrived if r is not None])
+        self._pending.extend(items)
         for _, c, _ in arrived:
-            self._stream.add(c)
+            self._stream.release(c)
+        for c in ended:  # their `end` is in the history: the core lets them go now
+            self._stream.mark_ended(c)
+        if ended:
+            self._take(self._pending)  # (before a native writer could take them over)
+        self.wake()
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def queues(self) -> list[tuple[str, int, int]]:
+        """``(topic, messages waiting, queue size)`` of each topic (the console's lag)."""
+        return [(t, c.pending, self._sizes.get(t, 1)) for t, c in self._subs.items()]
+
+    @property
+    def ended_by(self) -> _core.StreamEnd | None:
+        """Why it ended, once known: ``slow_consumer`` when one of its queues overflowed
+        (a native stream's too, which Python only learns of at :meth:`close`)."""
+        if self.close_reason is None and any(
+            c.close_reason == _core.CloseReason.slow_consumer for c in self._subs.values()
+        ):
+            return _core.StreamEnd.slow_consumer
+        return self.close_reason
+
+    def inject(self, topic: str, notice: bytes | str) -> None:
+        """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
+        ``join``) after what its queue holds now."""
+        if topic not in self._subs:
+            return
+        if self._sink is not None:
+            self._sink.inject(notice)  # type: ignore[arg-type]
+            return
+        if topic not in self._held:
+            self._take(self._pending)  # every topic: the stream stays in id order
+        self._pending.append(notice)
         self.wake()
 
     def inject_gap(self, topic: str, first_available: str | None) -> None:
@@ -179,6 +225,15 @@ class Subscription:
         self._pending.append(self._notices.gap(topic, first_available))
         self.wake()
 
+    def end_for_shutdown(self) -> bytes | str | None:
+        """The server shuts down: if no topic is left for the core's shutdown to end (a
+        WebSocket that never subscribed), the stream ends now and this is its shutdown
+        notice to send; None otherwise (the core's shutdown ends it as it ends others)."""
+        notice = self._stream.end_for_shutdown()
+        if notice is not None and self.close_reason is None:
+            self.close_reason = _core.StreamEnd.shutdown
+        return notice
+
     def remove(self, topic: str) -> bool:
         """Unsubscribe from ``topic``; False when not subscribed."""
         core_sub = self._subs.pop(topic, None)
@@ -188,6 +243,7 @@ class Subscription:
         core_sub.close()  # redis-py may never finish a cancelled command
         self._stream.remove(core_sub)
         self._release()  # the others may have waited for this one
+        self._hub.on_topic(self, topic, False)
         return True
 
     def backlog(self, topics: Collection[str]) -> int:
@@ -201,11 +257,14 @@ class Subscription:
 
     @property
     def native_ready(self) -> bool:
-        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way, no
-        ``end`` in what is queued: the iteration ends the stream then)."""
-        if self._mode is not Mode.sse or self._held or self._sink is not None:
-            return False
-        return not any(ended_topics(item) for item in self._pending)
+        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way, not
+        ended: e.g. by the ``end`` of its only topic in a history)."""
+        return (
+            self._mode is Mode.sse
+            and not self._held
+            and self._sink is None
+            and self.close_reason is None
+        )
 
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
@@ -222,17 +281,22 @@ class Subscription:
 
     def close(self) -> None:
         """Unsubscribe from everything (idempotent)."""
+        if self.close_reason is None and self.ended_by == _core.StreamEnd.slow_consumer:
+            self.close_reason = self.ended_by  # (a native stream's queue overflowed)
         if self._sink is not None:
             self._sink.close()
         for core_sub in self._subs.values():
             core_sub.close()
+        ended = list(self._subs)
         self._subs.clear()
         self._stream.close()
+        for topic in ended:
+            self._hub.on_topic(self, topic, False)
         self._held.clear()  # replays on their way are dropped (see remove)
         self._replays.clear()
         self._hub.forget(self._waiter)
         if self.close_reason is None:
-            self.close_reason = "closed"
+            self.close_reason = _core.StreamEnd.closed
         self.wake()
 
     # -- iteration -------------------------------------------------------------------
@@ -265,12 +329,7 @@ class Subscription:
                 return None
 
     def _finished(self) -> bool:
-        if self.close_reason is not None:
-            return True
-        if self._end_when_empty and not self._subs:
-            self.close_reason = "no_topics"
-            return True
-        return False
+        return self.close_reason is not None  # set by the core's rules (see _take)
 
     def _park(self) -> bool:
         """Ask every topic to wake us on its next message; False if something is ready."""
@@ -323,24 +382,14 @@ class Subscription:
         self._ready = False
         out = self._pending
         self._pending = []
-        batch = self._take(out)
-        for note in batch.topics:
-            # A whole-connection end (shutdown, slow consumer) releases the other topics.
-            if note.ended and note.topic in self._subs:
-                self._end_topic(note.topic, note.close_reason, out)
+        self._take(out)
         if self._mode is Mode.ws:
             return out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        if self._mode is Mode.sse:
-            # A topic its producer ended (Broker.end) leaves, as a deleted one does.
-            for topic in ended_topics(data):
-                if topic in self._subs:
-                    self._end_topic(topic, "end", out)
-        return data
+        return out[0] if len(out) == 1 else b"".join(out)
 
-    def _take(self, out: list[Any]) -> _core.Batch:
-        """Append what every topic has ready, in id order (drop notices in place), to
-        ``out``: one core call for the whole connection."""
+    def _take(self, out: list[Any]) -> None:
+        """Append what every topic has ready, in id order (every notice in place: drops,
+        deletions, the end), to ``out``: one core call for the whole connection."""
         batch = self._stream.take()
         self.received += batch.messages
         self.dropped += batch.dropped
@@ -348,23 +397,24 @@ class Subscription:
             out.extend(batch.texts)
         elif batch.data:
             out.append(batch.data)
-        return batch
+        if batch.topics or not self._subs:  # a topic ended, or none is left: rare
+            self._follow_ends(batch)
 
-    def _end_topic(self, topic: str, reason: str, out: list[Any]) -> None:
-        core_sub = self._subs.pop(topic)
-        self._stream.remove(core_sub)
-        core_sub.close()
-        if reason == "topic_deleted":
-            out.append(self._notices.topic_deleted(topic))
-        elif self.close_reason is None and reason in ("shutdown", "slow_consumer"):
-            # The whole connection ends: one notice, and every other topic is released.
-            self.close_reason = reason
-            notice = self._notices.shutdown() if reason == "shutdown" else None
-            out.append(notice or self._notices.slow_consumer(topic))
-            for core_sub in self._subs.values():
-                core_sub.close()
+    def _follow_ends(self, batch: _core.Batch) -> None:
+        """Forget the topics the core's stream let go of; once it ended, why."""
+        for note in batch.topics:
+            if note.ended and note.topic in self._subs:
+                self._subs.pop(note.topic).close()
+                self._hub.on_topic(self, note.topic, False)
+        end = self._stream.end
+        if end != _core.StreamEnd.none and self.close_reason is None:
+            self.close_reason = end  # the stream closed every subscriber, held ones too
+            ended = list(self._subs)
             self._subs.clear()
-            self._stream.close()
+            self._held.clear()
+            self._replays.clear()
+            for topic in ended:
+                self._hub.on_topic(self, topic, False)
 
 
 def _resolve(future: asyncio.Future[object]) -> None:

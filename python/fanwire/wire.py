@@ -1,12 +1,13 @@
-"""Protocol notices (PROTOCOL.md) that Python formats; message frames come from the core.
+"""What Python sends that the core does not encode: WebSocket replies, and a
+connection's encoding (:class:`Notices`) for the notices Python queues itself.
 
-The core encodes each published message once (its SSE frame and its WebSocket ``event``
-text), and the drop notices in place (``_core.Stream``). What is left here are the rare
-control notices: gaps, deletion, shutdown, heartbeats. They are encoded with orjson,
-never by hand.
+Every notice of a stream (drops, gap, ``topic_deleted``, ``shutdown``, slow consumer,
+heartbeats) is encoded by the core (``cpp/src/notices.cpp``), for every writer: the
+drops and ends in place by ``_core.Stream.take()``, the rest through the ``_core.*_notice``
+functions below. What is left here are the WebSocket replies to a client's requests
+(``ack``, ``pong``, ``error``, ``connected``), encoded with orjson, never by hand.
 """
 
-import time
 from typing import Any
 
 import orjson
@@ -15,18 +16,13 @@ from . import _core
 from .enums import Mode
 
 
-def sse_frame(event: str, data: Any) -> bytes:
-    """One SSE frame with no id (control frames must not move the client's Last-Event-ID)."""
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
 def ws_text(obj: dict[str, Any]) -> str:
     """A WebSocket text message."""
     return orjson.dumps(obj).decode()
 
 
 def ws_info(message: str, **fields: Any) -> str:
-    """A WebSocket ``info`` message, e.g. ``ws_info("gap", topic=..., first_available=...)``."""
+    """A WebSocket ``info`` message, e.g. ``ws_info("connected", client_id=...)``."""
     return ws_text({"type": "info", "message": message, **fields})
 
 
@@ -38,70 +34,24 @@ def ws_error(code: str, message: str, request_id: Any = None) -> str:
     return ws_text(obj)
 
 
-def sse_heartbeat() -> bytes:
-    return sse_frame("heartbeat", {"ts": time.time()})
-
-
-def ws_heartbeat() -> str:
-    return ws_info("heartbeat", ts=time.time())
-
-
 class Notices:
-    """Formats the notices of one subscription for its transport: ``sse`` (bytes of SSE
-    frames), ``ws`` (WebSocket texts) or ``ws_frames`` (bytes of WebSocket frames, written
-    to the socket as they are)."""
+    """The notices Python queues for one connection, as the core encodes them for its
+    encoding: ``sse`` (bytes of SSE frames), ``ws`` (WebSocket texts) or ``ws_frames``
+    (bytes of WebSocket frames, written to the socket as they are)."""
 
     def __init__(self, mode: Mode | str) -> None:
         self.mode = Mode(mode)
-        self.sse = self.mode is Mode.sse
+        self.encoding = self.mode.encoding
         self.frames = self.mode is Mode.ws_frames
 
     def event(self, sse: bytes, text: str) -> bytes | str:
         """A message already encoded by the core, in this transport's form."""
-        if self.sse:
+        if self.mode is Mode.sse:
             return sse
         return _core.ws_frame(text) if self.frames else text
 
-    def _ws(self, text: str) -> bytes | str:
-        return _core.ws_frame(text) if self.frames else text
-
     def gap(self, topic: str, first_available: str | None) -> bytes | str:
-        if self.sse:
-            return sse_frame("gap", {"topic": topic, "first_available": first_available})
-        return self._ws(ws_info("gap", topic=topic, first_available=first_available))
-
-    def topic_deleted(self, topic: str) -> bytes | str:
-        if self.sse:
-            return sse_frame("topic_deleted", {"topic": topic})
-        return self._ws(ws_info("topic_deleted", topic=topic))
-
-    def shutdown(self) -> bytes | str:
-        if self.sse:
-            return sse_frame("shutdown", {"ts": time.time()})
-        return self._ws(ws_info("shutdown"))
+        return _core.gap_notice(self.encoding, topic, first_available)
 
     def heartbeat(self) -> bytes | str:
-        return sse_heartbeat() if self.sse else self._ws(ws_heartbeat())
-
-    def slow_consumer(self, topic: str) -> bytes | str:
-        if self.sse:
-            return sse_frame("error", {"code": "SLOW_CONSUMER", "topic": topic})
-        return self._ws(ws_error("SLOW_CONSUMER", f"queue of topic {topic!r} overflowed; closing"))
-
-
-#: How a producer's end (``Broker.end``) starts its SSE frame: it has no ``id:`` line, so
-#: it can only be at the start of a batch or right after another frame.
-END_FRAME = b"event: end\n"
-_AFTER_FRAME = b"\n\n" + END_FRAME
-
-
-def ended_topics(frames: bytes) -> list[str]:
-    """The topics whose ``end`` is among ``frames`` (SSE bytes), in order."""
-    if not (frames.startswith(END_FRAME) or _AFTER_FRAME in frames):
-        return []
-    out = []
-    for frame in frames.split(b"\n\n"):
-        if frame.startswith(END_FRAME):
-            data = frame[len(END_FRAME) :].removeprefix(b"data: ")
-            out.append(orjson.loads(data)["topic"])
-    return out
+        return _core.heartbeat_notice(self.encoding)

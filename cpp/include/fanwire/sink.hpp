@@ -14,17 +14,17 @@
 
 namespace fanwire {
 
-// Why a native stream ended (none while it runs).
-enum class SinkEnd : uint8_t { none, no_topics, shutdown, slow_consumer, client_gone, closed };
-const char* to_string(SinkEnd end);
+// Why a native stream ended (none while it runs): its Stream's end, or `closed` once
+// Python closed the Sink.
+using SinkEnd = StreamEnd;
 
 using Clock = std::chrono::steady_clock;
 
 // Once the HTTP response head is out (written by the server, in Python), a Sink owns a
 // duplicate of the socket and writes every ready frame itself, one chunk of HTTP/1.1
-// chunked encoding per wake-up, its topics merged in id order (a Stream), with the
-// protocol's notices (drops as `gap`, deletion, shutdown, heartbeats). Python is only
-// told when the stream ends. Driven by one Writer thread; close() may come from any
+// chunked encoding per wake-up: what its Stream takes (topics merged in id order, with
+// every notice and the end-of-stream rules), and heartbeats. It only moves bytes and
+// reports written, full (kept here) or gone. Python is only told when the stream ends. Driven by one Writer thread; close() may come from any
 // thread. The socket is non-blocking: a full socket leaves the rest buffered here until
 // it drains, and meanwhile the subscriber's policy deals with the lag, exactly as for a
 // slow Python consumer.
@@ -72,9 +72,9 @@ class Sink {
   bool fill_locked(std::string& body);
   void check_closing_locked(Clock::time_point now);
   void take_ready_locked(std::string& body);
-  void end_topic_locked(size_t index, CloseReason reason, std::string& body, size_t& removed);
   bool write_locked(std::string_view body, Clock::time_point now);
-  void finish_locked(SinkEnd end);
+  void tell_end_locked();
+  bool ended_locked() const { return closed_ || stream_.end() != StreamEnd::none; }
   bool blocked_locked() const { return out_offset_ < out_.size(); }
 
   const uint64_t id_;
@@ -91,7 +91,8 @@ class Sink {
   uint64_t loop_waiter_;
   std::shared_ptr<Notifier> ready_;
   uint64_t frames_ = 0;
-  SinkEnd end_ = SinkEnd::none;
+  bool closed_ = false;  // Python closed it (whatever ended it before)
+  bool told_ = false;    // the loop was told of the end
 };
 
 }  // namespace fanwire

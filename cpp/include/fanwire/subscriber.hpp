@@ -15,7 +15,11 @@ namespace fanwire {
 class Topic;
 
 enum class Policy : uint8_t { drop_oldest, disconnect };
-enum class CloseReason : uint8_t { none, unsubscribed, slow_consumer, topic_deleted, shutdown };
+// `ended`: its producer ended it (an `end` message, Broker.end); only a Stream's take
+// reports it (TopicTake::reason), the subscriber itself is then unsubscribed.
+enum class CloseReason : uint8_t {
+  none, unsubscribed, slow_consumer, topic_deleted, shutdown, ended
+};
 
 const char* to_string(CloseReason reason);
 

@@ -30,9 +30,11 @@ from typing import Any
 
 from starlette.types import Receive, Scope
 
+from .. import _core
 from ..subscription import Subscription
 
-ENDS_CLEANLY = ("no_topics", "shutdown")
+# The core's ends after which the response is finished (else the connection is aborted).
+ENDS_CLEANLY = (_core.StreamEnd.no_topics, _core.StreamEnd.shutdown)
 
 
 def http_transport(receive: Receive) -> Any | None:

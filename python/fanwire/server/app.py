@@ -78,6 +78,8 @@ def router(broker: Broker, settings: Settings | None = None) -> APIRouter:
         policy: Annotated[str | None, Query(description="drop_oldest or disconnect")] = None,
         queue_size: Annotated[str | None, Query(description="a smaller queue")] = None,
         access_token: Annotated[str | None, Query(description="JWT when auth is on")] = None,
+        presence: Annotated[str | None, Query(description="1: join the presence sets")] = None,
+        join_leave: Annotated[str | None, Query(description="1: join/leave events")] = None,
         last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> Response:
         """Server-Sent Events of one or several topics (PROTOCOL.md)."""
@@ -163,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auto_create=settings.auto_create_topics,
         redis_url=settings.redis_url,
         wake_interval=settings.wake_interval,
+        presence_ttl=settings.presence_ttl,
     )
 
     @asynccontextmanager

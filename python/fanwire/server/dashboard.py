@@ -1,4 +1,5 @@
-"""The live dashboard served at ``/`` (``static/``): it watches the demo feed."""
+"""The console served at ``/`` (``static/``): charts, topics with occupancy and presence,
+lagging subscribers, and a live feed (the demo ticker as a price board)."""
 
 from __future__ import annotations
 

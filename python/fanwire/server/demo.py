@@ -46,7 +46,8 @@ LEASE_TTL = 3.0  # seconds the demo lease outlives a node that died holding it
 
 
 async def run_demo(broker: Broker, topic: str, rate: float) -> None:
-    """Publish ``rate`` ticks per second to ``topic`` (recreating it if deleted).
+    """Publish ``rate`` ticks per second to ``topic`` (recreating it if deleted), while
+    it has a subscriber on some node (``broker.on_occupied``/``on_vacated`` wake it).
 
     In Redis mode every worker and host runs this, but only the one holding the lease
     ``<prefix>:lease:demo:<topic>`` publishes: N nodes still make one feed of ``rate``,
@@ -56,15 +57,38 @@ async def run_demo(broker: Broker, topic: str, rate: float) -> None:
         return
     ticker = Ticker()
     backend = broker.backend
+    changed = asyncio.Event()
+    broker.on_occupied(topic, lambda _: changed.set())
+    broker.on_vacated(topic, lambda _: changed.set())
     with contextlib.suppress(ShuttingDown):
+        await _ensure(broker, topic)  # subscribers need it before the first tick
         if backend is None:
-            await _tick(broker, topic, rate, ticker)
+            while not broker.shutting_down:
+                await _until_occupied(broker, topic, changed)
+                await _tick(broker, topic, rate, ticker)
             return
         lease = backend.lease(f"demo:{topic}", LEASE_TTL)
         while not broker.shutting_down:
+            # The hooks run on one node; the others see the cluster's count change.
+            await _until_occupied(broker, topic, changed)
             if await _try(lease.acquire()):
                 await _tick_while_held(broker, topic, rate, ticker, lease)
             await asyncio.sleep(LEASE_TTL / 3)
+
+
+async def _ensure(broker: Broker, topic: str) -> None:
+    """Create ``topic``, retrying while it cannot be (Redis not connected yet)."""
+    await _create(broker, topic)
+    while not broker.has_topic(topic) and not broker.shutting_down:
+        await asyncio.sleep(0.2)
+        await _create(broker, topic)
+
+
+async def _until_occupied(broker: Broker, topic: str, changed: asyncio.Event) -> None:
+    while broker.occupancy(topic) == 0 and not broker.shutting_down:
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), 0.5)
 
 
 async def _tick(broker: Broker, topic: str, rate: float, ticker: Ticker) -> None:
@@ -72,7 +96,7 @@ async def _tick(broker: Broker, topic: str, rate: float, ticker: Ticker) -> None
     loop = asyncio.get_running_loop()
     start, sent = loop.time(), 0
     await _create(broker, topic)
-    while not broker.shutting_down:
+    while not broker.shutting_down and broker.occupancy(topic) > 0:
         due = min(int((loop.time() - start) * rate) - sent, int(rate) + 1)
         for _ in range(max(0, due)):
             await _publish(broker, topic, ticker.next())

@@ -7,10 +7,16 @@ never collide.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .runtime import Runtime
@@ -41,6 +47,7 @@ class BrokerCollector(Collector):
             "fanwire_uptime_seconds", "Seconds since start", value=self.runtime.uptime
         )
         yield from self._per_topic(stats["topics"])
+        yield from _presence(self.runtime.broker.console_stats())
 
     def _connections(self) -> Metric:
         family = GaugeMetricFamily(
@@ -66,6 +73,50 @@ class BrokerCollector(Collector):
             subscribers.add_metric([name], row["subscriber_count"])
             dropped.add_metric([name], row["dropped_count"])
         yield from (messages, subscribers, dropped)
+
+
+FILL_BUCKETS = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def _presence(console: dict[str, Any]) -> Iterator[Metric]:
+    """Occupancy and presence per topic, slow-consumer closes, and the subscribers' lag:
+    every queue's fill as a histogram, the worst ones as gauges."""
+    occupancy = GaugeMetricFamily(
+        "fanwire_topic_occupancy", "Subscribed connections per topic, every node", labels=["topic"]
+    )
+    members = GaugeMetricFamily(
+        "fanwire_topic_presence", "Presence members per topic, every node", labels=["topic"]
+    )
+    for topic, count in console["occupancy"].items():
+        occupancy.add_metric([topic], count)
+        members.add_metric([topic], console["presence"].get(topic, 0))
+    yield from (occupancy, members)
+    yield CounterMetricFamily(
+        "fanwire_slow_consumer_disconnects",
+        "Subscriptions closed as slow consumers",
+        value=console["slow_consumer_count"],
+    )
+    fills = console["queue_fills"]
+    buckets = [(str(b), sum(1 for f in fills if f <= b)) for b in FILL_BUCKETS]
+    buckets.append(("+Inf", len(fills)))
+    yield HistogramMetricFamily(
+        "fanwire_subscriber_queue_fill",
+        "Fill (waiting / queue size) of each subscription's queue",
+        buckets=buckets,
+        sum_value=sum(fills),
+    )
+    labels = ["client_id", "transport", "topic"]
+    pending = GaugeMetricFamily(
+        "fanwire_worst_subscriber_pending", "Messages waiting, worst subscribers", labels=labels
+    )
+    fill = GaugeMetricFamily(
+        "fanwire_worst_subscriber_fill", "Queue fill, worst subscribers", labels=labels
+    )
+    for row in console["worst_subscribers"]:
+        key = [row["client_id"] or "", row["transport"], row["topic"]]
+        pending.add_metric(key, row["pending"])
+        fill.add_metric(key, row["fill"])
+    yield from (pending, fill)
 
 
 def metrics_router(runtime: Runtime) -> APIRouter:

@@ -7,6 +7,7 @@ when the router is mounted in an app without fanwire's exception handlers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -37,12 +38,25 @@ class TopicCreated(BaseModel):
 
 class TopicRow(BaseModel):
     name: str
-    subscribers: int
+    subscribers: int | None  # on every node; None: auth on, not allowed to subscribe
     messages: int
 
 
 class TopicList(BaseModel):
     topics: list[TopicRow]
+
+
+class Member(BaseModel):
+    client_id: str
+    user: str | None
+    info: dict[str, Any] | None
+    joined_at: float
+
+
+class PresenceBody(BaseModel):
+    topic: str
+    members: list[Member]
+    count: int
 
 
 class PublishBody(BaseModel):
@@ -135,7 +149,18 @@ def stats_body(runtime: Runtime) -> dict[str, Any]:
     stats = runtime.broker.stats()
     stats["connections"] = dict(runtime.connections.open)
     stats["uptime_seconds"] = round(runtime.uptime, 3)
+    console = runtime.broker.console_stats()
+    console.pop("queue_fills")  # /metrics' histogram only
+    stats.update(console)
     return stats
+
+
+def _allowed(claims: Any, topic: str) -> bool:
+    try:
+        claims.check_subscribe(topic)
+    except FanwireError:
+        return False
+    return True
 
 
 def topics_router(runtime: Runtime) -> APIRouter:
@@ -184,14 +209,48 @@ def topics_router(runtime: Runtime) -> APIRouter:
             return http_error(exc)
         return Response(status_code=204)
 
+    def may_see(request: Request) -> Callable[[str], bool]:
+        """Auth on: occupancy and presence only of the topics the caller may subscribe to
+        (no token or a bad one: none)."""
+        if not auth.enabled:
+            return lambda topic: True
+        try:
+            allowed = claims(request)
+        except FanwireError:
+            return lambda topic: False
+        return lambda topic: _allowed(allowed, topic)
+
     @api.get("/topics", response_model=TopicList)
-    async def list_topics() -> Any:
-        """Every topic with its subscriber and message counts."""
+    async def list_topics(request: Request) -> Any:
+        """Every topic with its subscriber (on every node) and message counts."""
+        visible = may_see(request)
         rows = [
-            {"name": t.name, "subscribers": t.subscribers, "messages": t.messages}
+            {
+                "name": t.name,
+                "subscribers": broker.occupancy(t.name) if visible(t.name) else None,
+                "messages": t.messages,
+            }
             for t in broker.topics()
         ]
         return {"topics": rows}
+
+    @api.get(
+        "/topics/{name}/presence",
+        response_model=PresenceBody,
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def topic_presence(name: str, request: Request) -> Any:
+        """The topic's presence members on every node."""
+        try:
+            check_topic(name)
+            claims(request).check_subscribe(name)
+            await broker.aknow_topics([name])
+            if not broker.has_topic(name):
+                raise TopicNotFound(f"no topic {name!r}")
+        except FanwireError as exc:
+            return http_error(exc)
+        members = broker.presence(name)
+        return {"topic": name, "members": members, "count": len(members)}
 
     @api.post(
         "/topics/{name}/messages",

@@ -9,6 +9,7 @@ socket that no longer drains (slow consumer or shutdown).
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,11 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .. import _core
 from ..enums import Mode, Policy
 from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
-from ..wire import sse_heartbeat
 from . import _uvicorn
 from .runtime import Runtime, http_error
 
@@ -109,16 +110,43 @@ async def stream(request: Request, runtime: Runtime) -> Response:
         claims = runtime.auth.claims(token)
         for topic in params.topics:
             claims.check_subscribe(topic)
+        joins = presence_params(request)
         runtime.connections.acquire("sse")
         try:
             await prepare_topics(runtime, params.topics)
             sub = open_subscription(runtime, params)
+            sub.client_id = client_id = secrets.token_hex(8)
+            if any(joins):
+                for topic in params.topics:
+                    runtime.broker.join(
+                        sub,
+                        topic,
+                        client_id=client_id,
+                        user=claims.subject,
+                        info={} if joins[0] else None,
+                        join_leave=joins[1],
+                    )
         except BaseException:
             runtime.connections.release("sse")
             raise
     except FanwireError as exc:
         return http_error(exc)
     return EventStream(sub, runtime)
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "")
+    if raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise InvalidMessage(f"{name} must be 1 or 0")
+
+
+def presence_params(request: Request) -> tuple[bool, bool]:
+    """``presence=1`` (join the topics' presence sets) and ``join_leave=1`` (receive
+    their ``join``/``leave`` events)."""
+    return _flag(request, "presence"), _flag(request, "join_leave")
 
 
 async def _client_gone(receive: Receive) -> None:
@@ -196,5 +224,5 @@ class EventStream(Response):
                 batch = await self.sub.next_batch(timeout=heartbeat)
             except StopAsyncIteration:
                 return
-            body = sse_heartbeat() if batch is None else batch
+            body = _core.heartbeat_notice(_core.Encoding.sse) if batch is None else batch
             await send({"type": "http.response.body", "body": body, "more_body": True})

@@ -21,10 +21,12 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from .. import _core
 from ..enums import Mode, Policy
-from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
+from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown, TopicNotFound
 from ..jsoncheck import check_integers
 from ..names import check_topic
+from ..presence import check_info
 from ..subscription import Subscription
 from ..wire import Notices, ws_error, ws_info, ws_text
 from . import _uvicorn
@@ -34,7 +36,8 @@ from .limits import TokenBucket
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
-CLOSE_CODES = {"shutdown": 1001, "slow_consumer": 1008}
+# The close code for why the core ended the stream (PROTOCOL.md); any other end: 1000.
+CLOSE_CODES = {_core.StreamEnd.shutdown: 1001, _core.StreamEnd.slow_consumer: 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 MIN_HEARTBEAT = 0.1
@@ -119,6 +122,7 @@ class Connection:
             policy=self.settings.ws_policy,
             queue_size=self.settings.ws_queue_size,
         )
+        self.sub.client_id = self.client_id
         self.loop = asyncio.get_running_loop()
         self.last_write = 0.0  # loop time of the last batch or heartbeat sent
         self.heartbeat = heartbeat  # idle seconds between heartbeats (None: none)
@@ -131,6 +135,8 @@ class Connection:
             "unsubscribe": self.unsubscribe,
             "publish": self.publish,
             "ping": lambda msg, rid: _reply("pong", rid),
+            "occupancy": self.occupancy,
+            "presence": self.presence,
         }
 
     # -- answering client messages -------------------------------------------------
@@ -171,6 +177,8 @@ class Connection:
         queue_size = _field(msg, "queue_size", int)
         if queue_size is not None and queue_size < 1:
             raise InvalidMessage("queue_size must be at least 1")
+        info = check_info(msg.get("presence"))
+        join_leave = _field(msg, "join_leave", bool) or False
         self.claims.check_subscribe(topic)
         limit = self.settings.max_subscriptions_per_connection
         if topic not in self.sub.topics and len(self.sub.topics) >= limit:
@@ -181,7 +189,35 @@ class Connection:
         if queue_size is not None:
             queue_size = min(queue_size, self.settings.ws_queue_size)
         self.sub.add(topic, last_n=last_n, since=since, policy=policy, queue_size=queue_size)
+        if info is not None or join_leave:
+            self.runtime.broker.join(
+                self.sub,
+                topic,
+                client_id=self.client_id,
+                user=self.claims.subject,
+                info=info,
+                join_leave=join_leave,
+            )
         return _ack("subscribe", topic, "subscribed", request_id)
+
+    async def _visible(self, msg: dict[str, Any]) -> str:
+        """A topic whose occupancy or presence this client may see (as a subscriber)."""
+        topic = _topic(msg)
+        self.claims.check_subscribe(topic)
+        await self.runtime.broker.aknow_topics([topic])
+        if not self.runtime.broker.has_topic(topic):
+            raise TopicNotFound(f"no topic {topic!r}")
+        return topic
+
+    async def occupancy(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = await self._visible(msg)
+        count = self.runtime.broker.occupancy(topic)
+        return _reply("occupancy", request_id, topic=topic, subscribers=count)
+
+    async def presence(self, msg: dict[str, Any], request_id: Any) -> str:
+        topic = await self._visible(msg)
+        members = self.runtime.broker.presence(topic)
+        return _reply("presence", request_id, topic=topic, members=members)
 
     def unsubscribe(self, msg: dict[str, Any], request_id: Any) -> str:
         topic = _topic(msg)
@@ -216,7 +252,7 @@ class Connection:
                     await self.send_batch(batch)
                 await self.ws.send_text(await self.answer(raw))
 
-    async def pump(self) -> str | None:
+    async def pump(self) -> _core.StreamEnd | None:
         """Send every batch (and, if asked for, a heartbeat when idle); the close reason
         at the end."""
         loop = self.loop
@@ -299,7 +335,7 @@ class Connection:
     async def serve(
         self,
         reader: asyncio.Future[None],
-        pump: asyncio.Future[str | None],
+        pump: asyncio.Future[_core.StreamEnd | None],
         closing: asyncio.Future[Any],
         stopping: asyncio.Future[None],
     ) -> None:
@@ -308,6 +344,7 @@ class Connection:
         socket that still has not gone is reset (see ``_uvicorn.hang_up_ws``)."""
         waiting: set[asyncio.Future[Any]] = {reader, pump, closing, stopping}
         sub = self.sub
+        goodbye: bytes | str | None = None  # the core's shutdown notice, if it ends us here
         while True:
             # Once the shutdown began, look again now and then: a client may unsubscribe
             # from its last topic before the core's shutdown notice of it was taken.
@@ -317,10 +354,10 @@ class Connection:
                 return  # the client left
             if pump in done or closing in done:
                 break
-            if stopping.done() and not sub.topics and sub.close_reason is None:
+            if stopping.done() and (goodbye := sub.end_for_shutdown()) is not None:
                 break  # no subscription left for the core's shutdown to end
         deadline = self.loop.time() + self.runtime.close_grace()
-        reason: str | None = None
+        reason: _core.StreamEnd | None = None
         if pump.done() or closing.done():  # the core ends us: let the last texts out
             await asyncio.wait((reader, pump), timeout=self._left(deadline), return_when=FIRST)
             if reader.done():
@@ -330,8 +367,9 @@ class Connection:
         else:  # shutdown, and no subscription the core could end: say goodbye here
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
-            if await self._within(deadline, self._say(self.notices.shutdown())):
-                reason = "shutdown"
+            assert goodbye is not None
+            if await self._within(deadline, self._say(goodbye)):
+                reason = sub.close_reason
         reader.cancel()  # nothing more is answered: no reply may follow the close
         await asyncio.gather(reader, return_exceptions=True)
         if reason is not None:

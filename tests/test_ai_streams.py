@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from redis_support import create_everywhere, wait_topic
+from redis_support import create_everywhere, until, wait_topic
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
@@ -389,3 +389,33 @@ def test_a_stream_of_two_topics_closes_once_both_ended(which, app_server, asgi_s
             assert got == [("message", first), ("end", first), ("message", second), ("end", second)]
 
     run(main())
+
+
+@pytest.mark.parametrize("which", ["native", "asgi", "route"])
+def test_an_ended_topic_is_vacated_while_the_stream_goes_on(which, app_server, asgi_server):
+    """Occupancy (presence.py) follows the end at once, also on the native writer: the
+    ended topic counts no subscriber while the stream still reads the other one."""
+    srv = asgi_server if which == "asgi" else app_server
+    path = "/answers" if which == "route" else "/stream"
+
+    async def main():
+        async with client(srv) as http:
+
+            async def subscribers() -> dict[str, int]:
+                rows = (await http.get("/topics")).json()["topics"]
+                return {row["name"]: row["subscribers"] for row in rows}
+
+            first, second = await new_topic(http), await new_topic(http)
+            async with SSEClient(srv.url, path=path, topics=[first, second]) as sub:
+                await until(lambda: _counted(subscribers, {first: 1, second: 1}), what="occupied")
+                await http.post(f"/end/{first}")
+                await sub.read_until_event("end")
+                await until(lambda: _counted(subscribers, {first: 0, second: 1}), what="vacated")
+                assert not sub.ended
+
+    run(main())
+
+
+async def _counted(subscribers, expected: dict[str, int]) -> bool:
+    got = await subscribers()
+    return all(got.get(name) == count for name, count in expected.items())

@@ -355,6 +355,8 @@ class Subscription:
         self._ready = True
         if closing:
             self.must_close.set()
+        elif self._sink is not None:
+            self._follow_native()
         future = self._future
         if future is None or future.done():
             return
@@ -362,6 +364,14 @@ class Subscription:
         if direct is not None and not closing and self._write_direct(direct):
             return
         future.set_result(None)
+
+    def _follow_native(self) -> None:
+        """The native writer's stream let topics go (it wakes us then): forget them."""
+        left = (_core.CloseReason.unsubscribed, _core.CloseReason.topic_deleted)
+        for topic, core_sub in list(self._subs.items()):
+            if core_sub.close_reason in left:  # (a slow consumer ends it all: close)
+                del self._subs[topic]
+                self._hub.on_topic(self, topic, False)
 
     def _write_direct(self, direct: DirectWriter) -> bool:
         """While the iterating task is parked, write what is ready through ``direct`` and

@@ -240,7 +240,8 @@ PYBIND11_MODULE(_core, m) {
       .value("unsubscribed", CloseReason::unsubscribed)
       .value("slow_consumer", CloseReason::slow_consumer)
       .value("topic_deleted", CloseReason::topic_deleted)
-      .value("shutdown", CloseReason::shutdown);
+      .value("shutdown", CloseReason::shutdown)
+      .value("ended", CloseReason::ended);
 
   py::enum_<StreamEnd>(m, "StreamEnd")
       .value("none", StreamEnd::none)
@@ -292,6 +293,8 @@ PYBIND11_MODULE(_core, m) {
            [](Stream& s, std::shared_ptr<Subscriber> sub, bool held) { s.add(std::move(sub), held); },
            py::arg("sub"), py::arg("held") = false)
       .def("release", [](Stream& s, const Subscriber& sub) { s.release(sub); }, py::arg("sub"))
+      .def("mark_ended", [](Stream& s, const Subscriber& sub) { s.mark_ended(sub); },
+           py::arg("sub"))
       .def("remove", [](Stream& s, const Subscriber& sub) { return s.remove(sub); },
            py::arg("sub"))
       .def("arm", &Stream::arm)

@@ -55,9 +55,9 @@ std::string ws_frame(std::string_view text) {
 }
 
 Message::Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
-                 size_t id_offset, size_t id_len, double ts)
+                 size_t id_offset, size_t id_len, double ts, bool ends_topic)
     : key_(key), buffer_(std::move(buffer)), sse_len_(sse_len), ws_text_offset_(ws_text_offset),
-      id_offset_(id_offset), id_len_(id_len), ts_(ts) {
+      id_offset_(id_offset), id_len_(id_len), ts_(ts), ends_topic_(ends_topic) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -73,10 +73,17 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   std::string buf;
   buf.reserve(2 * data.size() + 2 * topic.size() + 2 * id.size() + event.size() +
               sse_event.size() + 2 * ts_text.size() + 96);
-  // SSE frame: id / event / data lines, then a blank line.
-  buf.append("id: ");
-  const size_t id_offset = buf.size();
-  buf.append(id).append("\nevent: ").append(sse_event);
+  // SSE frame: id / event / data lines, then a blank line. The `end` notice of a stream
+  // (Broker.end) has no id line, so an EventSource reconnecting after it resumes before
+  // it and is told `end` again instead of waiting for a message that never comes.
+  const bool end = event == "end";
+  size_t id_offset = 0;
+  if (!end) {
+    buf.append("id: ");
+    id_offset = buf.size();
+    buf.append(id).append("\n");
+  }
+  buf.append("event: ").append(sse_event);
   buf.append("\ndata: {\"topic\":\"").append(topic).append("\",\"data\":").append(data);
   buf.append(",\"ts\":").append(ts_text).append("}\n\n");
   const size_t sse_len = buf.size();
@@ -85,15 +92,18 @@ std::shared_ptr<const Message> Message::make(MessageKey key, std::string_view id
   std::string ws;
   ws.reserve(data.size() + topic.size() + id.size() + event.size() + ts_text.size() + 80);
   ws.append("{\"type\":\"event\",\"topic\":\"").append(topic);
-  ws.append("\",\"message_id\":\"").append(id).append("\",\"data\":").append(data);
+  ws.append("\",\"message_id\":\"");
+  const size_t ws_id_offset = ws.size();
+  ws.append(id).append("\",\"data\":").append(data);
   ws.append(",\"ts\":").append(ts_text);
   if (!event.empty()) ws.append(",\"event\":\"").append(event).append("\"");
   ws.append("}");
   append_ws_header(buf, ws.size());
   const size_t ws_text_offset = buf.size();
   buf.append(ws);
+  if (end) id_offset = ws_text_offset + ws_id_offset;  // the id is only in the WS text
   return std::make_shared<const Message>(key, std::move(buf), sse_len, ws_text_offset, id_offset,
-                                         id.size(), ts);
+                                         id.size(), ts, end);
 }
 
 }  // namespace fanwire

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 
@@ -60,8 +61,14 @@ void Sink::take_ready_locked(std::string& body) {
   stream_.take(taken_);
   taken_.append_to(body);
   frames_ += taken_.message_count();
+  const bool left = std::any_of(taken_.topics().begin(), taken_.topics().end(),
+                                [](const TopicTake& t) { return t.ended; });
   taken_.clear();
   tell_end_locked();
+  // A topic left while the stream goes on (ended by its producer, deleted): the loop
+  // learns of it now (Subscription.wake: occupancy), not when the stream closes.
+  if (left && stream_.end() == StreamEnd::none && !closed_ && loop_)
+    loop_->push(loop_waiter_, true);
 }
 
 // While the socket is full nothing is taken, but a disconnect (slow consumer) or a

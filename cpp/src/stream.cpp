@@ -25,16 +25,23 @@ const char* to_string(StreamEnd end) {
 Stream::Stream(Encoding encoding, std::vector<std::shared_ptr<Subscriber>> subs,
                bool end_when_empty)
     : encoding_(encoding), subs_(std::move(subs)), held_(subs_.size(), 0),
-      end_when_empty_(end_when_empty) {}
+      ended_(subs_.size(), 0), end_when_empty_(end_when_empty) {}
 
 void Stream::add(std::shared_ptr<Subscriber> sub, bool held) {
   subs_.push_back(std::move(sub));
   held_.push_back(held ? 1 : 0);
+  ended_.push_back(0);
 }
 
 void Stream::release(const Subscriber& sub) {
   for (size_t i = 0; i < subs_.size(); ++i)
     if (subs_[i].get() == &sub) held_[i] = 0;
+}
+
+void Stream::mark_ended(const Subscriber& sub) {
+  if (encoding_ != Encoding::sse) return;
+  for (size_t i = 0; i < subs_.size(); ++i)
+    if (subs_[i].get() == &sub) ended_[i] = 1;
 }
 
 bool Stream::remove(const Subscriber& sub) {
@@ -50,6 +57,7 @@ bool Stream::remove(const Subscriber& sub) {
 void Stream::remove_at(size_t index) {
   subs_.erase(subs_.begin() + static_cast<std::ptrdiff_t>(index));
   held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(index));
+  ended_.erase(ended_.begin() + static_cast<std::ptrdiff_t>(index));
 }
 
 void Stream::finish(StreamEnd end) {
@@ -58,12 +66,13 @@ void Stream::finish(StreamEnd end) {
   for (auto& sub : subs_) sub->close();
   subs_.clear();
   held_.clear();
+  ended_.clear();
 }
 
 bool Stream::arm() {
   bool parked = true;
   for (size_t i = 0; i < subs_.size(); ++i)  // every one, even after a false
-    if (!held_[i]) parked &= subs_[i]->arm();
+    if (!held_[i]) parked &= subs_[i]->arm() && !ended_[i];  // an end to follow is ready
   return parked;
 }
 
@@ -79,23 +88,49 @@ void Stream::take(Taken& out) {
     const std::optional<MessageKey> through = subs_.front()->visible();
     for (size_t i = 0; i < subs_.size(); ++i) {
       if (held_[i]) continue;  // an empty TopicTake: nothing of it is looked at
-      const TakeResult taken = subs_[i]->take(out.runs_[i], kTakeAll, through);
+      take_topic(i, through, out);
       TopicTake& topic = out.topics_[i];
-      topic.dropped = taken.dropped;
-      topic.conflated = taken.conflated;
-      topic.messages = out.runs_[i].size();
-      topic.reason = taken.reason;
-      topic.ended = taken.reason != CloseReason::none &&
-                    (taken.reason == CloseReason::slow_consumer || taken.left == 0);
       if (topic.dropped > 0 || topic.conflated > 0 || topic.reason != CloseReason::none)
         topic.topic = subs_[i]->topic_name();
       out.messages_ += topic.messages;
-      out.dropped_ += taken.dropped;
+      out.dropped_ += topic.dropped;
     }
     out.merge();
     if (end_topics(out)) return;
   }
   if (end_when_empty_ && subs_.empty()) finish(StreamEnd::no_topics);
+}
+
+// Takes what topic `index` has ready into its run and TopicTake. In an SSE stream a topic
+// whose producer ended it (its `end` message taken now, or delivered another way:
+// mark_ended) and that nothing else closed ends as `ended`: what its ring holds after the
+// end is not delivered.
+void Stream::take_topic(size_t index, std::optional<MessageKey> through, Taken& out) {
+  TopicTake& topic = out.topics_[index];
+  if (ended_[index]) {  // nothing of it is taken
+    topic.reason = CloseReason::ended;
+    topic.ended = true;
+    return;
+  }
+  std::vector<MessagePtr>& run = out.runs_[index];
+  const TakeResult taken = subs_[index]->take(run, kTakeAll, through);
+  topic.dropped = taken.dropped;
+  topic.conflated = taken.conflated;
+  topic.reason = taken.reason;
+  topic.ended = taken.reason != CloseReason::none &&
+                (taken.reason == CloseReason::slow_consumer || taken.left == 0);
+  if (encoding_ == Encoding::sse) {
+    const auto end = std::find_if(run.begin(), run.end(),
+                                  [](const MessagePtr& m) { return m->ends_topic(); });
+    if (end != run.end()) {
+      run.erase(end + 1, run.end());
+      if (taken.reason == CloseReason::none) {
+        topic.reason = CloseReason::ended;
+        topic.ended = true;
+      }
+    }
+  }
+  topic.messages = run.size();
 }
 
 // The topics that ended, in stream order, after the take's messages; true once the
@@ -126,6 +161,9 @@ bool Stream::end_topic(Taken& out, const TopicTake& topic, size_t index) {
       return true;
     case CloseReason::topic_deleted:
       out.add_notice(notice::topic_deleted(encoding_, topic.topic));
+      break;
+    case CloseReason::ended:  // its `end` message is its notice, already in the take
+      subs_[index]->close();
       break;
     case CloseReason::none:
     case CloseReason::unsubscribed:

@@ -13,6 +13,7 @@ const char* to_string(CloseReason reason) {
     case CloseReason::slow_consumer: return "slow_consumer";
     case CloseReason::topic_deleted: return "topic_deleted";
     case CloseReason::shutdown: return "shutdown";
+    case CloseReason::ended: return "ended";
   }
   return "";
 }

@@ -403,6 +403,40 @@ TEST(stream_ends_when_empty_only_if_asked) {
   CHECK(!bare.end_for_shutdown(out));
 }
 
+// Broker.end: an SSE stream lets the topic go right after its `end` message (nothing of
+// it after the end), then ends once no topic is left; a WebSocket stream keeps it. An end
+// delivered another way (a Redis history) is told with mark_ended.
+TEST(stream_lets_a_topic_go_after_its_end) {
+  Broker b(10, 8);
+  b.create_topic("a");
+  b.create_topic("b");
+  Stream sse(Encoding::sse, {b.subscribe("a", opts()), b.subscribe("b", opts())}, true);
+  Stream ws = stream_of(b, {"a"});
+  auto a = sse.at(0);
+  b.publish("a", "1", "");
+  b.publish("a", "null", "end");
+  b.publish("a", "2", "");  // after the end: not delivered
+  b.publish("b", "3", "");
+  Taken taken;
+  const auto got = take_ids(sse, taken);
+  CHECK(got.size() == 3 && got[0] == "8-1" && got[2] == "8-4");
+  CHECK(taken.bytes(taken.pieces()[1]).rfind("event: end\ndata: {\"topic\":\"a\"", 0) == 0);
+  CHECK(taken.topics()[0].reason == CloseReason::ended && taken.topics()[0].ended);
+  CHECK(taken.topics()[0].topic == "a");
+  CHECK(sse.size() == 1 && sse.at(0)->topic_name() == "b" && sse.end() == StreamEnd::none);
+  CHECK(a->close_reason() == CloseReason::unsubscribed);  // it left the topic too
+  CHECK((take_ids(ws) == std::vector<std::string>{"8-1", "8-2", "8-3"}) && ws.size() == 1);
+  b.publish("b", "null", "end");
+  CHECK(take_ids(sse).size() == 1 && sse.end() == StreamEnd::no_topics);
+
+  Stream told(Encoding::sse, {b.subscribe("b", opts())}, true);
+  told.mark_ended(*told.at(0));
+  CHECK(!told.arm());  // the end is to follow now
+  told.take(taken);
+  CHECK(taken.pieces().empty() && taken.topics()[0].reason == CloseReason::ended);
+  CHECK(told.end() == StreamEnd::no_topics);
+}
+
 TEST(stream_slow_consumer_ends_it_after_the_take_and_releases_the_others) {
   Broker b(100, 7);
   b.create_topic("a");

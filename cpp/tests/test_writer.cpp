@@ -93,6 +93,28 @@ TEST(writes_chunks_in_order_with_heartbeat_and_deletion) {
   ::close(pair.client);
 }
 
+// Broker.end publishes event `end`: its frame has no id line, and the stream closes once
+// each of its topics ended (one here).
+TEST(end_of_the_only_topic_ends_the_stream) {
+  Broker broker(100, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = attach(writer, broker, "t", pair.server);
+  broker.publish("t", "1", "");
+  broker.publish("t", "null", "end");
+  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("event: end") != std::string::npos; });
+  CHECK(text.find("id: 5-1\nevent: message\n") != std::string::npos);
+  // (The two frames may come in one chunk or in two.)
+  CHECK(text.find("event: end\ndata: {\"topic\":\"t\",\"data\":null,") != std::string::npos);
+  CHECK(text.find("id: 5-2") == std::string::npos);  // the end's id is not in its frame
+  for (int i = 0; i < 200 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(sink->end() == SinkEnd::no_topics);
+  sink->close();
+  ::close(pair.server);
+  ::close(pair.client);
+}
+
 TEST(stalled_socket_is_disconnected_under_disconnect_policy) {
   Broker broker(1000, 5);
   broker.create_topic("t");

@@ -70,6 +70,7 @@ class CloseReason:
     slow_consumer: ClassVar[CloseReason]
     topic_deleted: ClassVar[CloseReason]
     shutdown: ClassVar[CloseReason]
+    ended: ClassVar[CloseReason]  # its producer ended it (SSE streams): see Stream.take
     __members__: ClassVar[dict[str, CloseReason]]
     def __init__(self, value: int) -> None: ...
     def __eq__(self, other: object) -> bool: ...
@@ -157,6 +158,9 @@ class Stream:
     def add(self, sub: CoreSub, held: bool = False) -> None:
         """``held``: nothing of it is taken until ``release`` (a history on its way)."""
     def release(self, sub: CoreSub) -> None: ...
+    def mark_ended(self, sub: CoreSub) -> None:
+        """``sub``'s ``end`` message was delivered another way (a history from Redis):
+        the next take lets its topic go (``CloseReason.ended``), as if it took it (SSE)."""
     def remove(self, sub: CoreSub) -> bool:
         """Forget ``sub`` (it stays open); False if it is not in the stream."""
     def arm(self) -> bool:

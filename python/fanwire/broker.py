@@ -507,6 +507,32 @@ class Broker:
         info = self.topic(topic)
         return 0 if info is None else info.subscribers
 
+    def end(self, topic: str, data: Any = None) -> str:
+        """End ``topic``'s stream (e.g. one answer of a per-request topic): publish its
+        final message, of the reserved event type ``end``, into the topic's log, so that
+        replay, resume and every node give it too. SSE streams send ``event: end`` (with
+        no ``id:``, so a reconnect resumes before it and gets it again) and close once
+        each of their topics ended; WebSockets get it as an ``event``. Returns its id."""
+        payload = _encode(data)
+        self._check_publish(payload, None, topic)
+        on_loop = self._loop_thread == threading.get_ident()
+        published = self._log.publish(topic, payload, "end", "", on_loop)
+        if published is None:
+            check_topic(topic)
+            raise TopicNotFound(f"no topic {topic!r}")
+        return published.message_id
+
+    async def aend(self, topic: str, data: Any = None) -> str:
+        """:meth:`end` for the event loop (in Redis mode: once Redis accepted it)."""
+        payload = _encode(data)
+        self._check_publish(payload, None, topic)
+        on_loop = self._loop_thread == threading.get_ident()
+        published = await self._log.apublish(topic, payload, "end", on_loop)
+        if published is None:
+            check_topic(topic)
+            raise TopicNotFound(f"no topic {topic!r}")
+        return published.message_id
+
     def _check_publish(self, payload: bytes, event: str | None, topic: str = "") -> None:
         if event is not None and not is_valid_name(event):
             raise InvalidMessage("event names match ^[A-Za-z0-9_.-]{1,255}$")

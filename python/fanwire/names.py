@@ -7,8 +7,9 @@ from .errors import InvalidTopic
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 #: The event types of the server's own notices: a publish may not use them (a client
 #: could not tell a forged ``shutdown`` or ``gap`` from the server's).
+#: ``end`` is published by :meth:`Broker.end` only (a stream's producer is done).
 RESERVED_EVENTS = frozenset(
-    ("heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave")
+    ("heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave", "end")
 )
 
 

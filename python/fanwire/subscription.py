@@ -171,9 +171,14 @@ class Subscription:
 
         arrived = [(t, c, r) for t, c, r in self._replays if self._subs.get(t) is c]
         self._replays = []
-        self._pending.extend(merge([(c, r) for _, c, r in arrived if r is not None]))
+        items, ended = merge([(c, r) for _, c, r in arrived if r is not None])
+        self._pending.extend(items)
         for _, c, _ in arrived:
             self._stream.release(c)
+        for c in ended:  # their `end` is in the history: the core lets them go now
+            self._stream.mark_ended(c)
+        if ended:
+            self._take(self._pending)  # (before a native writer could take them over)
         self.wake()
 
     @property
@@ -252,8 +257,14 @@ class Subscription:
 
     @property
     def native_ready(self) -> bool:
-        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way)."""
-        return self._mode is Mode.sse and not self._held and self._sink is None
+        """Whether :meth:`attach_socket` may be used now (SSE, no history on its way, not
+        ended: e.g. by the ``end`` of its only topic in a history)."""
+        return (
+            self._mode is Mode.sse
+            and not self._held
+            and self._sink is None
+            and self.close_reason is None
+        )
 
     def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
         """Hand this SSE subscription to the native writer, which from now on writes its
@@ -344,6 +355,8 @@ class Subscription:
         self._ready = True
         if closing:
             self.must_close.set()
+        elif self._sink is not None:
+            self._follow_native()
         future = self._future
         if future is None or future.done():
             return
@@ -351,6 +364,14 @@ class Subscription:
         if direct is not None and not closing and self._write_direct(direct):
             return
         future.set_result(None)
+
+    def _follow_native(self) -> None:
+        """The native writer's stream let topics go (it wakes us then): forget them."""
+        left = (_core.CloseReason.unsubscribed, _core.CloseReason.topic_deleted)
+        for topic, core_sub in list(self._subs.items()):
+            if core_sub.close_reason in left:  # (a slow consumer ends it all: close)
+                del self._subs[topic]
+                self._hub.on_topic(self, topic, False)
 
     def _write_direct(self, direct: DirectWriter) -> bool:
         """While the iterating task is parked, write what is ready through ``direct`` and

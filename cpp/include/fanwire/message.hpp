@@ -40,7 +40,7 @@ class Message {
                                              std::string_view data, double ts);
 
   Message(MessageKey key, std::string buffer, size_t sse_len, size_t ws_text_offset,
-          size_t id_offset, size_t id_len, double ts = 0);
+          size_t id_offset, size_t id_len, double ts = 0, bool ends_topic = false);
   ~Message();
   Message(const Message&) = delete;
   Message& operator=(const Message&) = delete;
@@ -51,6 +51,9 @@ class Message {
   std::string_view sse() const { return std::string_view(buffer_).substr(0, sse_len_); }
   std::string_view ws() const { return std::string_view(buffer_).substr(ws_text_offset_); }
   std::string_view ws_frame() const { return std::string_view(buffer_).substr(sse_len_); }
+  // Of the reserved event type `end` (Broker.end): its producer ended the topic's stream
+  // (an SSE stream lets the topic go after it: Stream::take).
+  bool ends_topic() const { return ends_topic_; }
 
   // Messages alive in this process, of every broker: lets tests prove that nothing leaks
   // (a broker's own counts are Broker::counters()).
@@ -64,6 +67,7 @@ class Message {
   size_t id_offset_;
   size_t id_len_;
   double ts_;
+  bool ends_topic_;
   static inline std::atomic<int64_t> live_{0};
 };
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,8 +17,8 @@ namespace fanwire {
 // Why a connection's stream ended (none while it runs): no topic left (all deleted, or
 // closed by their owner), the server's shutdown, a slow consumer under `disconnect`, the
 // client gone (a writer saw it), or closed by its owner. A topic that ends on its own
-// (deleted; the same for any later per-topic end) only leaves the stream; see
-// Stream::take.
+// (deleted, or ended by its producer in an SSE stream; the same for any later per-topic
+// end) only leaves the stream; see Stream::take.
 enum class StreamEnd : uint8_t { none, no_topics, shutdown, slow_consumer, client_gone, closed };
 const char* to_string(StreamEnd end);
 
@@ -85,8 +86,10 @@ class Taken {
 //
 // The end-of-stream rules live here too, so that every writer only moves bytes: a topic
 // closed with nothing of it left to deliver leaves the stream (a deleted one after its
-// `topic_deleted` notice); a shutdown or a slow consumer ends the whole stream, its one
-// notice after the messages of the take, every subscriber released; with
+// `topic_deleted` notice); in an SSE stream, a topic its producer ended (an `end`
+// message, Broker.end) leaves right after that message, which is its last (a WebSocket
+// client unsubscribes itself); a shutdown or a slow consumer ends the whole stream, its
+// one notice after the messages of the take, every subscriber released; with
 // `end_when_empty` (SSE) the stream ends once no topic is left. Once ended, take() gives
 // nothing more and end() says why.
 // Not thread-safe: one owner (the event loop, or a Sink under its lock).
@@ -103,6 +106,9 @@ class Stream {
   // release(); it is part of the stream meanwhile (it keeps an SSE stream from ending).
   void add(std::shared_ptr<Subscriber> sub, bool held = false);
   void release(const Subscriber& sub);
+  // `sub`'s `end` message reached the client another way (in a history read from a shared
+  // log): the next take lets its topic go as if it took that message (SSE only).
+  void mark_ended(const Subscriber& sub);
   // Forgets `sub` (it stays open); false if it is not in the stream.
   bool remove(const Subscriber& sub);
   void remove_at(size_t index);
@@ -128,10 +134,12 @@ class Stream {
  private:
   bool end_topics(Taken& out);
   bool end_topic(Taken& out, const TopicTake& topic, size_t index);
+  void take_topic(size_t index, std::optional<MessageKey> through, Taken& out);
 
   Encoding encoding_;
   std::vector<std::shared_ptr<Subscriber>> subs_;
   std::vector<uint8_t> held_;  // by subscriber: see add()
+  std::vector<uint8_t> ended_;  // by subscriber: see mark_ended()
   bool end_when_empty_;
   StreamEnd end_ = StreamEnd::none;
 };

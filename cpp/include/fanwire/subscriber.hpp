@@ -17,7 +17,11 @@ class Topic;
 // conflate: on a topic with a conflate key, a lagging subscriber skips every message a
 // later one of the same key superseded (see Topic); elsewhere it acts as drop_oldest.
 enum class Policy : uint8_t { drop_oldest, disconnect, conflate };
-enum class CloseReason : uint8_t { none, unsubscribed, slow_consumer, topic_deleted, shutdown };
+// `ended`: its producer ended it (an `end` message, Broker.end); only a Stream's take
+// reports it (TopicTake::reason), the subscriber itself is then unsubscribed.
+enum class CloseReason : uint8_t {
+  none, unsubscribed, slow_consumer, topic_deleted, shutdown, ended
+};
 
 const char* to_string(CloseReason reason);
 

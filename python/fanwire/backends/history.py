@@ -37,13 +37,15 @@ class Replay:
 
     ``keys``: each item's id (ZERO for a notice: it goes first); ``frontier``: the last id
     of the deployment when the history was read, whose entries up to it it holds
-    (None: no history read, or none issued yet by this version).
+    (None: no history read, or none issued yet by this version); ``end``: the id of the
+    topic's ``end`` (:meth:`Broker.end`) among the items, if there.
     """
 
     items: list[Any] = field(default_factory=list)
     floor: str | None = None
     keys: list[StreamKey] = field(default_factory=list)
     frontier: StreamKey | None = None
+    end: StreamKey | None = None
 
 
 def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
@@ -60,18 +62,27 @@ def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
 
 def _replay(topic: str, entries: list[Entry], notices: Notices, found: dict[str, Any]) -> Replay:
     keys = [parse_id(raw_id) or ZERO for raw_id, _ in entries]
-    return Replay(encode(topic, entries, notices), keys=keys, frontier=found["last"])
+    ends = [k for k, (_, fields) in zip(keys, entries, strict=True) if fields.get(b"e") == b"end"]
+    replay = Replay(encode(topic, entries, notices), keys=keys, frontier=found["last"])
+    replay.end = ends[-1] if ends else None
+    return replay
 
 
-def merge(replays: Sequence[tuple[_core.CoreSub, Replay]]) -> list[Any]:
+def merge(
+    replays: Sequence[tuple[_core.CoreSub, Replay]],
+) -> tuple[list[Any], list[_core.CoreSub]]:
     """The items of several topics' histories in one id order; each core subscriber is
     set to go on after them. They were read one by one: only what every one of them
     holds is taken from them (up to the smallest frontier, which is after the last id
-    issued when they subscribed), the rest comes from the core, which got it after."""
+    issued when they subscribed), the rest comes from the core, which got it after.
+    Also returns the subscribers whose topic's ``end`` is among the items."""
     cut = min((r.frontier for _, r in replays if r.frontier and r.floor), default=None)
     runs: list[list[tuple[StreamKey, Any]]] = []
+    ended: list[_core.CoreSub] = []
     for core_sub, replay in replays:
         own = cut if cut is not None and replay.frontier and replay.floor else None
+        if replay.end is not None and (own is None or replay.end <= own):
+            ended.append(core_sub)
         runs.append(
             [
                 (k, i)
@@ -82,7 +93,7 @@ def merge(replays: Sequence[tuple[_core.CoreSub, Replay]]) -> list[Any]:
         floor = replay.floor if own is None else format_id(own)
         if floor is not None:
             core_sub.skip_through(floor)
-    return [item for _, item in heapq.merge(*runs, key=lambda run: run[0])]
+    return [item for _, item in heapq.merge(*runs, key=lambda run: run[0])], ended
 
 
 class Resumer:

@@ -383,4 +383,23 @@ def topics_router(runtime: Runtime) -> APIRouter:
         """Per-topic message, subscriber and drop counts, and server-wide totals."""
         return stats_body(runtime)
 
+    @api.post(
+        "/topics/{name}/end",
+        status_code=202,
+        responses=_errors(400, 401, 403, 404, 413, 503),
+    )
+    async def end_topic(name: str, request: Request) -> Any:
+        """End the topic's stream (``broker.end``): optional body ``{"data": <json>}``;
+        SSE readers get ``event: end`` and their stream closes."""
+        try:
+            check_topic(name)
+            claims(request).check_publish(name)
+            headers = request.headers
+            empty = headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
+            body = {} if empty else _object(await read_json(request, body_limit))
+            message_id = await broker.aend(name, body.get("data"))
+        except FanwireError as exc:
+            return http_error(exc)
+        return {"message_id": message_id}
+
     return api

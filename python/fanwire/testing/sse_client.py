@@ -36,7 +36,7 @@ from .tls import client_context_for
 
 #: SSE event types the server uses for notices; every other type is a message.
 CONTROL_EVENTS = frozenset(
-    {"heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave"}
+    {"heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave", "end"}
 )
 
 

@@ -38,7 +38,7 @@ class Mode:
     ingest_subscribers: tuple[int, ...] = (0, 1_000)
     # topic options and conflation (bench/options.py)
     options_clients: int = 100  # subscribers fed by a batch flood, each variant
-    options_s: float = 3  # one flood
+    options_s: float = 2  # one flood
     options_rounds: int = 3  # alternating rounds over the variants; medians compared
     conflate_rate: float = 1_000  # msg/s (16 KB) published to the conflating topic
     conflate_s: float = 8  # its window, of which the lagging client stalls conflate_stall_s

@@ -14,14 +14,26 @@ from bench.idle import IdleResult, run_idle, variants
 from bench.ingest import IngestResult, run_ingest
 from bench.light import LightResult, run_light
 from bench.modes import MODES, Mode
+from bench.options import OptionsRun, run_options
 from bench.paths import BUILD, RESULTS
+from bench.per_request import PerRequestResult, run_per_request
+from bench.presence import PresenceResult, run_presence
 from bench.progress import Progress
 from bench.scenarios import ScenarioResult, run_scenario
 from bench.servers import ServerSpec, all_specs, unavailable_reason
 from bench.stall import StallResult, run_stall
 from bench.tools import build_loadgen, build_refserver
 
-SCENARIOS = ("throughput", "stall", "idle", "light", "ingest")
+SCENARIOS = (
+    "throughput",
+    "stall",
+    "idle",
+    "light",
+    "ingest",
+    "options",
+    "presence",
+    "per_request",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,6 +159,38 @@ def run_ingests(
     return out
 
 
+def _fanwire(specs: list[ServerSpec]) -> ServerSpec | None:
+    return next((s for s in specs if s.name == "fanwire"), None)
+
+
+def run_options_scenario(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> OptionsRun | None:
+    """fanwire only: topic options against the same server without them."""
+    spec = _fanwire(specs)
+    if spec is None or not wanted(args, "options"):
+        return None
+    allowed = set(args.transports.split(",")) if args.transports else None
+    return run_options(ctx, spec, allowed)
+
+
+def run_presence_scenario(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> PresenceResult | None:
+    spec = _fanwire(specs)
+    if spec is None or not wanted(args, "presence"):
+        return None
+    return run_presence(ctx, spec)
+
+
+def run_per_requests(
+    ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
+) -> list[PerRequestResult]:
+    if _fanwire(specs) is None or not wanted(args, "per_request"):
+        return []
+    return run_per_request(ctx)
+
+
 def run_stalls(
     ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
 ) -> list[StallResult]:
@@ -178,6 +222,12 @@ def smoke_failures(
         for r in more.ingest
         if r.error or not r.acked_per_s
     ]
+    bad += more.options_failures() + more.presence_failures()
+    bad += [
+        f"{r.key} per-request streams: {r.error or 'not every token arrived'}"
+        for r in more.per_request
+        if r.error or not r.complete
+    ]
     return bad
 
 
@@ -196,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     stalls = run_stalls(ctx, specs, args)
     more = report.More(run_idles(ctx, specs, args), run_lights(ctx, specs, args))
     more.ingest = run_ingests(ctx, specs, args)
+    more.options = run_options_scenario(ctx, specs, args)
+    more.presence = run_presence_scenario(ctx, specs, args)
+    more.per_request = run_per_requests(ctx, specs, args)
     report.write_json(
         out / "results.json", mode, results, stalls, skipped, progress.elapsed(), more
     )
@@ -206,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         progress.say(f"FAILED {failure}")
     total = len(results) + len(stalls) + len(more.idle) + len(more.light) + len(more.ingest)
+    total += more.extra_count()
     summary = f"{total - len(failures)} passed, {len(failures)} failed"
     print(f"bench: {summary}", flush=True)
     return 1 if failures else 0

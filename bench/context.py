@@ -24,9 +24,10 @@ class Context:
     def open_loadgen(
         self, server: ServerProcess, transport: str, clients: int, **options: Any
     ) -> Loadgen:
-        """`options`: Loadgen's ws_path, deflate, sse_path."""
+        """`options`: Loadgen's ws_path, deflate, sse_path, subscribe_extra, keys, topic."""
         log = self.logs / f"loadgen-{server.spec.name}-{transport}.log"
-        return Loadgen(self.loadgen, server.port, transport, clients, log, topic=TOPIC, **options)
+        options = {"topic": TOPIC, **options}
+        return Loadgen(self.loadgen, server.port, transport, clients, log, **options)
 
     def server_log(self, name: str) -> Path:
         return self.logs / f"server-{name}.log"

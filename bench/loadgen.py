@@ -33,6 +33,8 @@ class Loadgen:
         ws_path: str = "/ws",
         deflate: bool = False,
         sse_path: str | None = None,
+        subscribe_extra: str = "",
+        keys: int = 0,
     ) -> None:
         argv = [str(binary), "--port", str(port), "--transport", transport]
         argv += ["--clients", str(clients), "--topic", topic, "--max-seconds", str(max_seconds)]
@@ -40,6 +42,10 @@ class Loadgen:
         argv += ["--ws-path", ws_path, "--deflate", "1" if deflate else "0"]
         if sse_path:
             argv += ["--sse-path", sse_path]
+        if subscribe_extra:  # more fields of the WebSocket subscribe, e.g. ',"presence":true'
+            argv += ["--subscribe-extra", subscribe_extra]
+        if keys:  # payloads carry "k": seq % keys, a conflation key
+            argv += ["--keys", str(keys)]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -36,6 +36,23 @@ class Mode:
     # publish ingest, closed loop (bench/ingest.py)
     ingest_s: float = 5
     ingest_subscribers: tuple[int, ...] = (0, 1_000)
+    # topic options and conflation (bench/options.py)
+    options_clients: int = 100  # subscribers fed by a batch flood, each variant
+    options_s: float = 2  # one flood
+    options_rounds: int = 3  # alternating rounds over the variants; medians compared
+    conflate_rate: float = 1_000  # msg/s (16 KB) published to the conflating topic
+    conflate_s: float = 8  # its window, of which the lagging client stalls conflate_stall_s
+    conflate_stall_s: float = 3
+    # presence (bench/presence.py)
+    presence_members: int = 1_000
+    presence_churn_s: float = 5  # closed-loop join/leave churn beside the members
+    presence_rate: float = 100  # msg/s to the members, presence on and off
+    presence_s: float = 5
+    presence_rounds: int = 2
+    # per-request streams (bench/per_request.py)
+    request_tokens: int = 500  # tokens per stream
+    request_streams: int = 200  # streams in process, and over HTTP
+    request_concurrency: int = 8  # HTTP streams open at once
 
     def payloads_for(self, clients: int) -> tuple[int, ...]:
         if clients in self.big_payload_clients:
@@ -68,6 +85,20 @@ SMOKE = Mode(
     light_s=1,
     ingest_s=0.5,
     ingest_subscribers=(0, 10),
+    options_clients=10,
+    options_s=0.5,
+    options_rounds=1,
+    conflate_rate=500,
+    conflate_s=1.5,
+    conflate_stall_s=1,
+    presence_members=10,
+    presence_churn_s=0.5,
+    presence_rate=50,
+    presence_s=1,
+    presence_rounds=1,
+    request_tokens=50,
+    request_streams=5,
+    request_concurrency=2,
 )
 
 QUICK = Mode(
@@ -86,6 +117,14 @@ QUICK = Mode(
     idle_heartbeat_s=2,
     light_s=2,
     ingest_s=2,
+    options_s=1,
+    options_rounds=2,
+    conflate_s=4,
+    conflate_stall_s=2,
+    presence_churn_s=2,
+    presence_s=2,
+    presence_rounds=1,
+    request_streams=50,
 )
 
 FULL = Mode(

@@ -166,6 +166,35 @@ def light_and_ingest(more: More, path: Path) -> None:
     plt.close(fig)
 
 
+def options_presence_tokens(more: More, path: Path) -> None:
+    """Topic options' and presence's ratios (1.0: no cost), and per-token costs."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.5))
+    labels: list[str] = []
+    values: list[float] = []
+    if more.options is not None:
+        for r in more.options.fanout:
+            if r.variant != "plain":
+                labels.append(f"{r.variant}/{r.transport} delivered")
+                values.append(r.ratio_vs_plain or 0)
+        if more.options.conflate is not None:
+            labels.append("conflating publisher")
+            values.append(more.options.conflate.publisher_ratio or 0)
+    if more.presence is not None:
+        labels += ["presence delivered", "presence CPU/msg"]
+        values += [more.presence.delivered_ratio or 0, more.presence.cpu_ratio or 0]
+    _bars(left, labels, {"ratio": values}, "ratio (1.0 = the same without)", "Options, presence")
+    left.axhline(1.0, color="grey", linewidth=0.8)
+    rows = more.per_request
+    groups = {
+        "ns per token (wall)": [r.ns_per_token or 0 for r in rows],
+        "server CPU ns per token": [(r.server_cpu_us_per_token or 0) * 1e3 for r in rows],
+    }
+    _bars(right, [r.key for r in rows], groups, "ns per token", "Per-request streams")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_all(
     results: list[ScenarioResult], mode: Mode, folder: Path, more: More | None = None
 ) -> list[Path]:
@@ -183,4 +212,7 @@ def write_all(
     if more is not None and (more.light or more.ingest):
         paths.append(folder / "light_load_and_ingest.png")
         light_and_ingest(more, paths[-1])
+    if more is not None and (more.options or more.presence or more.per_request):
+        paths.append(folder / "options_presence_tokens.png")
+        options_presence_tokens(more, paths[-1])
     return paths

@@ -15,6 +15,9 @@ from bench.idle import IdleResult
 from bench.ingest import IngestResult
 from bench.light import LightResult
 from bench.modes import Mode
+from bench.options import OptionsRun
+from bench.per_request import PerRequestResult
+from bench.presence import PresenceResult
 from bench.scenarios import ScenarioResult
 from bench.stall import StallResult
 from bench.steps import Step
@@ -27,6 +30,35 @@ class More:
     idle: list[IdleResult] = field(default_factory=list)
     light: list[LightResult] = field(default_factory=list)
     ingest: list[IngestResult] = field(default_factory=list)
+    options: OptionsRun | None = None
+    presence: PresenceResult | None = None
+    per_request: list[PerRequestResult] = field(default_factory=list)
+
+    def extra_count(self) -> int:
+        """How many results the options, presence and per-request scenarios gave."""
+        options = (
+            len(self.options.fanout) + (self.options.conflate is not None) if self.options else 0
+        )
+        return options + (self.presence is not None) + len(self.per_request)
+
+    def options_failures(self) -> list[str]:
+        if self.options is None:
+            return []
+        bad = [
+            f"{r.key} options fan-out: {r.error or 'nothing delivered'}"
+            for r in self.options.fanout
+            if r.error or not r.median_delivered_per_s
+        ]
+        c = self.options.conflate
+        if c is not None and (c.error or not c.received or not c.publisher_ratio):
+            bad.append(f"fanwire conflating topic: {c.error or 'no figure'}")
+        return bad
+
+    def presence_failures(self) -> list[str]:
+        p = self.presence
+        if p is None or (not p.error and p.joins_leaves_per_s and p.delivered_ratio):
+            return []
+        return [f"fanwire presence: {p.error or 'no figure'}"]
 
 
 def machine() -> dict[str, Any]:
@@ -63,6 +95,9 @@ def write_json(
         "light_ratios": light_ratios(more.light),
         "ingest": [asdict(r) | {"key": r.key} for r in more.ingest],
         "ingest_ratios": ingest_ratios(more.ingest),
+        "options": asdict(more.options) if more.options else None,
+        "presence": asdict(more.presence) if more.presence else None,
+        "per_request": [asdict(r) | {"key": r.key} for r in more.per_request],
     }
     path.write_text(json.dumps(doc, indent=1))
 
@@ -215,6 +250,8 @@ def write_markdown(
     lines += ["", *_ratio_table(results), "", *_stall_table(stalls)]
     lines += ["", *_idle_table(more.idle, mode), "", *_light_table(more.light, mode)]
     lines += ["", *_ingest_table(more.ingest, mode)]
+    lines += ["", *_options_table(more.options, mode), "", *_presence_table(more.presence, mode)]
+    lines += ["", *_per_request_table(more.per_request)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -393,3 +430,108 @@ def _p99s(median: float | None, steps: list[Step]) -> str:
 
 def _first_failure(steps: list[Step]) -> str:
     return next((step.why for step in steps if not step.passed), "n/a")
+
+
+def _options_table(run: OptionsRun | None, mode: Mode) -> list[str]:
+    if run is None:
+        return []
+    out = [
+        "## Topic options",
+        "",
+        f"{mode.options_clients:,} subscribers fed by a closed-loop batch flood for "
+        f"{mode.options_s:g} s, {mode.options_rounds} alternating rounds, medians: `plain` no "
+        "`FANWIRE_TOPICS`; `patterns` five patterns, none matching the topic; `noop` the "
+        "same plus the topic's own pattern with the default retention (bench/options.py).",
+        "",
+        "| server | delivered msg/s (median) | each round | ratio vs plain | note |",
+        "| --- | ---: | --- | ---: | --- |",
+    ]
+    for r in run.fanout:
+        rounds = ", ".join(f"{v:,.0f}" for v in r.delivered_per_s)
+        out.append(
+            f"| {r.key} | {_num(r.median_delivered_per_s)} | {rounds} "
+            f"| {_num(r.ratio_vs_plain, '.2f', 'x')} | {r.error or ''} |"
+        )
+    c = run.conflate
+    if c is not None:
+        out += [
+            "",
+            f"Conflating topic ({c.keys} keys, retention {c.retention}, `ws_policy` conflate): "
+            f"one WebSocket client stalled {c.stall_s:g} s of a {c.window_s:g} s window at "
+            f"{c.rate:g} msg/s.",
+            "",
+            "| published | lagging client received | delivered msg/s | told conflated "
+            "| all accounted for | fast client received | publisher acked/s conflating / plain "
+            "| ratio | note |",
+            "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+            f"| {c.published:,} | {c.received:,} | {_num(c.delivered_per_s)} | {c.conflated:,} "
+            f"| {'yes' if c.accounted else 'no'} | {c.fast_client_received:,} "
+            f"| {_num(_median(c.publisher_conflating))} / {_num(_median(c.publisher_plain))} "
+            f"| {_num(c.publisher_ratio, '.2f', 'x')} | {c.error or ''} |",
+        ]
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    return statistics.median(values) if values else None
+
+
+def _presence_table(p: PresenceResult | None, mode: Mode) -> list[str]:
+    if p is None:
+        return []
+    out = [
+        "## Presence",
+        "",
+        f"{p.members:,} WebSocket members (`presence` and `join_leave` on; "
+        f"{p.members_counted:,} counted by `GET /topics/bench/presence`). Churn: one more "
+        f"client subscribes with presence and unsubscribes, closed loop, {p.churn_s:g} s: "
+        f"**{_num(p.joins_leaves_per_s)} joins+leaves/s**, {_num(p.notices_per_s)} "
+        "join/leave notices/s to the members.",
+        "",
+        f"Delivered at {p.rate:g} msg/s of 100 B for {mode.presence_s:g} s, same clients, "
+        "presence off and on (alternating; medians):",
+        "",
+        "| presence | delivered msg/s | p99 ms | server CPU µs per delivered | connect s "
+        "| all passed |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, side in (("off", p.off), ("on", p.on)):
+        out.append(
+            f"| {name} | {_num(side.median('delivered_per_s'))} "
+            f"| {_num(side.median('p99_ms'), '.2f')} "
+            f"| {_num(side.median('cpu_us_per_delivered'), '.2f')} "
+            f"| {_num(side.median('connect_s'), '.1f')} "
+            f"| {'yes' if side.passed and all(side.passed) else 'no'} |"
+        )
+    out += [
+        "",
+        f"On over off: delivered {_num(p.delivered_ratio, '.2f', 'x')}, server CPU per "
+        f"delivered message {_num(p.cpu_ratio, '.2f', 'x')}. {p.error or ''}",
+    ]
+    return out
+
+
+def _per_request_table(rows: list[PerRequestResult]) -> list[str]:
+    if not rows:
+        return []
+    out = [
+        "## Per-request streams",
+        "",
+        "One stream per answer: its tokens published, then the topic deleted (which ends "
+        "the stream; `broker.end` is not on main yet), one subscriber reading to the end "
+        "(bench/per_request.py).",
+        "",
+        "| where | streams x tokens | concurrency | tokens/s | ns per token "
+        "| server CPU µs per token | complete | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.key} | {r.streams:,} x {r.tokens_per_stream:,} | {r.concurrency} "
+            f"| {_num(r.tokens_per_s)} | {_num(r.ns_per_token)} "
+            f"| {_num(r.server_cpu_us_per_token, '.1f')} | {'yes' if r.complete else 'no'} "
+            f"| {r.error or ''} |"
+        )
+    return out

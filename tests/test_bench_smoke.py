@@ -57,9 +57,33 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
     for kind in ("http", "batch", "ws"):
         for key in (f"fanwire/{kind}", f"fanwire+redis/{kind}"):
             assert ingest[(key, 0)]["acked_per_s"] > 0, ingest[(key, 0)]
+    options = results["options"]
+    fanout = {(r["variant"], r["transport"]): r for r in options["fanout"]}
+    for variant in ("plain", "patterns", "noop"):
+        for transport in ("sse", "ws"):
+            row = fanout[(variant, transport)]
+            assert row["median_delivered_per_s"] > 0 and row["ratio_vs_plain"] > 0, row
+    conflate = options["conflate"]
+    assert conflate["received"] > 0 and conflate["publisher_ratio"] > 0, conflate
+    # every message published to the conflating topic was delivered or counted as conflated
+    assert conflate["accounted"], conflate
+    presence = results["presence"]
+    assert presence["members_counted"] == presence["members"], presence
+    assert presence["joins_leaves_per_s"] > 0 and presence["delivered_ratio"] > 0, presence
+    per_request = {r["where"]: r for r in results["per_request"]}
+    for where in ("in_process", "http"):
+        assert per_request[where]["complete"] and per_request[where]["ns_per_token"] > 0
+    assert per_request["http"]["server_cpu_us_per_token"] is not None
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("# fanwire benchmark")
-    for section in ("## Idle connections", "## Light load", "## Publish ingest"):
+    for section in (
+        "## Idle connections",
+        "## Light load",
+        "## Publish ingest",
+        "## Topic options",
+        "## Presence",
+        "## Per-request streams",
+    ):
         assert section in markdown
     for plot in (
         "delivered_vs_clients.png",
@@ -67,5 +91,6 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
         "memory_vs_clients.png",
         "idle_per_connection.png",
         "light_load_and_ingest.png",
+        "options_presence_tokens.png",
     ):
         assert (out / plot).stat().st_size > 1000

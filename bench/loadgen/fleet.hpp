@@ -24,6 +24,7 @@ struct FleetOptions {
     std::string sse_path;  // default /stream?topic=<topic>
     std::string ws_path = "/ws";
     bool deflate = false;  // WebSocket: offer permessage-deflate, as every browser does
+    std::string subscribe_extra;  // WebSocket: more fields of `subscribe`, e.g. ,"presence":true
     int max_pending_connects = 64;
 };
 
@@ -185,7 +186,8 @@ private:
     std::string subscribe_frame() const {
         if (opt_.transport == Transport::Sse) return {};
         return ws_client_frame(WsParser::Text,
-                               "{\"type\":\"subscribe\",\"topic\":\"" + opt_.topic + "\"}");
+                               "{\"type\":\"subscribe\",\"topic\":\"" + opt_.topic + "\"" +
+                                   opt_.subscribe_extra + "}");
     }
 
     void start_connect(Conn& c) {

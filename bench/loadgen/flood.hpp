@@ -41,6 +41,7 @@ struct FloodResult {
 class Flood {
 public:
     Flood(uint16_t port, std::string topic) : port_(port), topic_(std::move(topic)) {}
+    void set_keys(int keys) { keys_ = keys; }
 
     FloodResult run(const FloodPlan& plan, const std::atomic<bool>& stop) {
         FloodResult r;
@@ -123,9 +124,8 @@ private:
     }
 
     std::string payload() {
-        char head[96];
-        const int n = std::snprintf(head, sizeof head, "{\"seq\":%lld,\"t\":%.6f,\"pad\":\"",
-                                    static_cast<long long>(seq_++), wall_now());
+        char head[128];
+        const int n = keyed_head(head, sizeof head, seq_++, wall_now(), keys_);
         const size_t fixed = static_cast<size_t>(n) + 2;
         std::string p(head, static_cast<size_t>(n));
         p.append(plan_.payload_bytes > fixed ? plan_.payload_bytes - fixed : 0, 'x');
@@ -198,6 +198,7 @@ private:
 
     uint16_t port_;
     std::string topic_;
+    int keys_ = 0;  // > 0: every payload carries "k": seq % keys_ (a conflation key)
     FloodPlan plan_;
     int64_t seq_ = 0;
 };

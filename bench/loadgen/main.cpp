@@ -43,6 +43,7 @@ struct Options {
     FleetOptions fleet;
     int clients = 1;
     int window = 256;
+    int keys = 0;  // > 0: published payloads carry "k": seq % keys
     double connect_timeout = 60;
     double max_seconds = 900;
 };
@@ -51,6 +52,7 @@ struct Options {
     std::fprintf(stderr,
                  "usage: loadgen --port P [--transport sse|ws] [--clients N] [--topic T]\n"
                  "               [--sse-path PATH] [--ws-path PATH] [--deflate 0|1]\n"
+                 "               [--subscribe-extra ,\"FIELD\":VALUE] [--keys K]\n"
                  "               [--window W] [--connect-timeout S]\n"
                  "               [--max-seconds S]\n");
     std::exit(2);
@@ -69,6 +71,8 @@ Options parse_args(int argc, char** argv) {
         else if (key == "--sse-path") o.fleet.sse_path = val;
         else if (key == "--ws-path") o.fleet.ws_path = val;
         else if (key == "--deflate") o.fleet.deflate = val == "1";
+        else if (key == "--subscribe-extra") o.fleet.subscribe_extra = val;
+        else if (key == "--keys") o.keys = std::stoi(val);
         else if (key == "--window") o.window = std::stoi(val);
         else if (key == "--connect-timeout") o.connect_timeout = std::stod(val);
         else if (key == "--max-seconds") o.max_seconds = std::stod(val);
@@ -98,6 +102,8 @@ public:
         done_fd_ = eventfd(0, EFD_NONBLOCK);
         watch(0, kStdinKey);
         watch(done_fd_, kPublisherKey);
+        publisher_.set_keys(o.keys);
+        flood_.set_keys(o.keys);
         fleet_.add_clients(o.clients);
         started_ = mono_now();
     }

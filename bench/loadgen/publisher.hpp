@@ -36,6 +36,7 @@ public:
     Publisher(uint16_t port, std::string topic, int window)
         : port_(port), topic_(std::move(topic)), window_(window) {}
     ~Publisher() { close_socket(); }
+    void set_keys(int keys) { keys_ = keys; }
 
     // Runs the plan to completion (or until `stop` turns true). Blocking.
     PublishResult run(const PublishPlan& plan, const std::atomic<bool>& stop) {
@@ -104,9 +105,8 @@ private:
     }
 
     void append_request(int64_t seq, double stamp, size_t payload_bytes) {
-        char head[96];
-        const int n = std::snprintf(head, sizeof head, "{\"seq\":%lld,\"t\":%.6f,\"pad\":\"",
-                                    static_cast<long long>(seq), stamp);
+        char head[128];
+        const int n = keyed_head(head, sizeof head, seq, stamp, keys_);
         const size_t fixed = static_cast<size_t>(n) + 2;  // + closing "}
         const size_t pad = payload_bytes > fixed ? payload_bytes - fixed : 0;
         const size_t body_len = 9 + fixed + pad;  // {"data": ... }
@@ -156,6 +156,7 @@ private:
 
     uint16_t port_;
     std::string topic_;
+    int keys_ = 0;  // > 0: every payload carries "k": seq % keys_ (a conflation key)
     int window_;
     int fd_ = -1;
     std::string out_, in_;

@@ -12,6 +12,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -60,6 +61,17 @@ inline std::optional<Stamp> find_stamp(std::string_view text) {
     const auto sent = json_number<double>(text, "\"t\"");
     if (!sent) return std::nullopt;
     return Stamp{*seq, *sent};
+}
+
+// The start of a stamped payload, up to the padding's opening quote: {"seq":N,"t":T,"pad":"
+// or, with keys > 0, {"seq":N,"k":N%keys,"t":T,"pad":" (a key for conflating topics).
+inline int keyed_head(char* out, size_t size, int64_t seq, double stamp, int keys) {
+    const auto s = static_cast<long long>(seq);
+    if (keys > 0 && seq >= 0) {
+        return std::snprintf(out, size, "{\"seq\":%lld,\"k\":%lld,\"t\":%.6f,\"pad\":\"", s,
+                             s % keys, stamp);
+    }
+    return std::snprintf(out, size, "{\"seq\":%lld,\"t\":%.6f,\"pad\":\"", s, stamp);
 }
 
 inline int tcp_socket(bool nonblocking, int rcvbuf = 0) {

@@ -419,3 +419,31 @@ def test_an_ended_topic_is_vacated_while_the_stream_goes_on(which, app_server, a
 async def _counted(subscribers, expected: dict[str, int]) -> bool:
     got = await subscribers()
     return all(got.get(name) == count for name, count in expected.items())
+
+
+def test_an_ended_per_request_topic_expires_after_its_idle_ttl(fanwire_server):
+    """A per-request topic (pattern with ``auto_create`` + ``idle_ttl``): created by its
+    first token, ended by the producer, read to its end by two subscribers and a late one,
+    then deleted once idle for ``idle_ttl`` (a reader still attached keeps it alive)."""
+    topics = {"answer.*": {"auto_create": True, "idle_ttl": 1.0}}
+    srv = fanwire_server(env={**ENV, "FANWIRE_TOPICS": orjson.dumps(topics).decode()})
+
+    async def main():
+        async with client(srv) as http:
+            topic = f"answer.{new_name()}"
+            async with SSEClient(srv.url, topics=[topic]) as first:  # creates it (auto_create)
+                ids = [await publish(http, topic, {"token": t}) for t in ("a", "b", "c")]
+                assert (await http.post(f"/topics/{topic}/end")).status_code == 202
+                await first.read_to_end()
+                assert first.ids == ids
+                async with SSEClient(srv.url, topics=[topic], last_n=10) as late:
+                    await late.read_to_end()
+                    assert late.ids == ids  # the whole answer, then its end
+                    assert late.frames[-1].event == "end"
+
+            async def gone():
+                return (await http.get(f"/topics/{topic}")).status_code == 404
+
+            await until(gone, what="the ended topic expired", timeout=20)
+
+    run(main(), timeout=60)

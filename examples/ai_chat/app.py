@@ -32,8 +32,12 @@ from tokens import tokens
 import fanwire
 import fanwire.sse
 
-settings = fanwire.Settings(demo_rate=0)  # FANWIRE_* from the environment (Redis URL...)
-broker = fanwire.Broker(retention=settings.retention, redis_url=settings.redis_url)
+# FANWIRE_* from the environment (Redis URL...). Each answer's topic chat.<id> is gone
+# ten minutes after its last token and its last reader (topic option idle_ttl).
+settings = fanwire.Settings(demo_rate=0, topics={"chat.*": fanwire.TopicOptions(idle_ttl=600.0)})
+broker = fanwire.Broker(
+    retention=settings.retention, redis_url=settings.redis_url, topics=settings.topic_rules()
+)
 COUNT = int(os.environ.get("AI_CHAT_TOKENS", "60"))
 DELAY = float(os.environ.get("AI_CHAT_DELAY", "0.05"))
 PAGE = (Path(__file__).parent / "index.html").read_text()

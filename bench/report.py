@@ -519,9 +519,10 @@ def _per_request_table(rows: list[PerRequestResult]) -> list[str]:
     out = [
         "## Per-request streams",
         "",
-        "One stream per answer: its tokens published, then the topic deleted (which ends "
-        "the stream; `broker.end` is not on main yet), one subscriber reading to the end "
-        "(bench/per_request.py).",
+        "One stream per answer: its tokens published, then `broker.aend`, one subscriber "
+        "reading to `end`: in process, over HTTP by native `GET /stream` and by a "
+        "`fastapi.sse` route over `fanwire.sse.events`. Complete: every token exactly once, "
+        "then `end`, on every stream (bench/per_request.py).",
         "",
         "| where | streams x tokens | concurrency | tokens/s | ns per token "
         "| server CPU µs per token | complete | note |",

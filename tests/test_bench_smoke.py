@@ -71,9 +71,14 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
     assert presence["members_counted"] == presence["members"], presence
     assert presence["joins_leaves_per_s"] > 0 and presence["delivered_ratio"] > 0, presence
     per_request = {r["where"]: r for r in results["per_request"]}
-    for where in ("in_process", "http"):
-        assert per_request[where]["complete"] and per_request[where]["ns_per_token"] > 0
-    assert per_request["http"]["server_cpu_us_per_token"] is not None
+    # every token of every stream exactly once, then `end`: in process, native /stream
+    # and a fastapi.sse route over fanwire.sse.events
+    for where in ("in_process", "stream", "fastapi_sse"):
+        row = per_request[where]
+        assert row["complete"] and row["duplicates"] == 0 and row["ns_per_token"] > 0, row
+        assert row["streams_ended"] == row["streams"], row
+    for where in ("stream", "fastapi_sse"):
+        assert per_request[where]["server_cpu_us_per_token"] is not None
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("# fanwire benchmark")
     for section in (

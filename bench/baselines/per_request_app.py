@@ -1,9 +1,11 @@
 """fanwire embedded in a FastAPI app that streams per-request answers (bench/per_request.py).
 
 ``POST /answer {"topic": T, "tokens": N}`` creates topic T and starts a task that waits
-for T's first subscriber, publishes N tokens with ``broker.apublish`` and then deletes T
-(``broker.end`` / ``fanwire.sse`` are not on main yet: deleting the topic is what ends
-the client's stream). The client reads them from fanwire's own ``GET /stream?topic=T``.
+for T's first subscriber, publishes N tokens (``{"token": " the", "i": k}``) with
+``broker.apublish`` and then ends T with ``broker.aend``. The client reads them either
+from fanwire's own ``GET /stream?topic=T`` or from this app's ``GET /answers/T``, a
+``fastapi.sse`` route that yields ``fanwire.sse.events(broker, T)``; both end on
+``event: end``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel
 
 import fanwire
+import fanwire.sse
 
 from .common import serve
 
 broker = fanwire.Broker()
 settings = fanwire.Settings(demo_rate=0)
-TOKEN = {"token": " the"}
 _tasks: set[asyncio.Task[None]] = set()  # held so they are not collected while running
 
 
@@ -41,13 +45,13 @@ class Answer(BaseModel):
 
 
 async def _produce(topic: str, tokens: int) -> None:
-    for _ in range(5000):  # up to 5 s for the client's GET /stream to subscribe
+    for _ in range(5000):  # up to 5 s for the client's GET to subscribe
         if broker.occupancy(topic):
             break
         await asyncio.sleep(0.001)
-    for _ in range(tokens):
-        await broker.apublish(topic, TOKEN)
-    await broker.adelete_topic(topic)
+    for i in range(tokens):  # "i": the client checks each token arrived exactly once
+        await broker.apublish(topic, {"token": " the", "i": i})
+    await broker.aend(topic)
 
 
 @app.post("/answer", status_code=202)
@@ -57,6 +61,13 @@ async def answer(body: Answer) -> dict[str, str]:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return {"topic": body.topic}
+
+
+@app.get("/answers/{topic}", response_class=EventSourceResponse)
+async def answers(topic: str) -> AsyncIterator[Any]:
+    """The user's own route (README "Streaming AI answers"): FastAPI writes the frames."""
+    async for event in fanwire.sse.events(broker, topic):
+        yield event
 
 
 if __name__ == "__main__":

@@ -65,15 +65,16 @@ bool Sink::tick(Clock::time_point now) {
 
 void Sink::on_readable(Clock::time_point now) {
   std::lock_guard lock(mu_);
-  if (fd_ < 0 || ended_locked()) return;
+  if (fd_ < 0 || closed_) return;
   char buf[512];  // an SSE client sends nothing after its request: this only sees it go
   while (true) {
     const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    out_.clear();  // end of file or an error: the client left
-    out_offset_ = 0;
+    out_.clear();  // end of file or an error: the client left (an ended stream's last
+    out_offset_ = 0;  // bytes no longer wait for it either)
+    last_chunk_due_ = false;
     stream_.finish(StreamEnd::client_gone);
     on_end_locked(now);
     return;

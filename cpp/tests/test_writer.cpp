@@ -336,4 +336,24 @@ TEST(limit_grace_caps_a_stuck_shutdown) {
   ::close(pair.client);
 }
 
+// A stream that ended with bytes stuck for a client that then leaves: closed at once, not
+// after its close grace.
+TEST(client_leaving_an_ended_stuck_stream_frees_it_at_once) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair, 1000, Policy::drop_oldest, 60, 600);
+  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
+  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: stuck
+  std::this_thread::sleep_for(50ms);
+  broker.shutdown();
+  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(sink->end() == SinkEnd::shutdown);
+  CHECK(!sink->done());
+  ::close(pair.client);
+  CHECK(wait_done(*sink));
+  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
+}
+
 int main() { return fanwire_test::run_all(); }

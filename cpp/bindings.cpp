@@ -167,11 +167,13 @@ Encoded encode(std::string_view topic, std::string_view id, py::bytes data,
 }
 
 std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscriber>> subs, int fd,
-                             py::bytes preamble, double heartbeat, uint64_t waiter) {
+                             py::bytes preamble, double heartbeat, uint64_t waiter,
+                             double close_grace) {
   Sink::Options options;
   options.fd = fd;
   options.preamble = std::string(std::string_view(preamble));
   options.heartbeat_seconds = heartbeat;
+  options.close_grace_seconds = close_grace;
   options.loop_waiter = waiter;
   py::gil_scoped_release release;
   return writer.attach(std::move(subs), std::move(options));
@@ -318,6 +320,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("end", &Sink::end)
       .def_property_readonly("flushed", &Sink::flushed)
       .def_property_readonly("frames", &Sink::frames_written)
+      .def_property_readonly("done", &Sink::done)
       .def("inject", [](Sink& s, py::bytes bytes) { s.inject(std::string(std::string_view(bytes))); })
       .def("close", &Sink::close, py::call_guard<py::gil_scoped_release>());
 
@@ -325,8 +328,9 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](const Broker& broker) { return std::make_unique<Writer>(broker.notifier()); }),
            py::arg("core"), py::keep_alive<1, 2>())
       .def("attach", &attach, py::arg("subs"), py::arg("fd"), py::arg("preamble"),
-           py::arg("heartbeat"), py::arg("waiter"))
-      .def("sink_count", &Writer::sink_count);
+           py::arg("heartbeat"), py::arg("waiter"), py::arg("close_grace") = 5.0)
+      .def("sink_count", &Writer::sink_count)
+      .def("limit_grace", &Writer::limit_grace, py::arg("seconds"));
 
   py::class_<PublishResult>(m, "PublishResult")
       .def_readonly("id", &PublishResult::id)

@@ -8,11 +8,20 @@
 #include <charconv>
 
 namespace fanwire {
+namespace {
+Clock::duration to_duration(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+// The end of a chunked response: after a clean end the client sees a finished response.
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+}  // namespace
+
 Sink::Sink(uint64_t id, std::vector<std::shared_ptr<Subscriber>> subs, Options options)
     : id_(id), stream_(Encoding::sse, std::move(subs), /*end_when_empty=*/true), fd_(options.fd),
       last_write_(Clock::now()),
-      heartbeat_(std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(options.heartbeat_seconds))),
+      heartbeat_(std::max(to_duration(options.heartbeat_seconds),
+                          Clock::duration(std::chrono::milliseconds(10)))),
+      close_grace_(to_duration(std::max(0.0, options.close_grace_seconds))),
       loop_(std::move(options.loop)), loop_waiter_(options.loop_waiter),
       ready_(std::move(options.ready)) {
   if (!options.preamble.empty()) write_locked(options.preamble, last_write_);
@@ -28,12 +37,20 @@ Sink::Pumped Sink::pump(Clock::time_point now) {
     check_closing_locked(now);  // a stalled client must still be closed
     return Pumped::blocked;
   }
-  if (ended_locked()) return blocked_locked() ? Pumped::blocked : Pumped::idle;
+  if (ended_locked()) {
+    // An end taken by inject() waits in injected_; then the last chunk (write_locked).
+    if (!closed_) {
+      std::string body;
+      body.swap(injected_);
+      write_locked(body, now);
+    }
+    return blocked_locked() ? Pumped::blocked : Pumped::idle;
+  }
   // Bounded rounds keep one very hot stream from starving the others.
   for (int round = 0; round < 8; ++round) {
     std::string body;
     const bool more = fill_locked(body);
-    if (!body.empty() && !write_locked(body, now)) return Pumped::blocked;
+    if (!write_locked(body, now)) return Pumped::blocked;
     if (ended_locked() || !more) return blocked_locked() ? Pumped::blocked : Pumped::idle;
   }
   return Pumped::again;
@@ -44,6 +61,67 @@ bool Sink::tick(Clock::time_point now) {
   if (!ended_locked() && !blocked_locked() && now - last_write_ >= heartbeat_)
     return !write_locked(notice::heartbeat(Encoding::sse, notice::now()), now);
   return blocked_locked();
+}
+
+void Sink::on_readable(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  if (fd_ < 0 || closed_) return;
+  char buf[512];  // an SSE client sends nothing after its request: this only sees it go
+  while (true) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    out_.clear();  // end of file or an error: the client left (an ended stream's last
+    out_offset_ = 0;  // bytes no longer wait for it either)
+    last_chunk_due_ = false;
+    stream_.finish(StreamEnd::client_gone);
+    on_end_locked(now);
+    return;
+  }
+}
+
+Clock::time_point Sink::next_deadline(Clock::time_point now, Clock::time_point cap) const {
+  std::lock_guard lock(mu_);
+  if (ended_locked()) return std::min(ended_at_ + close_grace_, cap);
+  // A full socket gets no heartbeat (and its last write stays old): look again later.
+  if (blocked_locked()) return now + heartbeat_;
+  return last_write_ + heartbeat_;
+}
+
+Sink::Over Sink::over(Clock::time_point now, Clock::time_point cap) const {
+  std::lock_guard lock(mu_);
+  if (done_) return Over::no;
+  if (closed_) return Over::close;
+  if (!ended_locked()) return Over::no;
+  if (!blocked_locked()) return Over::close;
+  return now >= std::min(ended_at_ + close_grace_, cap) ? Over::reset : Over::no;
+}
+
+void Sink::retire(bool reset) {
+  bool tell = false;
+  {
+    std::lock_guard lock(mu_);
+    if (done_) return;
+    done_ = true;
+    if (fd_ >= 0) {
+      if (reset) {
+        const linger hard{1, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+      }
+      ::close(fd_);
+      fd_ = -1;
+    }
+    out_.clear();
+    out_offset_ = 0;
+    tell = !closed_ && loop_;
+  }
+  if (tell) loop_->push(loop_waiter_ | Notifier::kClosingBit, true);
+}
+
+bool Sink::done() const {
+  std::lock_guard lock(mu_);
+  return done_;
 }
 
 // Takes the injected bytes, then what the stream has ready (every topic in id order, the
@@ -64,7 +142,7 @@ void Sink::take_ready_locked(std::string& body) {
   const bool left = std::any_of(taken_.topics().begin(), taken_.topics().end(),
                                 [](const TopicTake& t) { return t.ended; });
   taken_.clear();
-  tell_end_locked();
+  on_end_locked(Clock::now());
   // A topic left while the stream goes on (ended by its producer, deleted): the loop
   // learns of it now (Subscription.wake: occupancy), not when the stream closes.
   if (left && stream_.end() == StreamEnd::none && !closed_ && loop_)
@@ -78,18 +156,27 @@ void Sink::check_closing_locked(Clock::time_point now) {
   if (ended_locked()) return;
   std::string body;
   if (!stream_.end_if_closing(body)) return;
+  on_end_locked(now);
   write_locked(body, now);
-  tell_end_locked();
 }
 
 // Appends `body` as one HTTP/1.1 chunk, then writes as much as the socket takes.
 // Returns false while bytes remain (socket full).
 bool Sink::write_locked(std::string_view body, Clock::time_point now) {
+  if (fd_ < 0) {  // retired: nothing can be written any more
+    out_.clear();
+    out_offset_ = 0;
+    return true;
+  }
   if (!body.empty()) {
     char hex[20];
     auto [end, ec] = std::to_chars(hex, hex + sizeof hex, body.size(), 16);
     out_.append(hex, end).append("\r\n").append(body).append("\r\n");
     last_write_ = now;
+  }
+  if (last_chunk_due_ && injected_.empty()) {  // after everything the stream had
+    out_.append(kLastChunk);
+    last_chunk_due_ = false;
   }
   while (out_offset_ < out_.size()) {
     const ssize_t n = ::send(fd_, out_.data() + out_offset_, out_.size() - out_offset_,
@@ -103,7 +190,7 @@ bool Sink::write_locked(std::string_view body, Clock::time_point now) {
     } else {
       out_offset_ = out_.size();  // the peer is gone: nothing more can be written
       stream_.finish(StreamEnd::client_gone);
-      tell_end_locked();
+      on_end_locked(now);
     }
   }
   out_.clear();
@@ -111,18 +198,21 @@ bool Sink::write_locked(std::string_view body, Clock::time_point now) {
   return true;
 }
 
-// Tells the loop once that the stream ended on its own (not when Python closed it).
-void Sink::tell_end_locked() {
-  if (told_ || stream_.end() == StreamEnd::none) return;
-  told_ = true;
-  if (!closed_ && loop_) loop_->push(loop_waiter_ | Notifier::kClosingBit, true);
+// Once the stream ended: its close grace starts, and after a clean end the last chunk is
+// due after what the end took (written by the next write_locked; the Writer closes the
+// socket once it is out: retire()).
+void Sink::on_end_locked(Clock::time_point now) {
+  if (ended_seen_ || stream_.end() == StreamEnd::none) return;
+  ended_seen_ = true;
+  ended_at_ = now;
+  const StreamEnd end = stream_.end();
+  last_chunk_due_ = end == StreamEnd::no_topics || end == StreamEnd::shutdown;
 }
 
 void Sink::close() {
   {
     std::lock_guard lock(mu_);
     closed_ = true;  // whatever ended it before: Python is done with it
-    told_ = true;
     stream_.finish(StreamEnd::closed);
     out_.clear();
     out_offset_ = 0;
@@ -140,12 +230,6 @@ void Sink::inject(std::string bytes) {
     injected_.append(bytes);
   }
   if (ready_) ready_->push(id_, true);
-}
-
-void Sink::release_fd() {
-  std::lock_guard lock(mu_);
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
 }
 
 SinkEnd Sink::end() const {

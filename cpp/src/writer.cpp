@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <system_error>
@@ -10,7 +11,14 @@
 namespace fanwire {
 namespace {
 constexpr uint64_t kReadyToken = 0;  // epoll data of the wake-up fd; sink ids start at 1
-constexpr auto kSweepEvery = std::chrono::milliseconds(200);
+// A wake-up token (no sink has it): the grace cap changed, every timer is recomputed.
+constexpr uint64_t kCapToken = Notifier::kWaiterMask;
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
+constexpr int kMaxWaitMs = 1000;
+// Timers due this close together fire in one wake-up: with thousands of streams their
+// heartbeats are spread over time, and one epoll_wait per heartbeat doubled the writer's
+// idle CPU. A heartbeat or a reset this much early changes nothing a client notices.
+constexpr auto kSlack = std::chrono::milliseconds(20);
 }  // namespace
 
 Writer::Writer(std::shared_ptr<Notifier> loop) : loop_(std::move(loop)) {
@@ -34,6 +42,7 @@ std::shared_ptr<Sink> Writer::attach(std::vector<std::shared_ptr<Subscriber>> su
                                      Sink::Options options) {
   options.loop = loop_;
   options.ready = ready_;
+  const int fd = options.fd;
   std::shared_ptr<Sink> sink;
   {
     std::lock_guard lock(mu_);
@@ -41,6 +50,11 @@ std::shared_ptr<Sink> Writer::attach(std::vector<std::shared_ptr<Subscriber>> su
     sink = std::make_shared<Sink>(id, subs, std::move(options));
     sinks_.emplace(id, sink);
   }
+  // Read from the start: a client that leaves is seen with no traffic on its topics.
+  epoll_event ev{};
+  ev.events = kReadEvents;
+  ev.data.u64 = sink->id();
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   // Registered first, redirected next, woken last: no wake-up can be lost in between.
   for (auto& sub : subs) sub->redirect(ready_, sink->id());
   ready_->push(sink->id(), true);
@@ -52,85 +66,126 @@ size_t Writer::sink_count() const {
   return sinks_.size();
 }
 
+void Writer::limit_grace(double seconds) {
+  const auto at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(std::max(0.0, seconds)));
+  Clock::rep want = at.time_since_epoch().count();
+  Clock::rep have = cap_.load();
+  while (want < have && !cap_.compare_exchange_weak(have, want)) {
+  }
+  ready_->push(kCapToken, true);
+}
+
+Clock::time_point Writer::cap() const { return Clock::time_point(Clock::duration(cap_.load())); }
+
+std::shared_ptr<Sink> Writer::find(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  auto it = sinks_.find(id);
+  return it == sinks_.end() ? nullptr : it->second;
+}
+
 void Writer::run() {
   std::vector<epoll_event> events(256);
   std::vector<uint64_t> tokens;
-  auto last_sweep = Clock::now();
   while (!stop_.load()) {
-    const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 100);
+    const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                               wait_ms(Clock::now()));
     const auto now = Clock::now();
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.u64 != kReadyToken) {
-        pump(events[i].data.u64, now);
+      const uint64_t id = events[i].data.u64;
+      if (id != kReadyToken) {
+        if (events[i].events & (kReadEvents | EPOLLHUP | EPOLLERR))
+          if (auto sink = find(id)) sink->on_readable(now);
+        pump(id, now);
         continue;
       }
       tokens.clear();
       ready_->drain(tokens);
-      for (uint64_t token : tokens)
-        if ((token & Notifier::kWaiterMask) != kReadyToken) pump(token & Notifier::kWaiterMask, now);
+      for (uint64_t token : tokens) {
+        const uint64_t target = token & Notifier::kWaiterMask;
+        if (target == kCapToken) {
+          for (auto& entry : timer_at_) timers_.emplace(Clock::time_point::min(), entry.first);
+          for (auto& entry : timer_at_) entry.second = Clock::time_point::min();
+        } else if (target != kReadyToken) {
+          pump(target, now);
+        }
+      }
     }
-    if (now - last_sweep >= kSweepEvery) {
-      sweep(now);
-      last_sweep = now;
-    }
+    fire_timers(now);
   }
   std::lock_guard lock(mu_);
   sinks_.clear();
 }
 
-void Writer::pump(uint64_t id, Clock::time_point now) {
-  std::shared_ptr<Sink> sink;
-  {
-    std::lock_guard lock(mu_);
-    auto it = sinks_.find(id);
-    if (it == sinks_.end()) return;
-    sink = it->second;
+int Writer::wait_ms(Clock::time_point now) const {
+  if (timers_.empty()) return kMaxWaitMs;
+  const auto due = timers_.top().first;
+  if (due <= now) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(due - now).count();
+  return static_cast<int>(std::min<decltype(ms)>(ms, kMaxWaitMs));
+}
+
+void Writer::fire_timers(Clock::time_point now) {
+  const auto soon = now + kSlack;  // ticked as if it were then: nothing is due again before
+  while (!timers_.empty() && timers_.top().first <= soon) {
+    const auto [at, id] = timers_.top();
+    timers_.pop();
+    auto live = timer_at_.find(id);
+    if (live == timer_at_.end() || live->second != at) continue;  // stale
+    timer_at_.erase(live);
+    auto sink = find(id);
+    if (!sink) continue;
+    watch(*sink, sink->tick(soon));
+    settle(*sink, soon);
   }
+}
+
+void Writer::pump(uint64_t id, Clock::time_point now) {
+  auto sink = find(id);
+  if (!sink) return;
   const Sink::Pumped pumped = sink->pump(now);
   watch(*sink, pumped == Sink::Pumped::blocked);
   if (pumped == Sink::Pumped::again) ready_->push(id, true);
-  retire_if_over(*sink, pumped == Sink::Pumped::blocked);
+  settle(*sink, now);
 }
 
-// EPOLLOUT is polled only while a sink's socket is full.
+// A sink stays polled for reading; EPOLLOUT is added only while its socket is full.
 void Writer::watch(Sink& sink, bool blocked) {
   auto it = polled_.find(sink.id());
   const bool polled = it != polled_.end();
-  if (blocked == polled) return;
-  if (blocked) {
-    epoll_event ev{};
-    ev.events = EPOLLOUT;
-    ev.data.u64 = sink.id();
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, sink.fd(), &ev) == 0) polled_.emplace(sink.id(), true);
-  } else {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, sink.fd(), nullptr);
-    polled_.erase(it);
-  }
+  if (blocked == polled || sink.fd() < 0) return;
+  epoll_event ev{};
+  ev.events = kReadEvents | (blocked ? EPOLLOUT : 0u);
+  ev.data.u64 = sink.id();
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, sink.fd(), &ev);
+  if (blocked) polled_.emplace(sink.id(), true);
+  else polled_.erase(it);
 }
 
-// Heartbeats for idle streams, and forgetting the streams that ended and are flushed.
-void Writer::sweep(Clock::time_point now) {
-  std::vector<std::shared_ptr<Sink>> all;
-  {
-    std::lock_guard lock(mu_);
-    all.reserve(sinks_.size());
-    for (auto& entry : sinks_) all.push_back(entry.second);
+// Retires a sink that is over (closed by Python, ended and flushed, or stuck past its
+// grace), else keeps its timer due no later than its next deadline.
+void Writer::settle(Sink& sink, Clock::time_point now) {
+  const auto limit = cap();
+  const Sink::Over over = sink.over(now, limit);
+  if (over == Sink::Over::no) {
+    if (!sink.done()) schedule(sink.id(), sink.next_deadline(now, limit));
+    return;
   }
-  for (auto& sink : all) {
-    const bool blocked = sink->tick(now);
-    watch(*sink, blocked);
-    retire_if_over(*sink, blocked);
-  }
-}
-
-// A sink is forgotten once Python closed it, or once it ended and its last bytes left.
-void Writer::retire_if_over(Sink& sink, bool blocked) {
-  const SinkEnd end = sink.end();
-  if (end != SinkEnd::closed && (end == SinkEnd::none || blocked)) return;
-  watch(sink, false);
-  if (end == SinkEnd::closed) sink.release_fd();
+  if (sink.fd() >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, sink.fd(), nullptr);
+  polled_.erase(sink.id());
+  timer_at_.erase(sink.id());
+  sink.retire(over == Sink::Over::reset);
   std::lock_guard lock(mu_);
   sinks_.erase(sink.id());
+}
+
+// One live timer per sink: an earlier deadline replaces the live one (the old heap entry
+// goes stale); a later one waits until the live one fires, which reschedules it.
+void Writer::schedule(uint64_t id, Clock::time_point at) {
+  auto it = timer_at_.find(id);
+  if (it != timer_at_.end() && it->second <= at) return;
+  timer_at_[id] = at;
+  timers_.emplace(at, id);
 }
 
 }  // namespace fanwire

@@ -1,6 +1,7 @@
 // The native write path: Sinks on socketpairs, driven by the Writer thread, with
 // publishers on other threads; run under TSan and ASan too.
 #include <fcntl.h>
+#include <cerrno>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,16 +54,54 @@ size_t count(const std::string& text, const std::string& needle) {
 }
 
 std::shared_ptr<Sink> attach(Writer& writer, Broker& broker, const char* topic, int fd,
-                             size_t queue = 1000, Policy policy = Policy::drop_oldest) {
+                             size_t queue = 1000, Policy policy = Policy::drop_oldest,
+                             double heartbeat = 0.3, double close_grace = 5) {
   SubscribeOptions o;
   o.queue_size = queue;
   o.policy = policy;
   Sink::Options options;
   options.fd = ::dup(fd);
   options.preamble = "retry: 1000\n\n";
-  options.heartbeat_seconds = 0.3;
+  options.heartbeat_seconds = heartbeat;
+  options.close_grace_seconds = close_grace;
   options.loop_waiter = 99;
   return writer.attach({broker.subscribe(topic, o)}, std::move(options));
+}
+
+// Hands the server end over for good (as Python does): the Sink's descriptor is its only one.
+std::shared_ptr<Sink> hand_over(Writer& writer, Broker& broker, Pair& pair, size_t queue = 1000,
+                                Policy policy = Policy::drop_oldest, double heartbeat = 0.3,
+                                double close_grace = 5) {
+  auto sink = attach(writer, broker, "t", pair.server, queue, policy, heartbeat, close_grace);
+  ::close(pair.server);
+  pair.server = -1;
+  return sink;
+}
+
+bool wait_done(const Sink& sink) {
+  for (int i = 0; i < 1000 && !sink.done(); ++i) std::this_thread::sleep_for(5ms);
+  return sink.done();
+}
+
+std::vector<uint64_t> drained(Broker& broker) {
+  std::vector<uint64_t> tokens;
+  broker.drain(tokens);
+  return tokens;
+}
+
+// Reads until the peer closes (or the deadline); true on end of file.
+bool read_to_eof(int fd, std::string& text) {
+  const auto deadline = std::chrono::steady_clock::now() + 5000ms;
+  char buf[65536];
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) return true;
+    if (n > 0) text.append(buf, static_cast<size_t>(n));
+    else if (errno != EAGAIN) return false;
+    else std::this_thread::sleep_for(1ms);
+  }
+  return false;
 }
 
 }  // namespace
@@ -83,12 +122,11 @@ TEST(writes_chunks_in_order_with_heartbeat_and_deletion) {
   broker.delete_topic("t");
   text = read_until(pair.client, [](const std::string& t) { return t.find("topic_deleted") != std::string::npos; });
   CHECK(text.find("event: topic_deleted\ndata: {\"topic\":\"t\"}") != std::string::npos);
-  for (int i = 0; i < 200 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(wait_done(*sink));  // flushed, the last chunk out, the socket closed
   CHECK(sink->end() == SinkEnd::no_topics);
-  std::vector<uint64_t> tokens;
-  broker.drain(tokens);
-  CHECK(tokens == std::vector<uint64_t>{99 | Notifier::kClosingBit});  // Python is told once
+  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});  // told once
   sink->close();
+  CHECK(drained(broker).empty());
   ::close(pair.server);
   ::close(pair.client);
 }
@@ -220,6 +258,124 @@ TEST(many_sinks_publishers_and_shutdown_race) {
     ::close(pair.server);
     ::close(pair.client);
   }
+}
+
+// The read side: a client that leaves is seen at once, with nothing published.
+TEST(client_leaving_is_seen_without_traffic) {
+  Broker broker(100, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair);
+  read_until(pair.client, [](const std::string& t) { return t.find("retry:") != std::string::npos; });
+  CHECK(broker.counters().subscribers == 1);
+  ::close(pair.client);
+  CHECK(wait_done(*sink));
+  CHECK(sink->end() == SinkEnd::client_gone);
+  CHECK(broker.counters().subscribers == 0);
+  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
+  CHECK(writer.sink_count() == 0);
+}
+
+// A client that sends bytes (pipelined junk) stays: only end of file ends the stream.
+TEST(client_bytes_are_read_and_ignored) {
+  Broker broker(100, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair);
+  const std::string junk(20000, 'x');
+  CHECK(::write(pair.client, junk.data(), junk.size()) > 0);
+  broker.publish("t", "1", "");
+  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("id: 5-1\n") != std::string::npos; });
+  CHECK(text.find("id: 5-1\n") != std::string::npos);
+  CHECK(sink->end() == SinkEnd::none);
+  sink->close();
+  CHECK(wait_done(*sink));
+  CHECK(drained(broker).empty());  // Python closed it: nothing to tell
+  ::close(pair.client);
+}
+
+// Heartbeats come from each sink's own timer: a short interval beats often, a long one
+// not at all meanwhile.
+TEST(heartbeat_timer_per_sink) {
+  Broker broker(100, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair fast = socket_pair();
+  Pair slow = socket_pair();
+  auto a = hand_over(writer, broker, fast, 1000, Policy::drop_oldest, 0.05);
+  auto b = hand_over(writer, broker, slow, 1000, Policy::drop_oldest, 60);
+  std::string text = read_until(fast.client, [](const std::string& t) { return count(t, "event: heartbeat") >= 4; });
+  CHECK(count(text, "event: heartbeat") >= 4);
+  text = read_until(slow.client, [](const std::string&) { return false; }, 100ms);
+  CHECK(text.find("retry:") != std::string::npos);
+  CHECK(text.find("heartbeat") == std::string::npos);
+  broker.shutdown();
+  for (auto* pair : {&fast, &slow}) {
+    text.clear();
+    CHECK(read_to_eof(pair->client, text));  // shutdown notice, last chunk, closed
+    CHECK(text.find("event: shutdown") != std::string::npos);
+    CHECK(text.size() >= 5 && text.compare(text.size() - 5, 5, "0\r\n\r\n") == 0);
+    ::close(pair->client);
+  }
+  CHECK(wait_done(*a) && wait_done(*b));
+}
+
+// A socket that stays full: the stream ends (slow consumer) and, past its close grace,
+// the core resets the connection and tells Python.
+TEST(stuck_socket_is_reset_after_close_grace) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair, 50, Policy::disconnect, 60, 0.2);
+  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
+  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read
+  CHECK(wait_done(*sink));
+  CHECK(sink->end() == SinkEnd::slow_consumer);
+  CHECK(!sink->flushed() || sink->done());
+  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
+  ::close(pair.client);
+}
+
+// The shutdown grace caps a long close grace.
+TEST(limit_grace_caps_a_stuck_shutdown) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair, 1000, Policy::drop_oldest, 60, 600);
+  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
+  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: stuck
+  std::this_thread::sleep_for(50ms);
+  broker.shutdown();
+  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(sink->end() == SinkEnd::shutdown);
+  CHECK(!sink->done());  // its 600 s close grace
+  writer.limit_grace(0.1);
+  CHECK(wait_done(*sink));
+  ::close(pair.client);
+}
+
+// A stream that ended with bytes stuck for a client that then leaves: closed at once, not
+// after its close grace.
+TEST(client_leaving_an_ended_stuck_stream_frees_it_at_once) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, broker, pair, 1000, Policy::drop_oldest, 60, 600);
+  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
+  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: stuck
+  std::this_thread::sleep_for(50ms);
+  broker.shutdown();
+  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  CHECK(sink->end() == SinkEnd::shutdown);
+  CHECK(!sink->done());
+  ::close(pair.client);
+  CHECK(wait_done(*sink));
+  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
 }
 
 int main() { return fanwire_test::run_all(); }

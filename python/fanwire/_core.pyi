@@ -207,6 +207,9 @@ class Sink:
         """True when no byte waits for the socket."""
     @property
     def frames(self) -> int: ...
+    @property
+    def done(self) -> bool:
+        """True once the core closed the socket (Python is told then, once)."""
     def inject(self, data: bytes) -> None:
         """Queue SSE bytes (e.g. a gap notice) behind what is ready now."""
     def close(self) -> None: ...
@@ -216,10 +219,19 @@ class Writer:
 
     def __init__(self, core: Core) -> None: ...
     def attach(
-        self, subs: list[CoreSub], fd: int, preamble: bytes, heartbeat: float, waiter: int
+        self,
+        subs: list[CoreSub],
+        fd: int,
+        preamble: bytes,
+        heartbeat: float,
+        waiter: int,
+        close_grace: float = 5.0,
     ) -> Sink:
-        """Take ``subs`` over and write to ``fd`` (a duplicate, owned by the Sink)."""
+        """Take ``subs`` over and own the connection on ``fd`` (closed by the Sink): it
+        writes, reads to see the client leave, finishes or resets the response."""
     def sink_count(self) -> int: ...
+    def limit_grace(self, seconds: float) -> None:
+        """No ended stream waits more than ``seconds`` from now for its bytes to leave."""
 
 class PublishResult:
     @property

@@ -201,6 +201,12 @@ class Broker:
             self._writer = _core.Writer(self._core)
         return self._writer
 
+    def limit_native_grace(self, seconds: float) -> None:
+        """No stream handed to the native writer may take more than ``seconds`` from now
+        to close once it ended (the shutdown grace): past it, the core resets it."""
+        if self._writer is not None:
+            self._writer.limit_grace(seconds)
+
     # -- topics ----------------------------------------------------------------------
     def create_topic(self, name: str, **options: Any) -> bool:
         """Create ``name``; False when it already existed (its options then stay).

@@ -98,6 +98,7 @@ class Subscription:
         # a wake-up then writes it at once instead of resuming the iterating task.
         self.direct: DirectWriter | None = None
         self._sink: _core.Sink | None = None
+        self._on_native_end: Callable[[], None] | None = None  # see attach_socket
         self.close_reason: _core.StreamEnd | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
         self.client_id: str | None = None  # the transport's client id (the console shows it)
@@ -266,18 +267,38 @@ class Subscription:
             and self.close_reason is None
         )
 
-    def attach_socket(self, fd: int, heartbeat: float) -> _core.Sink:
-        """Hand this SSE subscription to the native writer, which from now on writes its
-        frames (as HTTP/1.1 chunks) straight to ``fd``, a duplicate it owns. Do not
-        iterate the subscription afterwards: wait for ``must_close`` instead."""
+    def attach_socket(
+        self,
+        fd: int,
+        heartbeat: float,
+        close_grace: float = 5.0,
+        on_end: Callable[[], None] | None = None,
+    ) -> _core.Sink:
+        """Hand this SSE subscription to the native writer, which from now on owns the
+        connection on ``fd`` (closed by the core): it writes the frames (as HTTP/1.1
+        chunks), reads the socket to see the client leave, and finishes the response (or
+        resets it, stuck ``close_grace`` seconds after its end). Do not iterate the
+        subscription afterwards. Once the core closed the socket, this subscription
+        closes itself (its topics' presence and counts follow) and calls ``on_end``."""
         assert self.native_ready and self._sink is None
         preamble = b"".join(self._pending)
         self._pending = []
         subs = list(self._subs.values())
         for core_sub in subs:
             self._stream.remove(core_sub)  # the sink's own stream takes from them now
-        self._sink = self._hub.writer().attach(subs, fd, preamble, heartbeat, self._waiter)
+        self._on_native_end = on_end
+        writer = self._hub.writer()
+        self._sink = writer.attach(subs, fd, preamble, heartbeat, self._waiter, close_grace)
         return self._sink
+
+    def _native_done(self, sink: _core.Sink) -> None:
+        """The core closed a handed-off connection: follow its end, then tell the owner."""
+        if self.close_reason is None:
+            self.close_reason = sink.end
+        self.close()
+        on_end, self._on_native_end = self._on_native_end, None
+        if on_end is not None:
+            on_end()
 
     def close(self) -> None:
         """Unsubscribe from everything (idempotent)."""
@@ -352,6 +373,10 @@ class Subscription:
     def wake(self, closing: bool = False) -> None:
         """Something is ready (the broker's wake-up round; ``closing``: the core is closing
         this client)."""
+        sink = self._sink
+        if closing and sink is not None and sink.done and self.close_reason is None:
+            self._native_done(sink)  # (an earlier closing wake is a topic's, not the end)
+            return
         self._ready = True
         if closing:
             self.must_close.set()

@@ -20,20 +20,25 @@ using SinkEnd = StreamEnd;
 
 using Clock = std::chrono::steady_clock;
 
-// Once the HTTP response head is out (written by the server, in Python), a Sink owns a
-// duplicate of the socket and writes every ready frame itself, one chunk of HTTP/1.1
-// chunked encoding per wake-up: what its Stream takes (topics merged in id order, with
-// every notice and the end-of-stream rules), and heartbeats. It only moves bytes and
-// reports written, full (kept here) or gone. Python is only told when the stream ends. Driven by one Writer thread; close() may come from any
-// thread. The socket is non-blocking: a full socket leaves the rest buffered here until
-// it drains, and meanwhile the subscriber's policy deals with the lag, exactly as for a
-// slow Python consumer.
+// Once the HTTP response head is out (written by the server, in Python), a Sink owns the
+// connection: the server let go of it, so the Sink's descriptor is the only one. It
+// writes every ready frame itself, one chunk of HTTP/1.1 chunked encoding per wake-up:
+// what its Stream takes (topics merged in id order, with every notice and the
+// end-of-stream rules), and heartbeats. It reads the socket too, only to see the client
+// leave. It only moves bytes and reports written, full (kept here) or gone. When the
+// stream ends it finishes the response (the last chunk after a clean end: no topic left,
+// shutdown), closes the socket once its bytes are out, or resets it when they are still
+// stuck after `close_grace`; then (retire()) Python is told, once. Driven by one Writer
+// thread; close() may come from any thread. The socket is non-blocking: a full socket
+// leaves the rest buffered here until it drains, and meanwhile the subscriber's policy
+// deals with the lag, exactly as for a slow Python consumer.
 class Sink {
  public:
   struct Options {
     int fd = -1;                    // owned: closed by the Sink
     std::string preamble;           // SSE bytes to send first (e.g. resume gap notices)
     double heartbeat_seconds = 15;  // heartbeat frame after this long without a write
+    double close_grace_seconds = 5; // an ended stream's bytes may take this long to leave
     std::shared_ptr<Notifier> loop; // told (waiter | closing bit) when the stream ends
     uint64_t loop_waiter = 0;
     std::shared_ptr<Notifier> ready;  // the Writer's: told when close() is called
@@ -52,17 +57,30 @@ class Sink {
   // to drain (the writer polls it for EPOLLOUT); `again`: more is ready after a bounded
   // number of rounds (the writer comes back to this sink after the others).
   Pumped pump(Clock::time_point now);
-  // Writer thread: a heartbeat if idle for too long; same return as pump().
+  // Writer thread: a heartbeat if idle for too long; true while bytes wait.
   bool tick(Clock::time_point now);
+  // Writer thread: the socket is readable (or hung up): reads and discards what the
+  // client sent; end of file or an error ends the stream (client_gone).
+  void on_readable(Clock::time_point now);
+  // Writer thread: when tick() (or a reset, see over()) is due next. `cap`: no ended
+  // stream waits past it (the shutdown grace).
+  Clock::time_point next_deadline(Clock::time_point now, Clock::time_point cap) const;
+  enum class Over : uint8_t { no, close, reset };
+  // Writer thread: whether the sink is done: closed by Python, ended with its bytes out
+  // (close), or ended with bytes still stuck past its close grace or `cap` (reset).
+  Over over(Clock::time_point now, Clock::time_point cap) const;
+  // Writer thread: closes the socket (reset: with SO_LINGER 0, dropping what the kernel
+  // still holds) and tells Python once, unless Python closed the sink itself.
+  void retire(bool reset);
+  // True once the socket is closed (retire()).
+  bool done() const;
 
   // Any thread: queue `bytes` (SSE frames) behind what the subscribers hold now, e.g. a
   // gap notice from a shared log's reader; the Writer is woken to send it.
   void inject(std::string bytes);
-  // Any thread: stop (the Python side saw the client leave, or gave up on it). The
-  // Writer then closes the socket's duplicate.
+  // Any thread: stop (Python gave up on it, or the server exits). The Writer then
+  // closes the socket.
   void close();
-  // Writer thread: closes the duplicate of the socket (the server still owns its own).
-  void release_fd();
   SinkEnd end() const;
   // True once nothing is left to write (the server may then finish the response).
   bool flushed() const;
@@ -73,7 +91,7 @@ class Sink {
   void check_closing_locked(Clock::time_point now);
   void take_ready_locked(std::string& body);
   bool write_locked(std::string_view body, Clock::time_point now);
-  void tell_end_locked();
+  void on_end_locked(Clock::time_point now);
   bool ended_locked() const { return closed_ || stream_.end() != StreamEnd::none; }
   bool blocked_locked() const { return out_offset_ < out_.size(); }
 
@@ -87,12 +105,16 @@ class Sink {
   size_t out_offset_ = 0;
   Clock::time_point last_write_;
   Clock::duration heartbeat_;
+  Clock::duration close_grace_;
+  Clock::time_point ended_at_{};
   std::shared_ptr<Notifier> loop_;
   uint64_t loop_waiter_;
   std::shared_ptr<Notifier> ready_;
   uint64_t frames_ = 0;
   bool closed_ = false;  // Python closed it (whatever ended it before)
-  bool told_ = false;    // the loop was told of the end
+  bool ended_seen_ = false;  // on_end_locked ran
+  bool last_chunk_due_ = false;
+  bool done_ = false;        // the socket is closed
 };
 
 }  // namespace fanwire

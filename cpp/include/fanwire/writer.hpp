@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -15,8 +16,10 @@
 namespace fanwire {
 
 // One epoll thread for every native stream: woken through its own Notifier when a
-// subscriber of a Sink has messages (token = sink id), and by EPOLLOUT when a blocked
-// socket drains. It never holds the GIL and never calls into Python.
+// subscriber of a Sink has messages (token = sink id), by EPOLLOUT when a blocked socket
+// drains, and by EPOLLIN/EPOLLRDHUP when a client leaves. Heartbeats and close graces
+// come from a deadline heap (one live entry per sink), so an idle stream costs nothing
+// between its heartbeats. It never holds the GIL and never calls into Python.
 class Writer {
  public:
   explicit Writer(std::shared_ptr<Notifier> loop);
@@ -28,20 +31,33 @@ class Writer {
   std::shared_ptr<Sink> attach(std::vector<std::shared_ptr<Subscriber>> subs,
                                Sink::Options options);
   size_t sink_count() const;
+  // No ended stream may wait longer than `seconds` from now for its bytes to leave (the
+  // server's shutdown grace): past it, the Writer resets it.
+  void limit_grace(double seconds);
 
  private:
   void run();
   void pump(uint64_t id, Clock::time_point now);
   void watch(Sink& sink, bool blocked);
-  void sweep(Clock::time_point now);
-  void retire_if_over(Sink& sink, bool blocked);
+  void settle(Sink& sink, Clock::time_point now);
+  void schedule(uint64_t id, Clock::time_point at);
+  void fire_timers(Clock::time_point now);
+  int wait_ms(Clock::time_point now) const;
+  std::shared_ptr<Sink> find(uint64_t id) const;
+  Clock::time_point cap() const;
 
   std::shared_ptr<Notifier> loop_;
   std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();
   int epoll_fd_ = -1;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Sink>> sinks_;
-  std::unordered_map<uint64_t, bool> polled_;  // writer thread only: EPOLLOUT armed
+  // Writer thread only: EPOLLOUT armed; each sink's live timer and the heap of timers
+  // (entries whose time is not the sink's live one are stale and skipped).
+  std::unordered_map<uint64_t, bool> polled_;
+  std::unordered_map<uint64_t, Clock::time_point> timer_at_;
+  using Timer = std::pair<Clock::time_point, uint64_t>;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::atomic<Clock::rep> cap_{Clock::time_point::max().time_since_epoch().count()};
   uint64_t next_id_ = 1;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -1,12 +1,15 @@
 """The only module that knows uvicorn's transport and protocol objects.
 
-The native SSE write path: the C++ core writes frames straight to the client's socket.
+The native SSE path: the C++ core owns the client's connection after the response head.
 
 Profiling the ASGI path under load (1,000 SSE clients) showed most of the server's time in
 Python per client and wake-up: Starlette's and uvicorn's ``send`` wrappers and one
-``transport.write`` each. So once the response head and ``retry:`` are out, a stream
-served by uvicorn is handed to the core's writer thread, which writes every batch as
-one HTTP/1.1 chunk from C++ with no GIL, and tells Python only when the stream ends.
+``transport.write`` each; and an idle stream still cost about 30 KB (transport, protocol,
+parser, request task) and, with a duplicate for the core, two descriptors. So once the
+response head and ``retry:`` are out, a stream served by uvicorn is handed to the core's
+writer thread for good (:func:`hand_off`): it writes every batch as one HTTP/1.1 chunk
+from C++ with no GIL, reads the socket to see the client leave, sends heartbeats from a
+timer, finishes or resets the response, and tells Python once, when it closed the socket.
 
 The path is taken only when it is safe: an HTTP/1.1 request on uvicorn (the transport is
 reached through uvicorn's ``receive``, which Starlette passes along unwrapped), a
@@ -30,11 +33,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope
 
-from .. import _core
 from ..subscription import Subscription
-
-# The core's ends after which the response is finished (else the connection is aborted).
-ENDS_CLEANLY = (_core.StreamEnd.no_topics, _core.StreamEnd.shutdown)
 
 
 def http_transport(receive: Receive) -> Any | None:
@@ -165,54 +164,45 @@ async def hang_up_ws(websocket: Any, deadline: float) -> None:
     transport.abort()
 
 
-def attach(sub: Subscription, transport: Any, heartbeat: float) -> Any | None:
-    """Give ``sub`` to the writer thread, or None if the transport still buffers bytes."""
+def hand_off(
+    sub: Subscription,
+    transport: Any,
+    heartbeat: float,
+    close_grace: float,
+    on_end: Callable[[], None],
+) -> bool:
+    """Give the connection under ``transport`` to the core for good (False, and nothing
+    changed, if the transport still buffers bytes): from now on the writer thread writes
+    the stream, sees the client leave, finishes or resets the response and closes the
+    socket; then ``sub`` closes itself and calls ``on_end``.
+
+    uvicorn lets go of it: closing the transport closes only uvicorn's descriptor (asyncio
+    and uvloop close it, they never ``shutdown()`` the socket), so the kernel socket stays
+    open on the core's duplicate, the only descriptor left. uvicorn's ``connection_lost``
+    then marks the request disconnected (so it logs nothing when the app returns: wait
+    for it with :func:`forgotten`) and forgets the connection: its counts,
+    ``--limit-concurrency`` and its shutdown no longer see it, and no transport, protocol
+    or task is left in Python for an idle stream.
+    """
     if not sub.native_ready or transport.is_closing() or transport.get_write_buffer_size():
-        return None
+        return False
     fd = os.dup(transport.get_extra_info("socket").fileno())
     try:
-        return sub.attach_socket(fd, heartbeat)
+        sub.attach_socket(fd, heartbeat, close_grace, on_end)
     except BaseException:
         os.close(fd)
         raise
+    transport.close()
+    return True
 
 
-async def client_gone(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def run(sub: Subscription, sink: Any, receive: Receive, grace: Callable[[], float]) -> bool:
-    """Wait for the stream to end; True when the server should finish the response.
-
-    A stream ended by the core (shutdown, no topic left, slow consumer) gets ``grace()``
-    seconds (asked when it ends: a shutdown shortens it) for its last frames to reach the
-    client; a stream that cannot end cleanly (slow consumer, or bytes still stuck) answers
-    False, and the caller aborts it (:func:`hang_up`), which also frees the connection.
-    """
-    gone = asyncio.ensure_future(client_gone(receive))
-    closing = asyncio.ensure_future(sub.must_close.wait())
-    try:
-        await asyncio.wait((gone, closing), return_when=asyncio.FIRST_COMPLETED)
-        if not gone.done():
-            await _wait_flushed(sink, gone, grace())
-    finally:
-        for task in (gone, closing):
-            task.cancel()
-        await asyncio.gather(gone, closing, return_exceptions=True)
-    end, flushed = sink.end, sink.flushed
-    sink.close()
-    if gone.done() and not gone.cancelled():
-        return False
-    # Otherwise the caller hangs up (hang_up): the stream could not end cleanly.
-    return end in ENDS_CLEANLY and flushed
-
-
-async def _wait_flushed(sink: Any, gone: asyncio.Future[None], grace: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while not sink.flushed and not gone.done() and loop.time() < deadline:
-        await asyncio.sleep(0.02)
+async def forgotten(receive: Receive) -> None:
+    """Wait until uvicorn saw the handed-off connection go (a loop turn or two)."""
+    cycle = getattr(receive, "__self__", None)
+    for _ in range(100):
+        if getattr(cycle, "disconnected", True):
+            return
+        await asyncio.sleep(0.01)
 
 
 def denial_done(websocket: Any) -> None:

@@ -9,6 +9,7 @@ socket that no longer drains (slow consumer or shutdown).
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -180,30 +181,39 @@ class EventStream(Response):
         settings = self.runtime.settings
         transport = _uvicorn.transport_of(scope, receive) if settings.native_sse else None
         headers = self.raw_headers
-        if transport is not None:  # the core will write the chunks itself
-            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        if transport is not None:  # the core will write the chunks, and close the socket
+            headers = [*headers, (b"transfer-encoding", b"chunked"), (b"connection", b"close")]
+        handed = False
         try:
-            async with self.sub:
+            try:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 retry = f"retry: {settings.sse_retry_ms}\n\n".encode()
                 await send({"type": "http.response.body", "body": retry, "more_body": True})
-                if await self._stream(transport, receive, send):
+                if transport is not None:
+                    await self.sub.replayed()  # Redis mode: a resume's history, then native
+                    handed = self._hand_off(transport)
+                if handed:
+                    await _uvicorn.forgotten(receive)
+                elif await self._run(receive, send):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
                     await _uvicorn.hang_up(receive)
+            finally:
+                if not handed:
+                    self.sub.close()
         finally:
-            self.runtime.connections.release("sse")
+            if not handed:  # else the slot is the core's until it closes the socket
+                self.runtime.connections.release("sse")
 
-    async def _stream(self, transport: Any, receive: Receive, send: Send) -> bool:
-        """The native path when uvicorn's transport allows it, else the ASGI path."""
+    def _hand_off(self, transport: Any) -> bool:
+        """The native path: the core owns the connection from now on (True), its slot
+        released once it closed the socket; False (the ASGI path) if uvicorn still
+        buffers bytes."""
         settings = self.runtime.settings
-        if transport is not None:
-            await self.sub.replayed()  # Redis mode: a resume's history first, then native
-            sink = _uvicorn.attach(self.sub, transport, settings.heartbeat_interval)
-            if sink is not None:
-                grace = self.runtime.close_grace  # asked when the stream ends
-                return await _uvicorn.run(self.sub, sink, receive, grace)
-        return await self._run(receive, send)
+        release = functools.partial(self.runtime.connections.release, "sse")
+        grace = settings.close_grace
+        heartbeat = settings.heartbeat_interval
+        return _uvicorn.hand_off(self.sub, transport, heartbeat, grace, release)
 
     async def _run(self, receive: Receive, send: Send) -> bool:
         """Stream until the subscription ends (True) or the client is gone or stalled."""

@@ -25,7 +25,10 @@ import fanwire.sse
 from .common import serve
 
 broker = fanwire.Broker()
-settings = fanwire.Settings(demo_rate=0)
+# A whole answer fits a reader's queue: the producer publishes it as fast as it can, and
+# the default SSE queue (100, disconnect) would end a reader that is not ahead of it.
+QUEUE = 1000
+settings = fanwire.Settings(demo_rate=0, sse_queue_size=QUEUE)  # /stream's queue too
 _tasks: set[asyncio.Task[None]] = set()  # held so they are not collected while running
 
 
@@ -66,7 +69,7 @@ async def answer(body: Answer) -> dict[str, str]:
 @app.get("/answers/{topic}", response_class=EventSourceResponse)
 async def answers(topic: str) -> AsyncIterator[Any]:
     """The user's own route (README "Streaming AI answers"): FastAPI writes the frames."""
-    async for event in fanwire.sse.events(broker, topic):
+    async for event in fanwire.sse.events(broker, topic, queue_size=QUEUE):
         yield event
 
 

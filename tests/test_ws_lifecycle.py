@@ -114,7 +114,7 @@ KEEPS_STALLED_SOCKET = {
     "granian": "granian cannot abort a stalled WebSocket (ASGI has no abort): after "
     "close_grace the client is cut off and counted out, but its socket stays; once it reads "
     "again it gets the backlog and no close frame, and granian keeps the socket even after "
-    "the client hangs up",
+    "the client hangs up (on a loaded machine it sometimes drops the socket itself)",
 }
 STALL_ROWS = [
     pytest.param(
@@ -175,10 +175,14 @@ def test_stalled_client_under_disconnect_loses_its_socket_after_close_grace(fanw
                 # The documented exception (KEEPS_STALLED_SOCKET): counted out, socket kept.
                 await asyncio.sleep(2.0)  # 4 close_grace periods: uvicorn has aborted by now
                 assert (await http.get("/stats")).json()["connections"]["ws"] == 0
-                assert port in server_peers(srv.pid, srv.port)
+                # granian sometimes drops it itself (seen on a loaded machine): then there
+                # is nothing left to hold. When it is kept, what the client gets later:
+                kept = port in server_peers(srv.pid, srv.port)
                 held = len(slow.messages)
                 slow.resume()
-                if row.server == "hypercorn":
+                if not kept:
+                    assert row.server == "granian", "hypercorn keeps it, as documented"
+                elif row.server == "hypercorn":
                     assert await slow.wait_closed(timeout=30) == 1011
                     assert slow.event_ids(topic), "the backlog"
                     await until(socket_gone, timeout=20, what="the socket to go")

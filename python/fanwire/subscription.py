@@ -56,6 +56,44 @@ class DirectWriter(Protocol):
         """Write one batch (never blocks)."""
 
 
+class CloseFlag:
+    """``Subscription.must_close``: an ``asyncio.Event``'s ``set``, ``is_set`` and
+    ``wait``, plus :meth:`future`.
+
+    An Event keeps a deque of waiters from birth (about 0.7 KB), and a handler waiting on
+    it from a task paid a task and its frame too: every idle connection carried all
+    three. One future, made on first use and shared by every waiter, does the same.
+    """
+
+    # Slots: one lives per connection, and an instance dict costs each ~1 KB.
+    __slots__ = ("_future", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def future(self) -> asyncio.Future[None]:
+        """Done once set. It is shared: wait for it (``asyncio.wait``), never cancel it."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+            if self._set:
+                self._future.set_result(None)
+        return self._future
+
+    async def wait(self) -> None:
+        if not self._set:
+            await asyncio.shield(self.future())
+
+
 class Subscription:
     """One client's subscriptions: an async iterator of batches, and a context manager.
 
@@ -68,6 +106,32 @@ class Subscription:
     ``must_close`` is set as soon as the core decides to close the client, so a handler
     blocked on a stalled socket can stop waiting for it.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_future",
+        "_held",
+        "_hub",
+        "_mode",
+        "_notices",
+        "_on_native_end",
+        "_pending",
+        "_policy",
+        "_queue_size",
+        "_ready",
+        "_replays",
+        "_sink",
+        "_sizes",
+        "_stream",
+        "_subs",
+        "_waiter",
+        "client_id",
+        "close_reason",
+        "direct",
+        "dropped",
+        "must_close",
+        "received",
+    )
 
     def __init__(
         self,
@@ -93,7 +157,7 @@ class Subscription:
         self._pending: list[Any] = []
         self._ready = False
         self._future: asyncio.Future[object] | None = None
-        self.must_close = asyncio.Event()
+        self.must_close = CloseFlag()
         # Set by a transport that can write a batch synchronously (uvicorn WebSockets):
         # a wake-up then writes it at once instead of resuming the iterating task.
         self.direct: DirectWriter | None = None

@@ -39,6 +39,12 @@ class Notices:
     encoding: ``sse`` (bytes of SSE frames), ``ws`` (WebSocket texts) or ``ws_frames``
     (bytes of WebSocket frames, written to the socket as they are)."""
 
+    __slots__ = (
+        "encoding",
+        "frames",
+        "mode",
+    )
+
     def __init__(self, mode: Mode | str) -> None:
         self.mode = Mode(mode)
         self.encoding = self.mode.encoding

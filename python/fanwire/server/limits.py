@@ -45,6 +45,13 @@ class Connections:
 class TokenBucket:
     """``rate`` events per second with a burst of ``max(1, rate)``; rate 0 means no limit."""
 
+    __slots__ = (
+        "capacity",
+        "rate",
+        "stamp",
+        "tokens",
+    )
+
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.capacity = max(1.0, rate)

@@ -219,10 +219,10 @@ class EventStream(Response):
         """Stream until the subscription ends (True) or the client is gone or stalled."""
         pump = asyncio.ensure_future(self._pump(send))
         gone = asyncio.ensure_future(_client_gone(receive))
-        closing = asyncio.ensure_future(self.sub.must_close.wait())
-        tasks = (pump, gone, closing)
+        closing = self.sub.must_close.future()  # shared: never cancelled here
+        tasks = (pump, gone)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((*tasks, closing), return_when=asyncio.FIRST_COMPLETED)
             if not done & {pump, gone}:  # the core closes us: let the last frames out
                 grace = self.runtime.close_grace()  # never past the shutdown grace
                 done, _ = await asyncio.wait((pump, gone), timeout=grace, return_when=FIRST)

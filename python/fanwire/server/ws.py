@@ -51,7 +51,7 @@ _CLOSED_TEXTS = (
     "after sending 'websocket.close'",
 )
 
-Answer = Callable[[dict[str, Any], Any], str | Awaitable[str]]
+PendingAck = tuple[asyncio.Future[str | None], str, Any]  # (message id, topic, request_id)
 #: Redis mode: publishes of one connection sent on before the oldest is acknowledged.
 PENDING_PUBLISHES = 256
 
@@ -98,6 +98,27 @@ def _ack(request_type: str, topic: str, message: str, request_id: Any, **more: A
 class Connection:
     """One WebSocket client: its subscription, claims, publish budget and send lock."""
 
+    # Slots: one lives per connection, and an instance dict costs each ~1 KB.
+    __slots__ = (
+        "acker",
+        "acks",
+        "bucket",
+        "claims",
+        "client_id",
+        "frames",
+        "heartbeat",
+        "held",
+        "last_write",
+        "lock",
+        "loop",
+        "mode",
+        "notices",
+        "runtime",
+        "settings",
+        "sub",
+        "ws",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -135,16 +156,10 @@ class Connection:
             self.sub.direct = self
         # Redis mode: publishes sent on to Redis whose acks are not written yet, in order
         # (written by one task per connection, started with the first such publish).
-        self.acks: asyncio.Queue[tuple[asyncio.Future[str | None], str, Any]] = asyncio.Queue()
+        # Made with the first such publish: a queue (three deques and an event, 1.5 KB)
+        # on every connection would cost each idle one for nothing.
+        self.acks: asyncio.Queue[PendingAck] | None = None
         self.acker: asyncio.Task[None] | None = None
-        self.answers: dict[str, Answer] = {
-            "subscribe": self.subscribe,
-            "unsubscribe": self.unsubscribe,
-            "publish": self.publish,
-            "ping": lambda msg, rid: _reply("pong", rid),
-            "occupancy": self.occupancy,
-            "presence": self.presence,
-        }
 
     # -- answering client messages -------------------------------------------------
     async def answer(self, raw: str | bytes) -> str:
@@ -162,12 +177,12 @@ class Connection:
         if not isinstance(kind, str):  # never repr() it: it may be nested 1,000 deep
             why = "type is required" if kind is None else "type must be a string"
             return ws_error("INVALID_MESSAGE", why, request_id)
-        handler = self.answers.get(kind)
+        handler = _ANSWERS.get(kind)
         if handler is None:
             return ws_error("INVALID_MESSAGE", f"unknown type {kind!r}", request_id)
         try:
             check_integers(raw)  # before a handler takes a value orjson changed
-            reply = handler(msg, request_id)
+            reply = handler(self, msg, request_id)
             return await reply if inspect.isawaitable(reply) else reply
         except FanwireError as exc:
             return ws_error(exc.code, exc.message, request_id)
@@ -295,22 +310,27 @@ class Connection:
                 )
             future = broker.submit_publish(topic, msg["data"], event)
         except FanwireError as exc:
-            if broker.backend is not None and self.acks.qsize():
+            if broker.backend is not None and self.pending_acks():
                 future = self.loop.create_future()  # after the acks of those before it
                 future.set_exception(exc)
                 topic = ""
             else:
                 return ws_error(exc.code, exc.message, request_id)
         future.add_done_callback(_retrieve)
+        if self.acks is None:
+            self.acks = asyncio.Queue()
+            self.acker = asyncio.ensure_future(self.send_acks(self.acks))
         self.acks.put_nowait((future, topic, request_id))
-        if self.acker is None:
-            self.acker = asyncio.ensure_future(self.send_acks())
         return True
 
-    async def send_acks(self) -> None:
+    def pending_acks(self) -> int:
+        """Pipelined publishes whose acks are not written yet."""
+        return 0 if self.acks is None else self.acks.qsize()
+
+    async def send_acks(self, acks: asyncio.Queue[PendingAck]) -> None:
         """Redis mode: write the ack (or error) of each pipelined publish, in order."""
         while True:
-            future, topic, request_id = await self.acks.get()
+            future, topic, request_id = await acks.get()
             try:
                 try:
                     message_id = await future
@@ -329,7 +349,7 @@ class Connection:
                             await self.send_batch(batch)
                         await self.ws.send_text(reply)
             finally:
-                self.acks.task_done()
+                acks.task_done()
 
     async def publish_idempotent(
         self, topic: str, data: Any, event: str | None, key: str, request_id: Any
@@ -365,14 +385,14 @@ class Connection:
             raw = message.get("bytes") or b"" if raw is None else raw
             reply = self.quick_publish(raw)
             if reply is True:
-                if self.acks.qsize() >= PENDING_PUBLISHES:
+                if self.acks is not None and self.acks.qsize() >= PENDING_PUBLISHES:
                     await self.acks.join()
                 continue
             if isinstance(reply, str) and self.held is None and self.writable():
                 assert self.frames is not None
                 self.frames.write(_core.ws_frame(reply))
                 continue
-            if self.acker is not None:
+            if self.acks is not None:
                 await self.acks.join()  # the acks of earlier publishes go first
             async with self.lock:
                 # What the pump took before this message goes out before its reply:
@@ -447,9 +467,9 @@ class Connection:
         await self.ws.send_text(ws_info("connected", client_id=self.client_id))
         reader = asyncio.ensure_future(self.read())
         pump = asyncio.ensure_future(self.pump())
-        closing = asyncio.ensure_future(self.sub.must_close.wait())
+        closing = self.sub.must_close.future()  # shared: never cancelled here
         stopping = self.runtime.when_stopping()
-        tasks = (reader, pump, closing, stopping)
+        tasks = (reader, pump, stopping)
         try:
             await self.serve(reader, pump, closing, stopping)
         finally:
@@ -525,6 +545,17 @@ class Connection:
     async def _say(self, notice: bytes | str) -> None:
         async with self.lock:
             await self.send_batch(notice)
+
+
+# The method answering each client message type: one table for every connection.
+_ANSWERS: dict[str, Callable[[Connection, dict[str, Any], Any], str | Awaitable[str]]] = {
+    "subscribe": Connection.subscribe,
+    "unsubscribe": Connection.unsubscribe,
+    "publish": Connection.publish,
+    "ping": lambda conn, msg, rid: _reply("pong", rid),
+    "occupancy": Connection.occupancy,
+    "presence": Connection.presence,
+}
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -54,6 +54,10 @@ class ManyResult:
     expected: int = 0  # published x clients
     delivered: int = 0  # in-order deliveries of this step's messages, all clients
     out_of_order: int = 0
+    # CPU per published message, i.e. per burst to every client: the server's is the
+    # least its p99 can be with one core to itself; a p99 far above it waited for a core
+    server_cpu_ms_per_message: float | None = None
+    loadgen_cpu_ms_per_message: float | None = None  # all processes
     step: Step | None = None  # the processes' reports summed (latency: merged histogram)
     target_met: bool = False  # every message delivered and p99 under TARGET_P99_MS
     error: str | None = None
@@ -188,6 +192,9 @@ def _measure(ctx: Context, server: ServerProcess, res: ManyResult, pool: list[Lo
     res.expected = res.published * res.clients
     res.delivered = int(merged["received_total"])
     res.out_of_order = int(merged["out_of_order_total"])
+    if res.published:
+        res.server_cpu_ms_per_message = server_cpu_s / res.published * 1e3
+        res.loadgen_cpu_ms_per_message = merged["cpu"]["loadgen_s"] / res.published * 1e3
     res.target_met = (
         res.step.passed and res.delivered == res.expected and res.step.p99_ms < TARGET_P99_MS
     )

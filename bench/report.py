@@ -574,14 +574,16 @@ def _many_table(rows: list[ManyResult]) -> list[str]:
         "spread over several load generator processes, one publisher (bench/many.py). "
         f"Target: every message delivered, p99 under {TARGET_P99_MS:g} ms. Memory and fds "
         "per connection: server RSS and descriptors with them connected over without. CPU: "
-        "share of one core (load generators: all processes summed). The asyncio baselines "
+        "share of one core (load generators: all processes summed); CPU ms per message: "
+        "per burst to every client (a p99 far above the server's waited for a core). "
+        "The asyncio baselines "
         "are left out (they sustained 2-5 msg/s at 5,000 clients, p99 0.6-0.9 s).",
         "",
         "| design | clients | processes | delivered / expected | missed | disconnected "
         "| p50 ms | p99 ms | max ms | memory/conn | fds/conn | server cpu | loadgen cpu "
-        "| connect s | target met | note |",
+        "| CPU ms per message: server / loadgen | connect s | target met | note |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | --- | --- |",
+        "| ---: | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         s = r.step
@@ -591,7 +593,9 @@ def _many_table(rows: list[ManyResult]) -> list[str]:
             f"| {s.missed if s else 'n/a'} | {s.disconnected if s else 'n/a'} | {lat} "
             f"| {_num(r.memory_per_conn, ',.0f', ' B')} | {_num(r.fds_per_conn, '.2f')} "
             f"| {_num(s.server_cpu if s else None, '.0%')} "
-            f"| {_num(s.loadgen_cpu if s else None, '.0%')} | {_num(r.connect_s, '.1f')} "
+            f"| {_num(s.loadgen_cpu if s else None, '.0%')} "
+            f"| {_num(r.server_cpu_ms_per_message, '.1f')} / "
+            f"{_num(r.loadgen_cpu_ms_per_message, '.1f')} | {_num(r.connect_s, '.1f')} "
             f"| {'yes' if r.target_met else 'no'} | {r.error or (s.why if s else '')} |"
         )
     ratio_rows = many_ratios(rows)

@@ -54,8 +54,9 @@ class ManyResult:
     expected: int = 0  # published x clients
     delivered: int = 0  # in-order deliveries of this step's messages, all clients
     out_of_order: int = 0
-    # CPU per published message, i.e. per burst to every client: the server's is the
-    # least its p99 can be with one core to itself; a p99 far above it waited for a core
+    # CPU per published message, i.e. per burst to every client (the server's includes
+    # the publish request and heartbeats): about the least its max latency can be with a
+    # core to itself; a p99 far above it waited for a core
     server_cpu_ms_per_message: float | None = None
     loadgen_cpu_ms_per_message: float | None = None  # all processes
     step: Step | None = None  # the processes' reports summed (latency: merged histogram)

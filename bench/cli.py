@@ -13,6 +13,8 @@ from bench.context import Context
 from bench.idle import IdleResult, run_idle, variants
 from bench.ingest import IngestResult, run_ingest
 from bench.light import LightResult, run_light
+from bench.many import SERVERS as MANY_SERVERS
+from bench.many import ManyResult, run_many
 from bench.modes import MODES, Mode
 from bench.options import OptionsRun, run_options
 from bench.paths import BUILD, RESULTS
@@ -33,6 +35,7 @@ SCENARIOS = (
     "options",
     "presence",
     "per_request",
+    "many",
 )
 
 
@@ -191,6 +194,13 @@ def run_per_requests(
     return run_per_request(ctx)
 
 
+def run_manys(ctx: Context, specs: list[ServerSpec], args: argparse.Namespace) -> list[ManyResult]:
+    """Many SSE clients at a low rate: fanwire and the C++ reference (bench/many.py)."""
+    if not wanted(args, "many") or (args.transports and "sse" not in args.transports.split(",")):
+        return []
+    return [run_many(ctx, spec) for spec in specs if spec.name in MANY_SERVERS]
+
+
 def run_stalls(
     ctx: Context, specs: list[ServerSpec], args: argparse.Namespace
 ) -> list[StallResult]:
@@ -228,6 +238,9 @@ def smoke_failures(
         for r in more.per_request
         if r.error or not r.complete
     ]
+    bad += [
+        f"{r.key} many clients: {r.error or 'no step'}" for r in more.many if r.error or not r.step
+    ]
     return bad
 
 
@@ -249,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     more.options = run_options_scenario(ctx, specs, args)
     more.presence = run_presence_scenario(ctx, specs, args)
     more.per_request = run_per_requests(ctx, specs, args)
+    more.many = run_manys(ctx, specs, args)
     report.write_json(
         out / "results.json", mode, results, stalls, skipped, progress.elapsed(), more
     )

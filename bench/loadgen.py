@@ -74,6 +74,18 @@ class Loadgen:
         command = f"step {rate} {seconds} {payload} {drain} {give_up_ms}"
         return self._ask(command, "step", seconds + drain + 30)
 
+    def listen(
+        self, rate: float, seconds: float, payload: int, drain: float, give_up_ms: float = 0
+    ) -> Report:
+        """Starts a step that another load generator's `step` publishes (both must have run
+        the same steps before, so the seqs agree); answers at once. `listened` reads the
+        step's report."""
+        command = f"listen {rate} {seconds} {payload} {drain} {give_up_ms}"
+        return self._ask(command, "listening", 30)
+
+    def listened(self, seconds: float, drain: float) -> Report:
+        return self._answer("step", seconds + drain + 30)
+
     def flood(
         self, seconds: float, payload: int, kind: str, conns: int, window: int, batch: int = 1
     ) -> Report:

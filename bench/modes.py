@@ -53,6 +53,11 @@ class Mode:
     request_tokens: int = 500  # tokens per stream
     request_streams: int = 200  # streams in process, and over HTTP
     request_concurrency: int = 8  # HTTP streams open at once
+    # many SSE clients at a low rate each (bench/many.py)
+    many_clients: int = 15_000
+    many_rate: float = 1  # msg/s each client gets
+    many_s: float = 20
+    many_per_process: int = 5_000  # clients per load generator process
 
     def payloads_for(self, clients: int) -> tuple[int, ...]:
         if clients in self.big_payload_clients:
@@ -99,6 +104,9 @@ SMOKE = Mode(
     request_tokens=50,
     request_streams=5,
     request_concurrency=2,
+    many_clients=20,
+    many_s=2,
+    many_per_process=10,  # two processes: the split is exercised
 )
 
 QUICK = Mode(
@@ -125,6 +133,9 @@ QUICK = Mode(
     presence_s=2,
     presence_rounds=1,
     request_streams=50,
+    many_clients=2_000,
+    many_s=5,
+    many_per_process=1_000,
 )
 
 FULL = Mode(

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench.many import TARGET_P99_MS
 from bench.modes import Mode
 from bench.report import More
 from bench.scenarios import ScenarioResult
@@ -195,6 +196,27 @@ def options_presence_tokens(more: More, path: Path) -> None:
     plt.close(fig)
 
 
+def many_clients(more: More, path: Path) -> None:
+    """Many SSE clients: latency against the 100 ms target, memory per connection."""
+    rows = [r for r in more.many if r.step is not None]
+    labels = [f"{r.key}\n{r.delivered:,}/{r.expected:,} delivered" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    groups = {
+        name: [getattr(r.step, attr) if r.step else 0 for r in rows]
+        for name, attr in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms"))
+    }
+    _bars(left, labels, groups, "publish-to-receive latency (ms)", "Latency")
+    left.axhline(TARGET_P99_MS, color="red", linewidth=0.8, linestyle="--")
+    memory = {"server RSS per connection": [r.memory_per_conn or 0 for r in rows]}
+    _bars(right, labels, memory, "bytes", "Memory per connection")
+    clients = f"{rows[0].clients:,}" if rows else "no"
+    rate = f"{rows[0].rate:g}" if rows else "?"
+    fig.suptitle(f"{clients} SSE clients at {rate} msg/s each (dashed: p99 target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_all(
     results: list[ScenarioResult], mode: Mode, folder: Path, more: More | None = None
 ) -> list[Path]:
@@ -215,4 +237,7 @@ def write_all(
     if more is not None and (more.options or more.presence or more.per_request):
         paths.append(folder / "options_presence_tokens.png")
         options_presence_tokens(more, paths[-1])
+    if more is not None and more.many:
+        paths.append(folder / "many_clients.png")
+        many_clients(more, paths[-1])
     return paths

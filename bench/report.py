@@ -14,6 +14,7 @@ from typing import Any
 from bench.idle import IdleResult
 from bench.ingest import IngestResult
 from bench.light import LightResult
+from bench.many import TARGET_P99_MS, ManyResult
 from bench.modes import Mode
 from bench.options import OptionsRun
 from bench.per_request import PerRequestResult
@@ -33,13 +34,15 @@ class More:
     options: OptionsRun | None = None
     presence: PresenceResult | None = None
     per_request: list[PerRequestResult] = field(default_factory=list)
+    many: list[ManyResult] = field(default_factory=list)
 
     def extra_count(self) -> int:
-        """How many results the options, presence and per-request scenarios gave."""
+        """How many results the options, presence, per-request and many-clients scenarios
+        gave."""
         options = (
             len(self.options.fanout) + (self.options.conflate is not None) if self.options else 0
         )
-        return options + (self.presence is not None) + len(self.per_request)
+        return options + (self.presence is not None) + len(self.per_request) + len(self.many)
 
     def options_failures(self) -> list[str]:
         if self.options is None:
@@ -98,6 +101,8 @@ def write_json(
         "options": asdict(more.options) if more.options else None,
         "presence": asdict(more.presence) if more.presence else None,
         "per_request": [asdict(r) | {"key": r.key} for r in more.per_request],
+        "many": [asdict(r) | {"key": r.key} for r in more.many],
+        "many_ratios": many_ratios(more.many),
     }
     path.write_text(json.dumps(doc, indent=1))
 
@@ -206,6 +211,25 @@ def ingest_ratios(ingest: list[IngestResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def many_ratios(many: list[ManyResult]) -> list[dict[str, Any]]:
+    """fanwire's latency, memory and CPU with many clients over the C++ reference's."""
+    rows = []
+    for mine in (r for r in many if r.server == "fanwire" and r.step):
+        for theirs in (r for r in many if r.server != "fanwire" and r.step):
+            assert mine.step is not None and theirs.step is not None
+            rows.append(
+                {
+                    "fanwire": mine.key,
+                    "vs": theirs.key,
+                    "clients": mine.clients,
+                    "p99_ratio": _ratio(mine.step.p99_ms, theirs.step.p99_ms),
+                    "memory_ratio": _ratio(mine.memory_per_conn, theirs.memory_per_conn),
+                    "cpu_ratio": _ratio(mine.step.server_cpu, theirs.step.server_cpu),
+                }
+            )
+    return rows
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -252,6 +276,7 @@ def write_markdown(
     lines += ["", *_ingest_table(more.ingest, mode)]
     lines += ["", *_options_table(more.options, mode), "", *_presence_table(more.presence, mode)]
     lines += ["", *_per_request_table(more.per_request)]
+    lines += ["", *_many_table(more.many)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -535,4 +560,52 @@ def _per_request_table(rows: list[PerRequestResult]) -> list[str]:
             f"| {_num(r.server_cpu_us_per_token, '.1f')} | {'yes' if r.complete else 'no'} "
             f"| {r.error or ''} |"
         )
+    return out
+
+
+def _many_table(rows: list[ManyResult]) -> list[str]:
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = [
+        "## Many SSE clients",
+        "",
+        f"{r0.clients:,} SSE clients at {r0.rate:g} msg/s each (100 B) for {r0.window_s:g} s, "
+        "spread over several load generator processes, one publisher (bench/many.py). "
+        f"Target: every message delivered, p99 under {TARGET_P99_MS:g} ms. Memory and fds "
+        "per connection: server RSS and descriptors with them connected over without. CPU: "
+        "share of one core (load generators: all processes summed); CPU ms per message: "
+        "per burst to every client (a p99 far above the server's waited for a core). "
+        "The asyncio baselines "
+        "are left out (they sustained 2-5 msg/s at 5,000 clients, p99 0.6-0.9 s).",
+        "",
+        "| design | clients | processes | delivered / expected | missed | disconnected "
+        "| p50 ms | p99 ms | max ms | memory/conn | fds/conn | server cpu | loadgen cpu "
+        "| CPU ms per message: server / loadgen | connect s | target met | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        s = r.step
+        lat = f"{s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.max_ms:.2f}" if s else "n/a | n/a | n/a"
+        out.append(
+            f"| {r.key} | {r.clients:,} | {r.processes} | {r.delivered:,} / {r.expected:,} "
+            f"| {s.missed if s else 'n/a'} | {s.disconnected if s else 'n/a'} | {lat} "
+            f"| {_num(r.memory_per_conn, ',.0f', ' B')} | {_num(r.fds_per_conn, '.2f')} "
+            f"| {_num(s.server_cpu if s else None, '.0%')} "
+            f"| {_num(s.loadgen_cpu if s else None, '.0%')} "
+            f"| {_num(r.server_cpu_ms_per_message, '.1f')} / "
+            f"{_num(r.loadgen_cpu_ms_per_message, '.1f')} | {_num(r.connect_s, '.1f')} "
+            f"| {'yes' if r.target_met else 'no'} | {r.error or (s.why if s else '')} |"
+        )
+    ratio_rows = many_ratios(rows)
+    if ratio_rows:
+        out += [
+            "",
+            "| fanwire | vs | clients | p99 ratio | memory ratio | server CPU ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+            *_ratio_rows(
+                ratio_rows, ["fanwire", "vs", "clients", "p99_ratio", "memory_ratio", "cpu_ratio"]
+            ),
+        ]
     return out

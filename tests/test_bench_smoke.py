@@ -79,6 +79,13 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
         assert row["streams_ended"] == row["streams"], row
     for where in ("stream", "fastapi_sse"):
         assert per_request[where]["server_cpu_us_per_token"] is not None
+    many = {r["key"]: r for r in results["many"]}
+    for key in ("fanwire/sse", "refserver/sse"):
+        row = many[key]
+        # every message reached every client, over both load generator processes
+        assert row["processes"] == 2 and row["step"]["passed"], row
+        assert row["expected"] == row["published"] * row["clients"] > 0, row
+        assert row["delivered"] == row["expected"], row
     markdown = (out / "results.md").read_text()
     assert markdown.startswith("# fanwire benchmark")
     for section in (
@@ -88,6 +95,7 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
         "## Topic options",
         "## Presence",
         "## Per-request streams",
+        "## Many SSE clients",
     ):
         assert section in markdown
     for plot in (
@@ -97,5 +105,6 @@ def test_bench_smoke_runs_end_to_end(tmp_path):
         "idle_per_connection.png",
         "light_load_and_ingest.png",
         "options_presence_tokens.png",
+        "many_clients.png",
     ):
         assert (out / plot).stat().st_size > 1000

@@ -18,6 +18,15 @@ public:
     uint64_t count() const { return total_; }
     uint64_t max() const { return max_; }
 
+    // The non-empty buckets as (midpoint µs, count): several processes' histograms can be
+    // summed and read with the same percentile rule (bench/many.py merges them).
+    template <typename F>
+    void for_each_bucket(F&& f) const {
+        for (size_t i = 0; i < counts_.size(); ++i) {
+            if (counts_[i]) f(std::min(midpoint_of(i), max_), counts_[i]);
+        }
+    }
+
     // Value (µs) at percentile p in [0, 100]: the midpoint of the bucket reached.
     uint64_t percentile(double p) const {
         if (total_ == 0) return 0;

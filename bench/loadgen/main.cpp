@@ -11,6 +11,11 @@
 //   step <rate> <secs> <bytes> <drain> [give_up_ms]
 //                                       -> {"type":"step", ...}; the step stops early
 //                                          ("aborted") once a message is give_up_ms late
+//   listen <rate> <secs> <bytes> <drain> [give_up_ms]
+//                                       -> {"type":"listening"} at once, then {"type":"step",
+//                                          ...}: a step whose messages another loadgen
+//                                          publishes (same seqs: both ran the same steps
+//                                          before); its `step` must start within 1 s
 //   stall <n>                           -> {"type":"stalled", ...} n clients that never read
 //   unstall <secs>                      -> {"type":"unstalled", ...} read them: closed yet?
 //   flood <secs> <bytes> <http|batch|ws> <conns> <window> <batch>
@@ -179,6 +184,10 @@ private:
             give_up_ms_ = 0;
             in >> plan_.rate >> step_secs_ >> plan_.payload_bytes >> drain_secs_ >> give_up_ms_;
             start_step();
+        } else if (cmd == "listen") {
+            give_up_ms_ = 0;
+            in >> plan_.rate >> step_secs_ >> plan_.payload_bytes >> drain_secs_ >> give_up_ms_;
+            start_listen();
         } else if (cmd == "flood") {
             std::string kind;
             flood_plan_ = FloodPlan{};
@@ -248,6 +257,11 @@ private:
     }
 
     void start_step() {
+        start_step_window();
+        launch(plan_);
+    }
+
+    void start_step_window() {
         busy_ = Busy::Step;
         plan_.count = std::max<int64_t>(1, static_cast<int64_t>(plan_.rate * step_secs_ + 0.5));
         plan_.first_seq = next_seq_;
@@ -258,7 +272,15 @@ private:
         streaming_at_start_ = fleet_.streaming();
         cpu_at_start_ = cpu_seconds(RUSAGE_SELF);
         step_started_ = mono_now();
-        launch(plan_);
+    }
+
+    // A step without publishing: another process's publisher feeds this one's clients.
+    void start_listen() {
+        stop_publisher();
+        result_ = PublishResult{};
+        listening_ = true;
+        start_step_window();
+        emit(JsonOut().str("type", "listening").num("first_seq", plan_.first_seq));
     }
 
     void advance_step() {
@@ -266,10 +288,14 @@ private:
             aborted_ = true;
             stop_.store(true);
         }
-        if (!publisher_done_) return;
+        // A listener cannot see the publisher finish: it allows the publisher's step 1 s
+        // to start after its own, then the window and the drain.
+        if (!listening_ && !publisher_done_) return;
+        const double last = listening_ ? step_started_ + 1.0 + step_secs_ : publish_finished_;
         const bool all_in = fleet_.complete_clients() >= fleet_.streaming();
-        if (!all_in && !aborted_ && mono_now() < publish_finished_ + drain_secs_) return;
+        if (!all_in && !aborted_ && mono_now() < last + drain_secs_) return;
         emit(step_report());
+        listening_ = false;
         busy_ = Busy::Idle;
     }
 
@@ -345,8 +371,16 @@ private:
             .num("samples", h.count());
         JsonOut cpu;
         cpu.num("loadgen_s", cpu_seconds(RUSAGE_SELF) - cpu_at_start_).num("publisher_s", r.cpu_s);
+        std::string buckets = "[";
+        h.for_each_bucket([&](uint64_t mid, uint64_t n) {
+            if (buckets.size() > 1) buckets += ',';
+            buckets += "[" + std::to_string(mid) + "," + std::to_string(n) + "]";
+        });
+        buckets += "]";
         return JsonOut()
             .str("type", "step")
+            .boolean("listen_only", listening_)
+            .num("first_seq", plan_.first_seq)
             .num("rate", plan_.rate)
             .num("duration_s", step_secs_)
             .num("payload_bytes", plan_.payload_bytes)
@@ -368,7 +402,8 @@ private:
             .raw("latency_ms", lat.close())
             .raw("cpu", cpu.close())
             .num("wall_s", mono_now() - step_started_)
-            .array("per_client_received", per_client);
+            .array("per_client_received", per_client)
+            .raw("latency_buckets_us", buckets);
     }
 
     void launch(const PublishPlan& plan) {
@@ -420,6 +455,7 @@ private:
     double step_secs_ = 1, drain_secs_ = 2, step_started_ = 0, cpu_at_start_ = 0;
     double give_up_ms_ = 0;
     bool aborted_ = false;
+    bool listening_ = false;  // the current step is a `listen`
     int64_t next_seq_ = 0;
     int streaming_at_start_ = 0;
 };

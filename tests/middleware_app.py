@@ -1,24 +1,29 @@
 """The fanwire server with a middleware of the user's own, added after ``create_app``: a
-WebSocket to ``/ws`` without ``?team=`` is refused (tests/test_user_middleware.py)."""
+WebSocket or a publish without ``?team=`` is refused (tests/test_user_middleware.py)."""
 
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from fanwire.server.app import create_app
 
 
 class TeamOnly:
-    """Refuses a WebSocket handshake that names no team (an ASGI middleware)."""
+    """Refuses a WebSocket handshake or a POST that names no team (an ASGI middleware)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and b"team=" not in scope["query_string"]:
+        if scope["type"] == "lifespan" or b"team=" in scope["query_string"]:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
             await WebSocket(scope, receive, send).close(4403)
-            return
-        await self.app(scope, receive, send)
+        elif scope["method"] == "POST":
+            await JSONResponse({"error": "NO_TEAM"}, status_code=403)(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create() -> Any:

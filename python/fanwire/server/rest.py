@@ -239,13 +239,49 @@ async def publish_idempotent(
     }
 
 
+def publish_body_limit(broker: Broker) -> int:
+    """The largest publish body read: a batch may be much larger than one message."""
+    return max(4 * broker.max_payload + 64 * 1024, 4 << 20)
+
+
+async def publish_response(runtime: Runtime, name: str, request: Request) -> Response:
+    """``POST /topics/{name}/messages``: the 202 (or the error) of one publish or a batch.
+    Also served by ``FanwireApp`` without FastAPI's routing (see ``app.py``)."""
+    broker = runtime.broker
+    auth = runtime.auth
+    try:
+        check_topic(name)
+        auth.claims(auth.token_from(request.headers, request.query_params)).check_publish(name)
+        body = _object(await read_json(request, publish_body_limit(broker)))
+        key = request.headers.get("idempotency-key")
+        if "messages" in body:
+            if key is not None:
+                raise InvalidMessage("Idempotency-Key applies to a single publish")
+            batch = await broker.apublish_batch(name, _batch_items(body))
+            return _accepted({"message_ids": batch.message_ids, "subscribers": batch.subscribers})
+        if "data" not in body:
+            raise InvalidMessage("data is required")
+        event = body.get("event")
+        if event is not None and not isinstance(event, str):
+            raise InvalidMessage("event must be a string")
+        if key is not None:
+            return _accepted(await publish_idempotent(broker, name, body["data"], event, key))
+        published = await broker.apublish(name, body["data"], event)
+    except FanwireError as exc:
+        return http_error(exc)
+    return _accepted({"message_id": published.message_id, "subscribers": published.subscribers})
+
+
+def _accepted(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=202, media_type="application/json")
+
+
 def topics_router(runtime: Runtime) -> APIRouter:
     """The REST routes of one broker."""
     api = APIRouter(tags=["topics"])
     broker = runtime.broker
     auth = runtime.auth
     body_limit = 4 * broker.max_payload + 64 * 1024
-    batch_body_limit = max(body_limit, 4 << 20)  # a batch body may be that much larger
 
     def claims(request: Request) -> Any:
         return auth.claims(auth.token_from(request.headers, request.query_params))
@@ -346,31 +382,10 @@ def topics_router(runtime: Runtime) -> APIRouter:
         responses=_errors(400, 401, 403, 404, 413, 503),
         openapi_extra=_publish_doc(),
     )
-    async def publish(name: str, request: Request) -> Any:
+    async def publish(name: str, request: Request) -> Response:
         """Publish ``data`` (any JSON) with an optional ``event`` type; or a batch,
         ``{"messages": [{"data": ..., "event": ...}, ...]}``, in order, all or none."""
-        try:
-            check_topic(name)
-            claims(request).check_publish(name)
-            body = _object(await read_json(request, batch_body_limit))
-            key = request.headers.get("idempotency-key")
-            if "messages" in body:
-                if key is not None:
-                    raise InvalidMessage("Idempotency-Key applies to a single publish")
-                batch = await broker.apublish_batch(name, _batch_items(body))
-                result = {"message_ids": batch.message_ids, "subscribers": batch.subscribers}
-                return JSONResponse(result, status_code=202)
-            if "data" not in body:
-                raise InvalidMessage("data is required")
-            event = body.get("event")
-            if event is not None and not isinstance(event, str):
-                raise InvalidMessage("event must be a string")
-            if key is not None:
-                return await publish_idempotent(broker, name, body["data"], event, key)
-            published = await broker.apublish(name, body["data"], event)
-        except FanwireError as exc:
-            return http_error(exc)
-        return {"message_id": published.message_id, "subscribers": published.subscribers}
+        return await publish_response(runtime, name, request)
 
     @api.get("/health", response_model=Health, responses={503: {"model": Health}})
     async def health() -> Any:

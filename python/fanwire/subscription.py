@@ -200,6 +200,13 @@ class Subscription:
             return _core.StreamEnd.slow_consumer
         return self.close_reason
 
+    def set_join_leave(self, topic: str) -> None:
+        """Receive ``topic``'s presence join/leave notices (the core queues them in
+        place: ``Core.notify``)."""
+        core_sub = self._subs.get(topic)
+        if core_sub is not None:
+            core_sub.join_leave = True
+
     def inject(self, topic: str, notice: bytes | str) -> None:
         """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
         ``join``) after what its queue holds now."""

@@ -539,3 +539,48 @@ def test_join_and_leave_keep_their_place_among_messages(server):
             assert sse_seen == want
 
     run(main(), timeout=60)
+
+
+@pytest.fixture(scope="module")
+def asgi_sse_server(fanwire_module_server):
+    """SSE on the ASGI path (the core does not take the connection over)."""
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": "false"})
+
+
+@pytest.mark.parametrize("path", ["native", "asgi"])
+def test_an_sse_member_is_told_its_client_id(path, request):
+    """``presence=1``: the first frame after ``retry:`` is ``event: info`` ``connected``
+    with the member's client_id; a stream without presence gets no such frame."""
+    server = request.getfixturevalue("server" if path == "native" else "asgi_sse_server")
+    topic = new_topic(server)
+
+    async def main():
+        async with http(server) as client:
+            params = {"presence": "1"}
+            async with SSEClient(server.url, topics=[topic], params=params) as sse:
+                await sse.read_until(lambda c: c.of_event("info"))
+                first = next(f for f in sse.frames if f.retry is None)
+                assert first.event == "info" and first.id == ""
+                assert first.data == {"message": "connected", "client_id": ANY_ID}
+                assert [m["client_id"] for m in await members(client, topic)] == [
+                    first.data["client_id"]
+                ]
+                assert not first.is_message
+            async with SSEClient(server.url, topics=[topic]) as plain:
+                url = f"/topics/{topic}/messages"
+                assert (await client.post(url, json={"data": 1})).status_code == 202
+                await plain.read_until(lambda c: c.messages)
+                assert plain.of_event("info") == []
+
+    run(main(), timeout=60)
+
+
+class _AnyId:
+    def __eq__(self, other):
+        return isinstance(other, str) and len(other) == 16
+
+    def __repr__(self):
+        return "<a 16-character client id>"
+
+
+ANY_ID = _AnyId()

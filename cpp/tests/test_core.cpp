@@ -34,7 +34,7 @@ std::vector<std::string> take_ids(Stream& stream, Taken& taken) {
   std::vector<std::string> out;
   for (const auto& piece : taken.pieces())
     out.push_back(piece.message ? std::string(piece.message->id())
-                                : "!" + std::string(taken.bytes(piece)));
+                                : std::string("!").append(taken.bytes(piece)));
   return out;
 }
 

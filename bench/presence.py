@@ -101,7 +101,7 @@ def _deliver(ctx: Context, server: ServerProcess, res: PresenceResult, side: Pre
         side.connect_s.append(time.monotonic() - started)
         if side.presence and not res.churn_cycles:
             _count_members(server, res)
-            _churn(ctx, server, res)
+            _churn(ctx, server, res, lg)
         cpu0 = server.cpu_seconds()
         report = lg.step(res.rate, ctx.mode.presence_s, PAYLOAD, ctx.mode.drain_s, GIVE_UP_MS)
         cpu = server.cpu_seconds() - cpu0
@@ -124,8 +124,13 @@ def _count_members(server: ServerProcess, res: PresenceResult) -> None:
         res.members_counted = int(body.get("count") or 0)
 
 
-def _churn(ctx: Context, server: ServerProcess, res: PresenceResult) -> None:
-    """One more member joins and leaves as fast as the server acknowledges."""
+def _churn(ctx: Context, server: ServerProcess, res: PresenceResult, lg: Loadgen) -> None:
+    """One more member joins and leaves as fast as the server acknowledges.
+
+    The server may answer before its notices reach the members (they are queued and
+    written at the members' next wake-up), so the time runs until one message published
+    after the last leave reached every member: notices and messages arrive in order, so
+    by then every member has every notice."""
     with WsClient(server.port) as ws:
         ws.wait_for(time.monotonic() + 10, type="info", message="connected")
         started = time.monotonic()
@@ -136,6 +141,9 @@ def _churn(ctx: Context, server: ServerProcess, res: PresenceResult) -> None:
             ws.send({"type": "unsubscribe", "topic": TOPIC, "request_id": "2"})
             ws.wait_for(time.monotonic() + 10, type="ack", request_type="unsubscribe")
             res.churn_cycles += 1
+        after = lg.step(1000, 0.001, PAYLOAD, 60)  # one message, to every member
+        if after["received_total"] < res.members:
+            raise LoadgenError(f"only {after['received_total']}/{res.members} got the churn")
         wall = time.monotonic() - started
     res.joins_leaves_per_s = 2 * res.churn_cycles / wall
     res.notices_per_s = res.joins_leaves_per_s * res.members

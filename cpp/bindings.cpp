@@ -218,7 +218,8 @@ PYBIND11_MODULE(_core, m) {
              if (!key) throw py::value_error("bad message id");
              s.skip_through(*key);
            })
-      .def("close", &Subscriber::close);
+      .def("close", &Subscriber::close)
+      .def_property("join_leave", &Subscriber::join_leave, &Subscriber::set_join_leave);
   m.def("ws_frame", [](std::string_view text) { return py::bytes(fanwire::ws_frame(text)); },
         py::arg("text"));
   py::class_<Encoded>(m, "Encoded")
@@ -375,6 +376,13 @@ PYBIND11_MODULE(_core, m) {
            py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
       .def("publish_many", &publish_many, py::arg("topic"), py::arg("data"), py::arg("events"),
            py::arg("on_loop") = false)
+      .def("notify",
+           [](Broker& b, std::string_view topic, bool join, py::bytes member, bool on_loop) {
+             const std::string_view json = member;  // the caller keeps `member` alive
+             py::gil_scoped_release release;
+             return b.notify(topic, join, json, on_loop);
+           },
+           py::arg("topic"), py::arg("join"), py::arg("member"), py::arg("on_loop") = false)
       .def("subscribe", &subscribe, py::arg("topic"), py::arg("waiter"), py::arg("last_n") = 0,
            py::arg("since") = py::none(), py::arg("policy") = Policy::drop_oldest,
            py::arg("queue_size") = 1000)

@@ -455,3 +455,132 @@ def test_python_api_hooks_sync_and_async_and_every_end(fanwire_broker):
         assert seen == [("occupied", "prices.eu"), ("vacated", "prices.eu")] * 2
 
     run(main(), timeout=30)
+
+
+def test_deleting_a_topic_of_many_listening_members(server):
+    """Every member of a topic gets every later member's join once, in order; deleting
+    the topic then tells each of them, the DELETE answers 204. (The members' leaves used
+    to cascade: each leave made the next listener take, see its own end and leave, one
+    stack frame deeper each time, and past ~170 members the DELETE failed with a 500.)"""
+    topic = new_topic(server)
+    count = 220
+
+    async def main():
+        import asyncio
+
+        clients = [WSClient(server.ws_url) for _ in range(count)]
+        try:
+            for ws in clients:
+                await ws.connect()
+                await ws.request(
+                    {"type": "subscribe", "topic": topic, "presence": True, "join_leave": True}
+                )
+            ids = [ws.client_id for ws in clients]
+            for n, ws in enumerate(clients):
+                want = ids[n:]
+                await ws.recv_until(
+                    lambda m, last=want[-1]: (
+                        m.get("message") == "join" and m["member"]["client_id"] == last
+                    ),
+                    timeout=60,
+                )
+                joins = [m["member"]["client_id"] for m in ws.infos("join")]
+                assert joins == want
+            async with http(server) as client:
+                assert len(await members(client, topic)) == count
+                assert (await client.delete(f"/topics/{topic}")).status_code == 204
+                for ws in clients:
+                    await ws.recv_until(lambda m: m.get("message") == "topic_deleted")
+                assert (await client.get(f"/topics/{topic}/presence")).status_code == 404
+        finally:
+            await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+    run(main(), timeout=240)
+
+
+def test_join_and_leave_keep_their_place_among_messages(server):
+    """A notice comes after the topic's messages published before it and before the ones
+    published after it, on both transports."""
+    topic = new_topic(server)
+
+    async def main():
+        async with (
+            http(server) as client,
+            WSClient(server.ws_url) as watcher,
+            WSClient(server.ws_url) as member,
+            SSEClient(server.url, topics=[topic], params={"join_leave": "1"}) as sse,
+        ):
+            await watcher.request({"type": "subscribe", "topic": topic, "join_leave": True})
+            await eventually(lambda: _is(listed(client, topic), 2), "both watchers")
+
+            async def post(n):
+                url = f"/topics/{topic}/messages"
+                assert (await client.post(url, json={"data": {"n": n}})).status_code == 202
+
+            await post(1)
+            await member.request({"type": "subscribe", "topic": topic, "presence": True})
+            await post(2)
+            await member.unsubscribe(topic)
+            await post(3)
+            want = [1, "join", 2, "leave", 3]
+            await watcher.recv_until(lambda m: m.get("type") == "event" and m["data"]["n"] == 3)
+            ws_seen = [
+                m["data"]["n"] if m["type"] == "event" else m["message"]
+                for m in watcher.messages
+                if m.get("type") == "event" or m.get("message") in ("join", "leave")
+            ]
+            assert ws_seen == want
+            await sse.read_until(lambda c: any(f.data["data"]["n"] == 3 for f in c.messages))
+            sse_seen = [
+                f.data["data"]["n"] if f.is_message else f.event
+                for f in sse.frames
+                if f.is_message or f.event in ("join", "leave")
+            ]
+            assert sse_seen == want
+
+    run(main(), timeout=60)
+
+
+@pytest.fixture(scope="module")
+def asgi_sse_server(fanwire_module_server):
+    """SSE on the ASGI path (the core does not take the connection over)."""
+    return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_NATIVE_SSE": "false"})
+
+
+@pytest.mark.parametrize("path", ["native", "asgi"])
+def test_an_sse_member_is_told_its_client_id(path, request):
+    """``presence=1``: the first frame after ``retry:`` is ``event: info`` ``connected``
+    with the member's client_id; a stream without presence gets no such frame."""
+    server = request.getfixturevalue("server" if path == "native" else "asgi_sse_server")
+    topic = new_topic(server)
+
+    async def main():
+        async with http(server) as client:
+            params = {"presence": "1"}
+            async with SSEClient(server.url, topics=[topic], params=params) as sse:
+                await sse.read_until(lambda c: c.of_event("info"))
+                first = next(f for f in sse.frames if f.retry is None)
+                assert first.event == "info" and first.id == ""
+                assert first.data == {"message": "connected", "client_id": ANY_ID}
+                assert [m["client_id"] for m in await members(client, topic)] == [
+                    first.data["client_id"]
+                ]
+                assert not first.is_message
+            async with SSEClient(server.url, topics=[topic]) as plain:
+                url = f"/topics/{topic}/messages"
+                assert (await client.post(url, json={"data": 1})).status_code == 202
+                await plain.read_until(lambda c: c.messages)
+                assert plain.of_event("info") == []
+
+    run(main(), timeout=60)
+
+
+class _AnyId:
+    def __eq__(self, other):
+        return isinstance(other, str) and len(other) == 16
+
+    def __repr__(self):
+        return "<a 16-character client id>"
+
+
+ANY_ID = _AnyId()

@@ -130,6 +130,15 @@ PublishManyResult Broker::publish_many(std::string_view topic_name,
   return out;
 }
 
+PublishResult Broker::notify(std::string_view topic_name, bool join,
+                             std::string_view member_json, bool from_loop) {
+  auto topic = find(topic_name);
+  if (!topic) throw TopicNotFound(std::string(topic_name));
+  PublishResult out;  // no id: a notice is no message
+  out.subscribers = topic->notify(join, member_json, from_loop, out.must_drain);
+  return out;
+}
+
 std::shared_ptr<Subscriber> Broker::subscribe(std::string_view name,
                                               const SubscribeOptions& options) {
   auto topic = find(name);

@@ -118,4 +118,16 @@ std::string member(Encoding encoding, bool join, std::string_view topic,
   return finish(encoding, kind, fields, info(kind) + "," + fields);
 }
 
+MessagePtr member_message(MessageKey key, bool join, std::string_view topic,
+                          std::string_view member_json) {
+  // The layout of Message: [SSE frame][WebSocket frame header][WebSocket text].
+  std::string buffer = member(Encoding::sse, join, topic, member_json);
+  const size_t sse_len = buffer.size();
+  const std::string text = member(Encoding::ws_text, join, topic, member_json);
+  append_ws_header(buffer, text.size());
+  const size_t text_offset = buffer.size();
+  buffer.append(text);
+  return std::make_shared<const Message>(key, std::move(buffer), sse_len, text_offset, 0, 0);
+}
+
 }  // namespace fanwire::notice

@@ -130,7 +130,12 @@ void Stream::take_topic(size_t index, std::optional<MessageKey> through, Taken& 
       }
     }
   }
-  topic.messages = run.size();
+  // (Presence notices are no messages: they have no id.)
+  topic.messages = taken.notices == 0
+                       ? run.size()
+                       : static_cast<size_t>(std::count_if(
+                             run.begin(), run.end(),
+                             [](const MessagePtr& m) { return !m->id().empty(); }));
 }
 
 // The topics that ended, in stream order, after the take's messages; true once the

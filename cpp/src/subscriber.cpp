@@ -34,7 +34,8 @@ const std::string& Subscriber::topic_name() const { return topic_->name(); }
 
 bool Subscriber::arm() {
   std::lock_guard lock(topic_->mu_);
-  if (reason_ != CloseReason::none || pos_ < topic_->log_.end()) return false;
+  if (reason_ != CloseReason::none || pos_ < topic_->log_.end() || !notices_.empty())
+    return false;
   if (parked_index_ == npos) {
     parked_index_ = topic_->parked_.size();
     topic_->parked_.push_back(this);
@@ -53,12 +54,19 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
   // Only conflating topics look at their slots: other topics take the plain loop.
   const bool skips =
       topic_->conflating() && (policy_ == Policy::conflate || pos_ < cache_end_);
+  // Presence notices go in place: each before the message it was published ahead of.
+  size_t notice = 0;
+  const auto notices_before = [&](uint64_t pos) {
+    while (notice < notices_.size() && notices_[notice].first <= pos)
+      out.push_back(notices_[notice++].second);
+  };
   for (uint64_t pos = pos_; pos < end; ++pos) {
     const MessageKey key = log.at(pos)->key();
     if (through && key > *through) {
       end = pos;
       break;
     }
+    if (!notices_.empty()) notices_before(pos);
     if (floor_ && key <= *floor_) continue;
     if (skips) {
       const ConflateSlot& slot = topic_->cslots_.at(pos);
@@ -70,6 +78,11 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
       }
     }
     out.push_back(log.at(pos));
+  }
+  if (!notices_.empty()) {
+    notices_before(end);
+    notices_.erase(notices_.begin(), notices_.begin() + static_cast<std::ptrdiff_t>(notice));
+    result.notices = notice;
   }
   result.left = log.end() - end;
   // Held back entirely: the drop is told with the first message after it, next take.
@@ -110,6 +123,16 @@ void Subscriber::redirect(std::shared_ptr<Notifier> notifier, uint64_t waiter) {
 void Subscriber::skip_through(MessageKey key) {
   std::lock_guard lock(topic_->mu_);
   floor_ = key;
+}
+
+void Subscriber::set_join_leave(bool on) {
+  std::lock_guard lock(topic_->mu_);
+  join_leave_ = on;
+}
+
+bool Subscriber::join_leave() const {
+  std::lock_guard lock(topic_->mu_);
+  return join_leave_;
 }
 
 void Subscriber::close() {

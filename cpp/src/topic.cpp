@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "fanwire/notices.hpp"
+
 namespace fanwire {
 
 Topic::Topic(std::string name, size_t retention, std::shared_ptr<Counters> counters,
@@ -194,6 +196,31 @@ void Topic::wake_parked(bool from_loop, bool& must_drain) {
     must_drain |= sub->notifier_->push(sub->waiter_, !(from_loop && loop_notifier));
   }
   parked_.clear();
+}
+
+size_t Topic::notify(bool join, std::string_view member_json, bool from_loop,
+                     bool& must_drain) {
+  std::lock_guard lock(mu_);
+  if (closed_) return 0;
+  MessagePtr notice;
+  size_t reached = 0;
+  for (Subscriber* sub : subscribers_) {
+    if (!sub->join_leave_) continue;
+    if (!notice) {
+      // Its key orders it after every message published so far, of every topic, in a
+      // stream of several topics (a key issued before is in its ring: IdPolicy::visible).
+      const MessageKey key = ids_->visible().value_or(MessageKey{});
+      notice = notice::member_message(key, join, name_, member_json);
+    }
+    sub->notices_.emplace_back(log_.end(), notice);
+    ++reached;
+    if (sub->parked_index_ != Subscriber::npos) {
+      unpark_locked(*sub);
+      const bool loop_notifier = sub->notifier_ == notifier_;
+      must_drain |= sub->notifier_->push(sub->waiter_, !(from_loop && loop_notifier));
+    }
+  }
+  return reached;
 }
 
 void Topic::close_all(CloseReason reason) {

@@ -34,7 +34,7 @@ std::vector<std::string> take_ids(Stream& stream, Taken& taken) {
   std::vector<std::string> out;
   for (const auto& piece : taken.pieces())
     out.push_back(piece.message ? std::string(piece.message->id())
-                                : "!" + std::string(taken.bytes(piece)));
+                                : std::string("!").append(taken.bytes(piece)));
   return out;
 }
 
@@ -511,6 +511,42 @@ TEST(counters_are_per_broker) {
   CHECK(two.counters().subscribers == 0 && two.counters().messages == 0);
   s1->close();
   CHECK(one.counters().subscribers == 1);
+}
+
+TEST(presence_notices_go_in_place_shared_and_only_to_listeners) {
+  Broker b(10, 1);
+  b.create_topic("t");
+  b.create_topic("u");
+  Stream listening = stream_of(b, {"t", "u"});
+  listening.at(0)->set_join_leave(true);
+  Stream plain = stream_of(b, {"t"});
+  b.publish("t", "1", "");  // 1-1
+  CHECK(b.notify("t", true, R"({"client_id":"a"})").subscribers == 1);
+  b.publish("u", "2", "");  // 1-2
+  b.publish("t", "3", "");  // 1-3
+  Taken taken;
+  const auto got = take_ids(listening, taken);
+  CHECK((got == std::vector<std::string>{"1-1", "", "1-2", "1-3"}));  // a notice has no id
+  CHECK(taken.message_count() == 3);
+  CHECK(taken.bytes(taken.pieces()[1]) ==
+        R"({"type":"info","message":"join","topic":"t","member":{"client_id":"a"}})");
+  CHECK((take_ids(plain) == std::vector<std::string>{"1-1", "1-3"}));
+  // A parked listener is woken by a notice, and every listener shares the one object.
+  Stream other = stream_of(b, {"t"});
+  other.at(0)->set_join_leave(true);
+  CHECK(listening.arm() && other.arm());
+  std::vector<uint64_t> woken;
+  b.drain(woken);
+  CHECK(b.notify("t", false, "{}").subscribers == 2);
+  woken.clear();
+  b.drain(woken);
+  CHECK(woken.size() == 2);
+  Taken a, c;
+  listening.take(a);
+  other.take(c);
+  CHECK(a.pieces().size() == 1 && c.pieces().size() == 1);
+  CHECK(a.pieces()[0].message == c.pieces()[0].message);
+  CHECK(b.notify("u", true, "{}").subscribers == 0);  // nobody of "u" asked
 }
 
 TEST(nothing_leaks) {

@@ -27,6 +27,11 @@ class CoreSub:
     def skip_through(self, message_id: str) -> None:
         """Never deliver a message whose id is not after ``message_id``."""
     def close(self) -> None: ...
+    @property
+    def join_leave(self) -> bool:
+        """Whether it receives the topic's presence join/leave notices (Core.notify)."""
+    @join_leave.setter
+    def join_leave(self, on: bool) -> None: ...
 
 class Policy:
     """What a full queue does: drop its oldest messages, or close the subscriber."""
@@ -330,6 +335,11 @@ class Core:
     ) -> PublishManyResult:
         """A batch, in order, under one lock of the topic (one wake-up). KeyError if no
         topic; ValueError with external ids (they come from the shared log)."""
+    def notify(self, topic: str, join: bool, member: bytes, on_loop: bool = False) -> PublishResult:
+        """A presence join/leave notice (``member``: its JSON) to every subscriber of
+        ``topic`` with ``join_leave``: encoded once, shared, in place after the messages
+        published so far. ``subscribers``: how many it reached; no ``id``. KeyError if
+        no topic."""
     def subscribe(
         self,
         topic: str,

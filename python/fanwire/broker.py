@@ -100,6 +100,7 @@ class Broker:
         self._log: Log = MemoryLog(self._core, self._schedule_drain, max_topics)
         self._backend: RedisBackend | None = None  # for the server's Redis-only features
         self._presence = Presence()
+        self._presence.core, self._presence.drain = self._core, self._schedule_drain
         if redis_url:
             cluster = ClusterPresence(self._presence, redis_url, redis_prefix, presence_ttl)
             cluster.exists = self._core.has_topic

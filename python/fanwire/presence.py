@@ -75,11 +75,6 @@ def member(client_id: str, user: str | None, info: dict[str, Any] | None) -> dic
     }
 
 
-def notice(mode: Mode, kind: str, topic: str, who: dict[str, Any]) -> bytes | str:
-    """A ``join``/``leave`` notice in the subscription's transport form."""
-    return _core.member_notice(mode.encoding, kind == "join", topic, orjson.dumps(who))
-
-
 async def _settle(pending: list[Awaitable[Any]]) -> None:
     """Await the async hooks of one transition; a failure is logged, never raised."""
     for result in await asyncio.gather(*pending, return_exceptions=True):
@@ -120,6 +115,9 @@ class Presence:
         self.node_id = secrets.token_hex(6)
         self.slow_consumers = 0  # subscriptions closed as slow consumers (the console's)
         self._slow: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        # The core sends the join/leave notices (Core.notify); ``drain`` when it says so.
+        self.core: _core.Core | None = None
+        self.drain: Callable[[], None] = lambda: None
 
     # -- what subscriptions report -------------------------------------------------------
     def on_topic(self, sub: Subscription, topic: str, started: bool) -> None:
@@ -164,6 +162,7 @@ class Presence:
         entry.join_leave = join_leave
         if join_leave:
             self._listeners.setdefault(topic, {})[id(sub)] = entry
+            sub.set_join_leave(topic)
         if info is not None:
             entry.member = member(client_id, user, info)
             self._joined(topic, entry.member)
@@ -284,9 +283,21 @@ class Presence:
             self.cluster.left(topic, who)
 
     def notify(self, topic: str, kind: str, who: dict[str, Any]) -> None:
-        """Send a join/leave notice to this node's subscriptions of ``topic`` that asked."""
-        for entry in list(self._listeners.get(topic, {}).values()):
-            entry.sub.inject(topic, notice(entry.sub.mode, kind, topic, who))
+        """Send a join/leave notice to this node's subscriptions of ``topic`` that asked.
+
+        One core call: the notice is encoded once and shared by every listener, queued in
+        place after the topic's messages so far, and written at their next wake-up (a
+        burst of joins costs each listener one write, not one per join). Nothing here
+        takes from a subscription, so a leave can never cascade into more leaves.
+        """
+        if topic not in self._listeners or self.core is None:
+            return
+        try:
+            sent = self.core.notify(topic, kind == "join", orjson.dumps(who), on_loop=True)
+        except KeyError:  # the topic is gone: so are its listeners
+            return
+        if sent.must_drain:
+            self.drain()
 
 
 def queue_rows(subs: Iterable[Subscription]) -> list[dict[str, Any]]:

@@ -264,18 +264,12 @@ class Subscription:
             return _core.StreamEnd.slow_consumer
         return self.close_reason
 
-    def inject(self, topic: str, notice: bytes | str) -> None:
-        """Queue a notice of ``topic`` (already in this transport's form, e.g. a presence
-        ``join``) after what its queue holds now."""
-        if topic not in self._subs:
-            return
-        if self._sink is not None:
-            self._sink.inject(notice)  # type: ignore[arg-type]
-            return
-        if topic not in self._held:
-            self._take(self._pending)  # every topic: the stream stays in id order
-        self._pending.append(notice)
-        self.wake()
+    def set_join_leave(self, topic: str) -> None:
+        """Receive ``topic``'s presence join/leave notices (the core queues them in
+        place: ``Core.notify``)."""
+        core_sub = self._subs.get(topic)
+        if core_sub is not None:
+            core_sub.join_leave = True
 
     def inject_gap(self, topic: str, first_available: str | None) -> None:
         """Queue a gap notice for ``topic`` after what its core queue holds now."""

@@ -26,6 +26,13 @@ def ws_info(message: str, **fields: Any) -> str:
     return ws_text({"type": "info", "message": message, **fields})
 
 
+def sse_info(message: str, **fields: Any) -> bytes:
+    """An SSE ``event: info`` frame, e.g. ``sse_info("connected", client_id=...)``: the
+    WebSocket ``info`` without ``type`` (the frame's event says it), no ``id:`` (it must
+    not move the client's Last-Event-ID) and no ``topic`` (unlike every message)."""
+    return b"event: info\ndata: " + orjson.dumps({"message": message, **fields}) + b"\n\n"
+
+
 def ws_error(code: str, message: str, request_id: Any = None) -> str:
     """A WebSocket ``error`` message; ``request_id`` is echoed when the request had one."""
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}

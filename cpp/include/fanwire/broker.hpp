@@ -83,6 +83,10 @@ class Broker {
   // std::invalid_argument). Throws TopicNotFound.
   PublishManyResult publish_many(std::string_view topic, const std::vector<BatchItem>& items,
                                  bool from_loop = false);
+  // Presence: a join/leave notice to the subscribers of `topic` that asked for them
+  // (Topic::notify), in one call. Throws TopicNotFound.
+  PublishResult notify(std::string_view topic, bool join, std::string_view member_json,
+                       bool from_loop = false);
   // Throws TopicNotFound.
   std::shared_ptr<Subscriber> subscribe(std::string_view topic, const SubscribeOptions& options);
 

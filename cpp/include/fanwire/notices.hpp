@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "fanwire/message.hpp"
+
 namespace fanwire {
 
 // How a connection's bytes are encoded: SSE frames, WebSocket texts, or whole WebSocket
@@ -38,6 +40,11 @@ std::string heartbeat(Encoding encoding, double ts);
 // Python side validates and encodes the client's info).
 std::string member(Encoding encoding, bool join, std::string_view topic,
                    std::string_view member_json);
+// The same notice in every encoding at once, as a Message with no id: one object that
+// every subscriber asking for join/leave shares (Topic::notify), as a published message
+// is shared. `key` only places it among a stream's topics (Taken::merge).
+MessagePtr member_message(MessageKey key, bool join, std::string_view topic,
+                          std::string_view member_json);
 
 }  // namespace notice
 }  // namespace fanwire

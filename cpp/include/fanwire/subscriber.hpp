@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fanwire/message.hpp"
@@ -39,6 +40,7 @@ struct TakeResult {
   uint64_t conflated = 0;  // messages skipped as superseded (conflate policy), likewise
   CloseReason reason = CloseReason::none;
   uint64_t left = 0;     // messages still pending after the take (0 for a slow consumer)
+  size_t notices = 0;    // presence notices among the messages taken (Topic::notify)
 };
 
 // A subscriber holds no copy of any message: it is a cursor into its topic's retention
@@ -78,6 +80,9 @@ class Subscriber {
   void skip_through(MessageKey key);
   // Unsubscribes (idempotent).
   void close();
+  // Whether it receives the topic's presence join/leave notices (Topic::notify).
+  void set_join_leave(bool on);
+  bool join_leave() const;
 
   // Subscribers alive in this process, of every broker: for leak checks only.
   static int64_t live_in_process() { return live_.load(std::memory_order_relaxed); }
@@ -102,6 +107,10 @@ class Subscriber {
   bool gap_ = false;
   std::optional<MessageKey> floor_;  // see skip_through
   std::optional<std::string> first_available_;
+  // Presence notices waiting, each with the ring position it goes before (it was
+  // published when the ring ended there), in that order; take() puts them in place.
+  std::vector<std::pair<uint64_t, MessagePtr>> notices_;
+  bool join_leave_ = false;
   static inline std::atomic<int64_t> live_{0};
 };
 

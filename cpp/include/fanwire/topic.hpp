@@ -108,6 +108,12 @@ class Topic : public std::enable_shared_from_this<Topic> {
 
   std::shared_ptr<Subscriber> subscribe(const SubscribeOptions& options);
 
+  // Presence: a join/leave notice for every subscriber that asked for them
+  // (Subscriber::set_join_leave), encoded once and shared by all of them, after the
+  // messages published so far and before the next. Returns how many it reached;
+  // `must_drain` as for a publish.
+  size_t notify(bool join, std::string_view member_json, bool from_loop, bool& must_drain);
+
   // Closes every subscriber with `reason` and refuses further publishes.
   void close_all(CloseReason reason);
   TopicStats stats() const;

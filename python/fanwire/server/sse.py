@@ -24,6 +24,7 @@ from ..errors import FanwireError, InvalidMessage, LimitReached, ShuttingDown
 from ..names import check_topic
 from ..subscription import Subscription
 from ..topics import check_policy
+from ..wire import sse_info
 from . import _uvicorn
 from .runtime import Runtime, http_error
 
@@ -140,7 +141,10 @@ async def stream(request: Request, runtime: Runtime) -> Response:
             raise
     except FanwireError as exc:
         return http_error(exc)
-    return EventStream(sub, runtime)
+    # A member is told its client_id, as a WebSocket is in its `connected` info (README,
+    # "Presence and occupancy"); a plain stream gets no frame it did not ask for.
+    greeting = sse_info("connected", client_id=client_id) if joins[0] else b""
+    return EventStream(sub, runtime, greeting)
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -166,9 +170,10 @@ async def _client_gone(receive: Receive) -> None:
 class EventStream(Response):
     """A raw ASGI ``text/event-stream`` response owning one subscription."""
 
-    def __init__(self, sub: Subscription, runtime: Runtime) -> None:
+    def __init__(self, sub: Subscription, runtime: Runtime, greeting: bytes = b"") -> None:
         self.sub = sub
         self.runtime = runtime
+        self.greeting = greeting  # SSE frames right after `retry:`, before anything else
         self.status_code = 200
         self.background = None
         self.raw_headers = [
@@ -187,7 +192,7 @@ class EventStream(Response):
         try:
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
-                retry = f"retry: {settings.sse_retry_ms}\n\n".encode()
+                retry = f"retry: {settings.sse_retry_ms}\n\n".encode() + self.greeting
                 await send({"type": "http.response.body", "body": retry, "more_body": True})
                 if transport is not None:
                     await self.sub.replayed()  # Redis mode: a resume's history, then native

@@ -65,7 +65,10 @@ class SSEFrame:
 
     @property
     def is_message(self) -> bool:
-        """True for a published message (not a notice, not the initial ``retry:``)."""
+        """True for a published message (not a notice, not the initial ``retry:``, not
+        the ``info connected`` of a presence member, which has no ``topic``)."""
+        if self.event == "info" and self.topic is None:
+            return False
         return self.event not in CONTROL_EVENTS and self.raw_data != ""
 
     @property

@@ -161,8 +161,12 @@ class Broker:
         weakref.finalize(self, _forget_fd, loop, self._core.fileno())
 
     async def astart(self) -> None:
-        """:meth:`start` (in Redis mode the node's reader starts connecting)."""
+        """:meth:`start`; in Redis mode, also wait until the node's first connection
+        attempt ended (bounded): a server then serves only once it knows the cluster's
+        topics, or once Redis failed to answer (then topic lookups answer 503)."""
         self.start()
+        if self._backend is not None:
+            await self._backend.first_attempt()
 
     async def aclose(self) -> None:
         """:meth:`close`, then stop the Redis reader and close its connections."""

@@ -122,6 +122,8 @@ class Broker:
             redis_log.backend.commands.shape = self._shape
             redis_log.backend.commands.options_of = self._options_json
             redis_log.backend.reader.on_options = self._remote_options
+            # A deletion from any node ends its members here at once, as a local one does.
+            redis_log.backend.reader.on_forget = self._presence.topic_gone
         else:
             self._log.shape = self._core_shape
         self._waiters = itertools.count(1)

@@ -123,6 +123,8 @@ class Broker:
             redis_log.backend.commands.shape = self._shape
             redis_log.backend.commands.options_of = self._options_json
             redis_log.backend.reader.on_options = self._remote_options
+            # A deletion from any node ends its members here at once, as a local one does.
+            redis_log.backend.reader.on_forget = self._presence.topic_gone
         else:
             self._log.shape = self._core_shape
         self._waiters = itertools.count(1)
@@ -162,8 +164,12 @@ class Broker:
         weakref.finalize(self, _forget_fd, loop, self._core.fileno())
 
     async def astart(self) -> None:
-        """:meth:`start` (in Redis mode the node's reader starts connecting)."""
+        """:meth:`start`; in Redis mode, also wait until the node's first connection
+        attempt ended (bounded): a server then serves only once it knows the cluster's
+        topics, or once Redis failed to answer (then topic lookups answer 503)."""
         self.start()
+        if self._backend is not None:
+            await self._backend.first_attempt()
 
     async def aclose(self) -> None:
         """:meth:`close`, then stop the Redis reader and close its connections."""

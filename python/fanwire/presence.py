@@ -168,8 +168,9 @@ class Presence:
             self._joined(topic, entry.member)
 
     def topic_gone(self, topic: str) -> None:
-        """``topic`` was deleted: its subscriptions all ended (a native SSE stream of
-        several topics does not tell Python when one of them goes)."""
+        """``topic`` was deleted (here, or on another node: Redis mode's reader calls it):
+        its subscriptions all ended. A native SSE stream of several topics whose socket is
+        full takes nothing, so it cannot tell Python when one of them goes."""
         for entry in list(self._local.get(topic, {}).values()):
             self.on_topic(entry.sub, topic, False)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core
+from ..enums import Mode
 from ..wire import Notices
 from . import BackendUnavailable
 from .commands import Commands, Entry
@@ -62,9 +63,15 @@ def encode(topic: str, entries: list[Entry], notices: Notices) -> list[Any]:
 
 def _replay(topic: str, entries: list[Entry], notices: Notices, found: dict[str, Any]) -> Replay:
     keys = [parse_id(raw_id) or ZERO for raw_id, _ in entries]
-    ends = [k for k, (_, fields) in zip(keys, entries, strict=True) if fields.get(b"e") == b"end"]
+    ends = [i for i, (_, fields) in enumerate(entries) if fields.get(b"e") == b"end"]
+    if ends and notices.mode is Mode.sse:
+        # SSE: the end is the last thing of the topic a client gets, as the core's take
+        # cuts a live run at it (Stream::take_topic); what was published after it stays
+        # out (the caller's floor still skips it in the core).
+        entries, keys = entries[: ends[0] + 1], keys[: ends[0] + 1]
+        ends = ends[:1]
     replay = Replay(encode(topic, entries, notices), keys=keys, frontier=found["last"])
-    replay.end = ends[-1] if ends else None
+    replay.end = keys[ends[-1]] if ends else None
     return replay
 
 

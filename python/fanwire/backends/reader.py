@@ -94,6 +94,9 @@ class StreamReader:
         self.shape: Callable[[str], tuple[int, float, str, bool]] = _core_defaults
         #: a create notice's options (JSON given to create_topic, "" none: also on delete).
         self.on_options: Callable[[str, str], None] = lambda topic, options: None
+        #: a topic was deleted here (by any node): its local subscriptions ended. A native
+        #: SSE stream whose socket is full takes nothing, so it could not tell (presence).
+        self.on_forget: Callable[[str], None] = lambda topic: None
 
     # -- what is followed --------------------------------------------------------------
     def follow(self, topic: str, after: str, count: int | None = None) -> None:
@@ -119,6 +122,7 @@ class StreamReader:
         self.subscribers.pop(topic, None)
         self.on_options(topic, "")  # a topic created anew under its name starts afresh
         self.core.delete_topic(topic)
+        self.on_forget(topic)
 
     def mark_hole(self, topic: str) -> None:
         """Entries after the position are lost (e.g. Redis restarted empty): until the

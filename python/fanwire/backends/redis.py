@@ -13,12 +13,14 @@ when it is given a Redis URL (``FANWIRE_REDIS_URL`` or ``python -m fanwire --red
 Faults. Redis unreachable at start: the server starts anyway, logs the error and retries
 with backoff (0.2 s doubling to 5 s); until it connects, publishes and topic changes fail
 with :class:`~fanwire.backends.BackendUnavailable` (HTTP 503, WebSocket ``INTERNAL``) and
-no topic is known. Redis lost while running: the same errors, client connections stay
-open (heartbeats are local); on reconnection the reader goes on from the last id it read
-per stream, and announces a ``gap`` to the subscribers of a topic whose stream lost
-entries meanwhile (trimmed: the publish counts tell; or lost by a Redis restart without
-persistence: the last id is gone). If Redis came back empty (its run id changed), each
-node puts its topics back in the registry.
+no topic is known: subscribing to one answers 503 too, not "no such topic". A starting
+server waits for the first attempt (:meth:`RedisBackend.first_attempt`) before it serves,
+so it answers for a topic only once it loaded the registry. Redis lost while running: the
+same errors, client connections stay open (heartbeats are local); on reconnection the
+reader goes on from the last id it read per stream, and announces a ``gap`` to the
+subscribers of a topic whose stream lost entries meanwhile (trimmed: the publish counts
+tell; or lost by a Redis restart without persistence: the last id is gone). If Redis came
+back empty (its run id changed), each node puts its topics back in the registry.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ if not log.handlers and not logging.getLogger().handlers:
 
 #: Seconds a topic creation or deletion waits for this node's reader to apply it.
 APPLY_TIMEOUT = 5.0
+#: Seconds a starting node waits for its first connection attempt (each command of it
+#: times out on its own: this only bounds the whole).
+STARTUP_WAIT = 10.0
 BACKOFF = (0.2, 5.0)
 T = TypeVar("T")
 
@@ -95,6 +100,10 @@ class RedisBackend:
         self.resumer = Resumer(self.commands, self.reader, 2 * retention + 1000)
         self.announce_gap = announce_gap
         self.ready = False
+        #: Set once the registry was first loaded: before, a local miss proves nothing.
+        self.loaded = asyncio.Event()
+        #: Set once the first connection attempt ended (loaded, or failed).
+        self.attempted = asyncio.Event()
         self._resync = False  # a command failed: check the connection and recover
         self._stopping = False
         self._run_id: str | None = None
@@ -138,10 +147,12 @@ class RedisBackend:
                     await self.reader.read_once()
                 continue
             except DOWN as exc:
+                self.attempted.set()
                 if self._stopping:
                     return
                 self._down(exc, delay)
             except Exception:
+                self.attempted.set()
                 if self._stopping:
                     return
                 log.exception("Redis reader failed; restarting it in %.1fs", delay)
@@ -173,6 +184,15 @@ class RedisBackend:
             log.info("Redis at %s is back; reading on from the last ids seen", self.url)
         self._run_id = run_id
         self.ready = True
+        self.loaded.set()
+        self.attempted.set()
+
+    async def first_attempt(self, timeout: float = STARTUP_WAIT) -> None:
+        """Wait (``timeout`` at most) until the first connection attempt ended: then the
+        node knows the cluster's topics, or Redis did not answer (see :meth:`adopt`). A
+        server awaits it before it serves, so it never answers for topics not loaded."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.attempted.wait(), timeout)
 
     async def _bootstrap(self) -> None:
         control, topics = await self.commands.snapshot()
@@ -323,7 +343,14 @@ class RedisBackend:
 
     async def adopt(self, name: str) -> bool:
         """On a local miss: follow ``name`` now if the registry has it (created elsewhere
-        and not yet announced here)."""
+        and not yet announced here). Before the registry was first loaded, a miss proves
+        nothing: BackendUnavailable (503, try again), never "no such topic"."""
+        if not self.loaded.is_set():
+            await self.first_attempt()
+            if not self.loaded.is_set():
+                raise BackendUnavailable(
+                    f"topic {name!r}: the topics are not loaded from Redis yet"
+                )
         if not self.ready or not await self._guard(self.commands.is_topic(name)):
             return False
         self.reader.follow(name, "0-0")

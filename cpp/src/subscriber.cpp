@@ -53,6 +53,7 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
   // Only conflating topics look at their slots: other topics take the plain loop.
   const bool skips =
       topic_->conflating() && (policy_ == Policy::conflate || pos_ < cache_end_);
+  uint64_t conflated = 0;
   for (uint64_t pos = pos_; pos < end; ++pos) {
     const MessageKey key = log.at(pos)->key();
     if (through && key > *through) {
@@ -65,12 +66,13 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
       if (pos < cache_end_) {
         if (!slot.keyed || slot.superseded) continue;  // the cache: latest of each key
       } else if (policy_ == Policy::conflate && slot.superseded) {
-        ++conflated_unreported_;
+        ++conflated;
         continue;
       }
     }
     out.push_back(log.at(pos));
   }
+  if (conflated > 0) topic_->conflated_locked(*this, conflated);
   result.left = log.end() - end;
   // Held back entirely: the drop is told with the first message after it, next take.
   if (end == pos_ && result.left > 0) return result;

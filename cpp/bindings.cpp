@@ -352,14 +352,16 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("subscribers", &BrokerCounters::subscribers)
       .def_readonly("published", &BrokerCounters::published)
       .def_readonly("delivered", &BrokerCounters::delivered)
-      .def_readonly("dropped", &BrokerCounters::dropped);
+      .def_readonly("dropped", &BrokerCounters::dropped)
+      .def_readonly("conflated", &BrokerCounters::conflated);
 
   py::class_<TopicStats>(m, "TopicStats")
       .def_readonly("name", &TopicStats::name)
       .def_readonly("subscribers", &TopicStats::subscribers)
       .def_readonly("messages", &TopicStats::messages)
       .def_readonly("dropped", &TopicStats::dropped)
-      .def_readonly("retained", &TopicStats::retained);
+      .def_readonly("retained", &TopicStats::retained)
+      .def_readonly("conflated", &TopicStats::conflated);
 
   py::class_<Broker>(m, "Core")
       .def(py::init<size_t, uint64_t, bool>(), py::arg("retention") = 1000,

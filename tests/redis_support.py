@@ -7,6 +7,7 @@ Servers and Redis come from the fanwire pytest plugin (``fanwire_server``,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import time
@@ -42,10 +43,13 @@ def http_client():
 
 
 async def until(check, *, timeout=15.0, what="condition"):
-    """Await ``check()`` (async, returning truthy) until it holds; the last value."""
+    """Call ``check()`` until it holds (is truthy); the last value. ``check`` may be async,
+    or a plain function of what clients received so far."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await check()
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

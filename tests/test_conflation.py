@@ -13,6 +13,7 @@ import time
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
@@ -111,6 +112,55 @@ def test_a_stalled_sse_stream_gets_the_latest_of_every_key(server):
                 assert slow.of_event("gap") == []
                 conflated = sum(n.data["conflated"] for n in notices)
                 _check_conflated(published, slow.ids, conflated)
+
+    run(main(), timeout=180)
+
+
+def _conflated_metrics(text: str, topic: str) -> tuple[float, float]:
+    """``fanwire_conflated_total`` and ``topic``'s ``fanwire_topic_conflated_total``."""
+    total = per_topic = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "fanwire_conflated_total":
+                total += sample.value
+            elif sample.name == "fanwire_topic_conflated_total":
+                per_topic += sample.value if sample.labels["topic"] == topic else 0
+    return total, per_topic
+
+
+def test_stats_and_metrics_count_what_slow_clients_were_told_was_conflated(server):
+    """``conflated_count`` (the console's conflation line) rises by exactly the counts
+    the stalled WebSocket and SSE clients were told; /metrics counts them server-wide
+    and for the topic."""
+    topic = _name("px.")
+
+    async def main():
+        async with httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=30) as http:
+            await http.post("/topics", json={"name": topic})
+            before = (await http.get("/stats")).json()
+            metrics_before = _conflated_metrics((await http.get("/metrics")).text, topic)
+            sse = SSEClient(server.url, topics=[topic], policy="conflate", receive_buffer=65536)
+            async with WSClient(server.ws_url, **STALLED_WS) as ws, sse:
+                await ws.subscribe(topic)  # conflate: the topic's ws_policy
+                await sse.read_until(lambda c: c.retry is not None)
+                ws.stall()
+                sse.stall()
+                published = await _flood(http, topic, 300)
+                ws.resume()
+                sse.resume()
+                last = published[-1][0]
+                await ws.wait_for(lambda c: last in c.event_ids(), timeout=60, what="last")
+                await sse.read_until(lambda c: last in c.ids, timeout=60)
+                told_ws = sum(n["conflated"] for n in ws.infos("messages_conflated"))
+                told_sse = sum(n.data["conflated"] for n in sse.of_event("conflated"))
+                assert told_ws > 0 and told_sse > 0, "a stalled client never fell behind"
+                after = (await http.get("/stats")).json()
+                metrics_after = _conflated_metrics((await http.get("/metrics")).text, topic)
+        told = told_ws + told_sse
+        assert after["conflated_count"] - before["conflated_count"] == told
+        assert metrics_after[0] - metrics_before[0] == told
+        assert metrics_after[1] == told
+        assert after["dropped_count"] == before["dropped_count"]  # skipped, not dropped
 
     run(main(), timeout=180)
 

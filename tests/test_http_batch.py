@@ -1,35 +1,16 @@
 """Batch publish, ``POST /topics/{name}/messages {"messages": [...]}`` (PROTOCOL.md,
 "Topics over HTTP"), against real servers: in memory and in Redis mode."""
 
-import itertools
-import os
-
-import httpx
 import pytest
-from redis_support import create_topic, http_client, node
+from redis_support import create_topic, http_client, node, topic_name
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
-
-_names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
 def server(fanwire_module_server):
     return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_MAX_PAYLOAD": "1000"})
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-def topic(http):
-    name = f"b{os.getpid()}-{next(_names)}"
-    assert http.post("/topics", json={"name": name}).status_code == 201
-    return name
 
 
 def messages_of(http, topic):
@@ -109,7 +90,7 @@ def test_batch_to_an_unknown_topic_is_404(http):
 
 def test_batch_in_redis_mode(fanwire_server, redis_server):
     srv = node(fanwire_server, redis_server.url)
-    topic = f"rb{os.getpid()}-{next(_names)}"
+    topic = topic_name("rb")
 
     async def main():
         async with http_client() as client:

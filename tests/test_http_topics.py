@@ -1,32 +1,14 @@
 """REST surface of PROTOCOL.md ("Topics over HTTP") against a real server."""
 
-import itertools
-import os
-
 import httpx
 import pytest
 
 from fanwire.testing.clients import SSEClient
 
-_names = itertools.count(1)
-
 
 @pytest.fixture(scope="module")
 def server(fanwire_module_server):
     return fanwire_module_server(env={"FANWIRE_DEMO_RATE": "0"})
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-def topic(http):
-    name = f"t{os.getpid()}-{next(_names)}"
-    assert http.post("/topics", json={"name": name}).status_code == 201
-    return name
 
 
 def assert_error(response, status, code=None):

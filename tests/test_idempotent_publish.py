@@ -7,7 +7,6 @@ import asyncio
 import os
 import time
 
-import httpx
 import orjson
 import pytest
 from redis_support import create_everywhere, http_client, node, topic_name, until
@@ -26,12 +25,6 @@ ENV = {
 @pytest.fixture(scope="module")
 def server(fanwire_module_server):
     return fanwire_module_server(env=ENV)
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client:
-        yield client
 
 
 def _topic(http, prefix="t"):

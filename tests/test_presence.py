@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis_support import until
 
 from fanwire.testing.aio import run
 from fanwire.testing.clients import SSEClient, WSClient
@@ -61,20 +62,6 @@ async def members(client, topic):
     return body["members"]
 
 
-async def eventually(check, what, timeout=10.0):
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def test_occupancy_counts_connections_on_both_transports(server):
     topic = new_topic(server)
 
@@ -93,7 +80,7 @@ def test_occupancy_counts_connections_on_both_transports(server):
                     "subscribers": 2,
                     "request_id": answer["request_id"],
                 }
-            await eventually(lambda: _is(listed(client, topic), 1), "the SSE client gone")
+            await until(lambda: _is(listed(client, topic), 1), what="the SSE client gone")
             await ws.unsubscribe(topic)
             assert (await ask(ws, "occupancy", topic))["subscribers"] == 0
             assert await listed(client, topic) == 0
@@ -219,7 +206,7 @@ def test_members_of_a_deleted_topic_leave(server):
             # one stream of two topics: it goes on with the other when one is deleted
             params = {"presence": "1"}
             async with SSEClient(server.url, topics=[topic, other], params=params) as sse:
-                await eventually(lambda: members(client, topic), "the member")
+                await until(lambda: members(client, topic), what="the member")
                 assert (await client.delete(f"/topics/{topic}")).status_code == 204
                 await sse.read_until_event("topic_deleted")
                 assert (await client.post("/topics", json={"name": topic})).status_code == 201
@@ -281,7 +268,7 @@ def test_hooks_fire_once_per_transition(server):
             async with WSClient(server.ws_url) as a, WSClient(server.ws_url) as b:
                 await a.subscribe(topic)
                 await b.subscribe(topic)
-                await eventually(lambda: _has_topic(client, "hooks"), "the hooks topic")
+                await until(lambda: _has_topic(client, "hooks"), what="the hooks topic")
                 async with WSClient(server.ws_url) as watch:
                     await watch.subscribe("hooks", last_n=100)
                     await watch.recv_until(
@@ -322,12 +309,12 @@ def test_demo_producer_runs_only_while_events_is_occupied(fanwire_server):
                 rows = (await client.get("/topics")).json()["topics"]
                 return next((r["messages"] for r in rows if r["name"] == "events"), None)
 
-            await eventually(lambda: _not_none(events_messages()), "the events topic")
+            await until(lambda: _not_none(events_messages()), what="the events topic")
             await _sleep(1.0)
             assert await events_messages() == 0  # nobody listens: no tick
             async with SSEClient(srv.url, topics=["events"]) as sse:
                 await sse.read_messages(5)
-            await eventually(lambda: _steady(events_messages), "the producer stopping")
+            await until(lambda: _steady(events_messages), what="the producer stopping")
             stopped = await events_messages()
             await _sleep(1.0)
             assert await events_messages() == stopped

@@ -7,6 +7,7 @@ takes its members with it, and the hooks fire once per transition across the clu
 """
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from redis_support import NODE_ENV, create_everywhere, http_client, topic_name, until
@@ -25,6 +26,15 @@ def nodes(fanwire_server, redis_url, count=2, **options):
         "FANWIRE_PRESENCE_TTL": str(TTL),
     }
     return [fanwire_server(env=env, **options) for _ in range(count)]
+
+
+@contextlib.asynccontextmanager
+async def room(*srvs):
+    """An HTTP client, and a new topic that each of ``srvs`` lists."""
+    topic = topic_name("room")
+    async with http_client() as http:
+        await create_everywhere(http, topic, *srvs)
+        yield http, topic
 
 
 async def occupancy(http, srv, topic):
@@ -46,11 +56,9 @@ def joined(ws, kind, client_id):
 
 def test_counts_members_and_notices_agree_on_both_nodes(fanwire_server, redis_server):
     a, b = nodes(fanwire_server, redis_server.url)
-    topic = topic_name("room")
 
     async def main():
-        async with http_client() as http:
-            await create_everywhere(http, topic, a, b)
+        async with room(a, b) as (http, topic):
             async with WSClient(b.ws_url) as watcher, WSClient(a.ws_url) as member:
                 await watcher.request({"type": "subscribe", "topic": topic, "join_leave": True})
                 info = {"name": "Ada"}
@@ -76,7 +84,7 @@ def test_counts_members_and_notices_agree_on_both_nodes(fanwire_server, redis_se
                 await sse.close()
                 await member.unsubscribe(topic)
                 await until(
-                    lambda: asyncio.sleep(0, joined(watcher, "leave", member.client_id)),
+                    lambda: joined(watcher, "leave", member.client_id),
                     what="the leave of the member on the other node",
                 )
                 for srv in (a, b):
@@ -96,11 +104,9 @@ def test_counts_members_and_notices_agree_on_both_nodes(fanwire_server, redis_se
 
 def test_a_killed_nodes_members_leave_within_the_ttl(fanwire_server, redis_server):
     a, b = nodes(fanwire_server, redis_server.url)
-    topic = topic_name("room")
 
     async def main():
-        async with http_client() as http:
-            await create_everywhere(http, topic, a, b)
+        async with room(a, b) as (http, topic):
             async with WSClient(b.ws_url) as watcher:
                 await watcher.request({"type": "subscribe", "topic": topic, "join_leave": True})
                 member = WSClient(a.ws_url)
@@ -110,7 +116,7 @@ def test_a_killed_nodes_members_leave_within_the_ttl(fanwire_server, redis_serve
                 assert await occupancy(http, b, topic) == 2
                 a.kill()  # SIGKILL: no goodbye
                 await until(
-                    lambda: asyncio.sleep(0, joined(watcher, "leave", member.client_id)),
+                    lambda: joined(watcher, "leave", member.client_id),
                     timeout=10 * TTL,
                     what="the killed node's member leaving",
                 )
@@ -123,11 +129,9 @@ def test_a_killed_nodes_members_leave_within_the_ttl(fanwire_server, redis_serve
 
 def test_a_node_shut_down_takes_its_members_along(fanwire_server, redis_server):
     a, b = nodes(fanwire_server, redis_server.url)
-    topic = topic_name("room")
 
     async def main():
-        async with http_client() as http:
-            await create_everywhere(http, topic, a, b)
+        async with room(a, b) as (http, topic):
             async with SSEClient(b.url, topics=[topic], params={"join_leave": "1"}) as watcher:
                 member = SSEClient(a.url, topics=[topic], params={"presence": "1"})
                 await member.connect()
@@ -153,11 +157,9 @@ def hook_events(ws, topic):
 
 def test_hooks_fire_once_per_transition_across_the_cluster(fanwire_server, redis_server):
     a, b = nodes(fanwire_server, redis_server.url, **HOOK_APP)
-    topic = topic_name("room")
 
     async def main():
-        async with http_client() as http:
-            await create_everywhere(http, topic, a, b)
+        async with room(a, b) as (http, topic):
             for srv in (a, b):  # the hooks publish to it
                 response = await http.post(srv.url + "/topics", json={"name": "hooks"})
                 assert response.status_code in (201, 503)
@@ -171,7 +173,7 @@ def test_hooks_fire_once_per_transition_across_the_cluster(fanwire_server, redis
                 await until(lambda: _count_async(http, a, b, topic, 4), what="4 subscribers")
                 await asyncio.gather(*(c.unsubscribe(topic) for c in clients))
                 await until(
-                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) >= 2),
+                    lambda: len(hook_events(watch, topic)) >= 2,
                     what="the two hooks",
                 )
                 await asyncio.sleep(2 * TTL)  # room for a wrong extra one to show up
@@ -192,11 +194,9 @@ def test_a_killed_owner_hands_its_occupied_topic_over(fanwire_server, redis_serv
     """The node that ran ``on_occupied`` dies while the other still has a subscriber:
     the survivor runs ``on_occupied`` (its producer takes over), once."""
     a, b = nodes(fanwire_server, redis_server.url, **HOOK_APP)
-    topic = topic_name("room")
 
     async def main():
-        async with http_client() as http:
-            await create_everywhere(http, topic, a, b)
+        async with room(a, b) as (http, topic):
             await create_everywhere(http, "hooks", a, b)
             async with WSClient(b.ws_url) as watch, WSClient(b.ws_url) as stays:
                 await watch.subscribe("hooks")
@@ -204,14 +204,14 @@ def test_a_killed_owner_hands_its_occupied_topic_over(fanwire_server, redis_serv
                 await first.connect()
                 await first.subscribe(topic)  # a owns the topic
                 await until(
-                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) == 1),
+                    lambda: len(hook_events(watch, topic)) == 1,
                     what="on_occupied on a",
                 )
                 await stays.subscribe(topic)
                 a_pid = hook_events(watch, topic)[0][1]
                 a.kill()
                 await until(
-                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) >= 2),
+                    lambda: len(hook_events(watch, topic)) >= 2,
                     timeout=10 * TTL,
                     what="b taking the topic over",
                 )
@@ -221,7 +221,7 @@ def test_a_killed_owner_hands_its_occupied_topic_over(fanwire_server, redis_serv
                 assert events[1][1] != a_pid
                 await stays.unsubscribe(topic)  # now b, the owner, runs on_vacated
                 await until(
-                    lambda: asyncio.sleep(0, len(hook_events(watch, topic)) == 3),
+                    lambda: len(hook_events(watch, topic)) == 3,
                     what="on_vacated on b",
                 )
                 assert hook_events(watch, topic)[2] == ("vacated", events[1][1])

@@ -387,7 +387,7 @@ def test_load_helper_delivers_everything_to_every_client(fanwire_server):
     assert result.delivered == result.expected == 500
     assert result.max_lag == 0 and all(result.per_client_in_order)
     assert set(result.latency) == {"p50", "p90", "p99", "max"}
-    assert 0 <= result.latency["p50"] <= result.latency["max"]
+    assert result.latency_samples == result.delivered  # every receipt was timed
 
 
 # -- browser -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import httpx
 import orjson
 import pytest
 
@@ -31,12 +30,6 @@ def server(fanwire_module_server):
     return fanwire_module_server(
         env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_TOPICS": orjson.dumps(TOPICS).decode()}
     )
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client:
-        yield client
 
 
 def _name(prefix: str) -> str:

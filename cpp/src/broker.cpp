@@ -157,7 +157,7 @@ void Broker::shutdown() {
 
 BrokerCounters Broker::counters() const {
   BrokerCounters out{0, 0, counters_->published.load(), counters_->delivered.load(),
-                     counters_->dropped.load()};
+                     counters_->dropped.load(), counters_->conflated.load()};
   for (const auto& topic : topic_stats()) {
     out.messages += static_cast<int64_t>(topic.retained);
     out.subscribers += static_cast<int64_t>(topic.subscribers);

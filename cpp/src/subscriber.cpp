@@ -60,6 +60,7 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
     while (notice < notices_.size() && notices_[notice].first <= pos)
       out.push_back(notices_[notice++].second);
   };
+  uint64_t conflated = 0;
   for (uint64_t pos = pos_; pos < end; ++pos) {
     const MessageKey key = log.at(pos)->key();
     if (through && key > *through) {
@@ -73,7 +74,7 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
       if (pos < cache_end_) {
         if (!slot.keyed || slot.superseded) continue;  // the cache: latest of each key
       } else if (policy_ == Policy::conflate && slot.superseded) {
-        ++conflated_unreported_;
+        ++conflated;
         continue;
       }
     }
@@ -84,6 +85,7 @@ TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
     notices_.erase(notices_.begin(), notices_.begin() + static_cast<std::ptrdiff_t>(notice));
     result.notices = notice;
   }
+  if (conflated > 0) topic_->conflated_locked(*this, conflated);
   result.left = log.end() - end;
   // Held back entirely: the drop is told with the first message after it, next take.
   if (end == pos_ && result.left > 0) return result;

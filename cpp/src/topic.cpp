@@ -167,14 +167,16 @@ void Topic::enforce_bounds(uint64_t end) {
       }
       uint64_t lost = over;
       if (conflating()) {  // what was superseded anyway is skipped, not lost
+        uint64_t skipped = 0;
         for (uint64_t pos = sub.pos_; pos < sub.pos_ + over; ++pos) {
           const ConflateSlot& slot = cslots_.at(pos);
           if (pos < sub.cache_end_ ? (!slot.keyed || slot.superseded)
                                    : (sub.policy_ == Policy::conflate && slot.superseded)) {
             --lost;
-            if (pos >= sub.cache_end_) ++sub.conflated_unreported_;
+            if (pos >= sub.cache_end_) ++skipped;
           }
         }
+        conflated_locked(sub, skipped);
       }
       sub.pos_ += over;
       sub.dropped_ += lost;
@@ -229,6 +231,12 @@ void Topic::close_all(CloseReason reason) {
   while (!subscribers_.empty()) close_locked(*subscribers_.back(), reason);
 }
 
+void Topic::conflated_locked(Subscriber& sub, uint64_t count) {
+  sub.conflated_unreported_ += count;
+  conflated_ += count;
+  counters_->conflated.fetch_add(count, std::memory_order_relaxed);
+}
+
 // Closes `sub` and wakes its waiter: it still reads what it had pending (except a slow
 // consumer, which is cut off), then sees the reason.
 void Topic::close_locked(Subscriber& sub, CloseReason reason) {
@@ -263,7 +271,7 @@ void Topic::remove_locked(Subscriber& sub) {
 TopicStats Topic::stats() const {
   std::lock_guard lock(mu_);
   const uint64_t retained = log_.end() - young_begin(now_seconds());
-  return TopicStats{name_, subscribers_.size(), published_, dropped_, retained};
+  return TopicStats{name_, subscribers_.size(), published_, dropped_, retained, conflated_};
 }
 
 }  // namespace fanwire

@@ -47,6 +47,11 @@ std::string read_until(int fd, Done done, std::chrono::milliseconds limit = 5000
   return text;
 }
 
+// Reads from `fd` until `needle` shows up (or the deadline); returns what was read.
+std::string read_until_found(int fd, const std::string& needle) {
+  return read_until(fd, [&](const std::string& t) { return t.find(needle) != std::string::npos; });
+}
+
 size_t count(const std::string& text, const std::string& needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
@@ -83,6 +88,19 @@ bool wait_done(const Sink& sink) {
   return sink.done();
 }
 
+// Waits (2 s at most) for the stream to end; how it ended.
+SinkEnd wait_end(const Sink& sink) {
+  for (int i = 0; i < 400 && sink.end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
+  return sink.end();
+}
+
+// Publishes `n` messages of 4 KB to "t": more than a socket holds for a client that
+// never reads.
+void flood(Broker& broker, int n = 400) {
+  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
+  for (int i = 0; i < n; ++i) broker.publish("t", pad, "");
+}
+
 std::vector<uint64_t> drained(Broker& broker) {
   std::vector<uint64_t> tokens;
   broker.drain(tokens);
@@ -104,79 +122,94 @@ bool read_to_eof(int fd, std::string& text) {
   return false;
 }
 
+// What most tests start from: a broker (ids 5-N) with topic "t", its Writer and one
+// socket pair. The test's own descriptors are closed at the end (one it closes itself is
+// set to -1 first, see leave).
+struct Rig {
+  Broker broker;
+  Writer writer;
+  Pair pair = socket_pair();
+
+  explicit Rig(size_t retention = 100) : broker(retention, 5), writer(broker.notifier()) {
+    broker.create_topic("t");
+  }
+  ~Rig() {
+    for (int fd : {pair.server, pair.client})
+      if (fd >= 0) ::close(fd);
+  }
+  Rig(const Rig&) = delete;
+  Rig& operator=(const Rig&) = delete;
+
+  // The client leaves: it closes its end.
+  void leave() {
+    ::close(pair.client);
+    pair.client = -1;
+  }
+};
+
+// A stream with bytes stuck for a client that never reads, ended by the shutdown and
+// kept by its close grace (600 s).
+std::shared_ptr<Sink> stuck_at_shutdown(Rig& rig) {
+  auto sink = hand_over(rig.writer, rig.broker, rig.pair, 1000, Policy::drop_oldest, 60, 600);
+  flood(rig.broker);
+  std::this_thread::sleep_for(50ms);
+  rig.broker.shutdown();
+  CHECK(wait_end(*sink) == SinkEnd::shutdown);
+  CHECK(!sink->done());
+  return sink;
+}
+
 }  // namespace
 
 TEST(writes_chunks_in_order_with_heartbeat_and_deletion) {
-  Broker broker(100, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = attach(writer, broker, "t", pair.server);
-  for (int i = 0; i < 50; ++i) broker.publish("t", std::to_string(i), "");
-  std::string text = read_until(pair.client, [](const std::string& t) { return count(t, "id: 5-") == 50; });
+  Rig rig;
+  auto sink = attach(rig.writer, rig.broker, "t", rig.pair.server);
+  for (int i = 0; i < 50; ++i) rig.broker.publish("t", std::to_string(i), "");
+  std::string text = read_until(rig.pair.client, [](const std::string& t) { return count(t, "id: 5-") == 50; });
   CHECK(text.rfind("d\r\nretry: 1000\n\n\r\n", 0) == 0);  // the preamble is the first chunk
   CHECK(count(text, "id: 5-") == 50);
   CHECK(text.find("id: 5-1\n") < text.find("id: 5-50\n"));
-  text = read_until(pair.client, [](const std::string& t) { return t.find("heartbeat") != std::string::npos; });
+  text = read_until_found(rig.pair.client, "heartbeat");
   CHECK(text.find("event: heartbeat\ndata: {\"ts\":") != std::string::npos);
-  broker.delete_topic("t");
-  text = read_until(pair.client, [](const std::string& t) { return t.find("topic_deleted") != std::string::npos; });
+  rig.broker.delete_topic("t");
+  text = read_until_found(rig.pair.client, "topic_deleted");
   CHECK(text.find("event: topic_deleted\ndata: {\"topic\":\"t\"}") != std::string::npos);
   CHECK(wait_done(*sink));  // flushed, the last chunk out, the socket closed
   CHECK(sink->end() == SinkEnd::no_topics);
-  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});  // told once
+  CHECK(drained(rig.broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});  // told once
   sink->close();
-  CHECK(drained(broker).empty());
-  ::close(pair.server);
-  ::close(pair.client);
+  CHECK(drained(rig.broker).empty());
 }
 
 // Broker.end publishes event `end`: its frame has no id line, and the stream closes once
 // each of its topics ended (one here).
 TEST(end_of_the_only_topic_ends_the_stream) {
-  Broker broker(100, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = attach(writer, broker, "t", pair.server);
-  broker.publish("t", "1", "");
-  broker.publish("t", "null", "end");
-  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("event: end") != std::string::npos; });
+  Rig rig;
+  auto sink = attach(rig.writer, rig.broker, "t", rig.pair.server);
+  rig.broker.publish("t", "1", "");
+  rig.broker.publish("t", "null", "end");
+  std::string text = read_until_found(rig.pair.client, "event: end");
   CHECK(text.find("id: 5-1\nevent: message\n") != std::string::npos);
   // (The two frames may come in one chunk or in two.)
   CHECK(text.find("event: end\ndata: {\"topic\":\"t\",\"data\":null,") != std::string::npos);
   CHECK(text.find("id: 5-2") == std::string::npos);  // the end's id is not in its frame
-  for (int i = 0; i < 200 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
-  CHECK(sink->end() == SinkEnd::no_topics);
+  CHECK(wait_end(*sink) == SinkEnd::no_topics);
   sink->close();
-  ::close(pair.server);
-  ::close(pair.client);
 }
 
 TEST(stalled_socket_is_disconnected_under_disconnect_policy) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = attach(writer, broker, "t", pair.server, 50, Policy::disconnect);
-  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
-  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: the socket fills
-  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
-  CHECK(sink->end() == SinkEnd::slow_consumer);
+  Rig rig(1000);
+  auto sink = attach(rig.writer, rig.broker, "t", rig.pair.server, 50, Policy::disconnect);
+  flood(rig.broker);  // never read: the socket fills
+  CHECK(wait_end(*sink) == SinkEnd::slow_consumer);
   sink->close();
-  ::close(pair.server);
-  ::close(pair.client);
 }
 
 TEST(drop_oldest_reports_gap_with_exact_count) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = attach(writer, broker, "t", pair.server, 10);
-  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
-  for (int i = 0; i < 300; ++i) broker.publish("t", pad, "");
-  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("id: 5-300\n") != std::string::npos; });
+  Rig rig(1000);
+  auto sink = attach(rig.writer, rig.broker, "t", rig.pair.server, 10);
+  flood(rig.broker, 300);
+  std::string text = read_until_found(rig.pair.client, "id: 5-300\n");
   // Every message is either delivered or counted in a gap notice.
   size_t dropped = 0;
   for (size_t at = text.find("\"dropped\":"); at != std::string::npos; at = text.find("\"dropped\":", at + 1))
@@ -184,30 +217,23 @@ TEST(drop_oldest_reports_gap_with_exact_count) {
   CHECK(count(text, "id: 5-") + dropped == 300);
   CHECK(dropped > 0);
   sink->close();
-  ::close(pair.server);
-  ::close(pair.client);
 }
 
 // A shared log's reader injects a gap notice, then publishes what follows the hole at
 // once: the notice must sit between the two, however late the Writer gets to the sink.
 TEST(injected_notice_goes_between_what_was_ready_and_what_came_after) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = attach(writer, broker, "t", pair.server);
-  for (int i = 0; i < 20; ++i) broker.publish("t", std::to_string(i), "");
+  Rig rig(1000);
+  auto sink = attach(rig.writer, rig.broker, "t", rig.pair.server);
+  for (int i = 0; i < 20; ++i) rig.broker.publish("t", std::to_string(i), "");
   sink->inject("event: gap\ndata: {\"topic\":\"t\",\"first_available\":\"5-21\"}\n\n");
-  for (int i = 20; i < 500; ++i) broker.publish("t", std::to_string(i), "");
-  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("id: 5-500\n") != std::string::npos; });
+  for (int i = 20; i < 500; ++i) rig.broker.publish("t", std::to_string(i), "");
+  std::string text = read_until_found(rig.pair.client, "id: 5-500\n");
   const size_t gap = text.find("event: gap");
   CHECK(count(text, "id: 5-") == 500);
   CHECK(gap != std::string::npos);
   CHECK(text.find("id: 5-20\n") < gap);
   CHECK(gap < text.find("id: 5-21\n"));
   sink->close();
-  ::close(pair.server);
-  ::close(pair.client);
 }
 
 TEST(many_sinks_publishers_and_shutdown_race) {
@@ -262,120 +288,86 @@ TEST(many_sinks_publishers_and_shutdown_race) {
 
 // The read side: a client that leaves is seen at once, with nothing published.
 TEST(client_leaving_is_seen_without_traffic) {
-  Broker broker(100, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = hand_over(writer, broker, pair);
-  read_until(pair.client, [](const std::string& t) { return t.find("retry:") != std::string::npos; });
-  CHECK(broker.counters().subscribers == 1);
-  ::close(pair.client);
+  Rig rig;
+  auto sink = hand_over(rig.writer, rig.broker, rig.pair);
+  read_until_found(rig.pair.client, "retry:");
+  CHECK(rig.broker.counters().subscribers == 1);
+  rig.leave();
   CHECK(wait_done(*sink));
   CHECK(sink->end() == SinkEnd::client_gone);
-  CHECK(broker.counters().subscribers == 0);
-  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
-  CHECK(writer.sink_count() == 0);
+  CHECK(rig.broker.counters().subscribers == 0);
+  CHECK(drained(rig.broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
+  CHECK(rig.writer.sink_count() == 0);
 }
 
 // A client that sends bytes (pipelined junk) stays: only end of file ends the stream.
 TEST(client_bytes_are_read_and_ignored) {
-  Broker broker(100, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = hand_over(writer, broker, pair);
+  Rig rig;
+  auto sink = hand_over(rig.writer, rig.broker, rig.pair);
   const std::string junk(20000, 'x');
-  CHECK(::write(pair.client, junk.data(), junk.size()) > 0);
-  broker.publish("t", "1", "");
-  std::string text = read_until(pair.client, [](const std::string& t) { return t.find("id: 5-1\n") != std::string::npos; });
+  CHECK(::write(rig.pair.client, junk.data(), junk.size()) > 0);
+  rig.broker.publish("t", "1", "");
+  std::string text = read_until_found(rig.pair.client, "id: 5-1\n");
   CHECK(text.find("id: 5-1\n") != std::string::npos);
   CHECK(sink->end() == SinkEnd::none);
   sink->close();
   CHECK(wait_done(*sink));
-  CHECK(drained(broker).empty());  // Python closed it: nothing to tell
-  ::close(pair.client);
+  CHECK(drained(rig.broker).empty());  // Python closed it: nothing to tell
 }
 
 // Heartbeats come from each sink's own timer: a short interval beats often, a long one
 // not at all meanwhile.
 TEST(heartbeat_timer_per_sink) {
-  Broker broker(100, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair fast = socket_pair();
+  Rig rig;  // its pair is the fast client
+  Pair& fast = rig.pair;
   Pair slow = socket_pair();
-  auto a = hand_over(writer, broker, fast, 1000, Policy::drop_oldest, 0.05);
-  auto b = hand_over(writer, broker, slow, 1000, Policy::drop_oldest, 60);
+  auto a = hand_over(rig.writer, rig.broker, fast, 1000, Policy::drop_oldest, 0.05);
+  auto b = hand_over(rig.writer, rig.broker, slow, 1000, Policy::drop_oldest, 60);
   std::string text = read_until(fast.client, [](const std::string& t) { return count(t, "event: heartbeat") >= 4; });
   CHECK(count(text, "event: heartbeat") >= 4);
   text = read_until(slow.client, [](const std::string&) { return false; }, 100ms);
   CHECK(text.find("retry:") != std::string::npos);
   CHECK(text.find("heartbeat") == std::string::npos);
-  broker.shutdown();
+  rig.broker.shutdown();
   for (auto* pair : {&fast, &slow}) {
     text.clear();
     CHECK(read_to_eof(pair->client, text));  // shutdown notice, last chunk, closed
     CHECK(text.find("event: shutdown") != std::string::npos);
     CHECK(text.size() >= 5 && text.compare(text.size() - 5, 5, "0\r\n\r\n") == 0);
-    ::close(pair->client);
   }
+  rig.leave();
+  ::close(slow.client);
   CHECK(wait_done(*a) && wait_done(*b));
 }
 
 // A socket that stays full: the stream ends (slow consumer) and, past its close grace,
 // the core resets the connection and tells Python.
 TEST(stuck_socket_is_reset_after_close_grace) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = hand_over(writer, broker, pair, 50, Policy::disconnect, 60, 0.2);
-  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
-  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read
+  Rig rig(1000);
+  auto sink = hand_over(rig.writer, rig.broker, rig.pair, 50, Policy::disconnect, 60, 0.2);
+  flood(rig.broker);  // never read
   CHECK(wait_done(*sink));
   CHECK(sink->end() == SinkEnd::slow_consumer);
   CHECK(!sink->flushed() || sink->done());
-  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
-  ::close(pair.client);
+  CHECK(drained(rig.broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
 }
 
 // The shutdown grace caps a long close grace.
 TEST(limit_grace_caps_a_stuck_shutdown) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = hand_over(writer, broker, pair, 1000, Policy::drop_oldest, 60, 600);
-  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
-  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: stuck
-  std::this_thread::sleep_for(50ms);
-  broker.shutdown();
-  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
-  CHECK(sink->end() == SinkEnd::shutdown);
-  CHECK(!sink->done());  // its 600 s close grace
-  writer.limit_grace(0.1);
+  Rig rig(1000);
+  auto sink = stuck_at_shutdown(rig);
+  rig.writer.limit_grace(0.1);
   CHECK(wait_done(*sink));
-  ::close(pair.client);
 }
 
 // A stream that ended with bytes stuck for a client that then leaves: closed at once, not
 // after its close grace.
 TEST(client_leaving_an_ended_stuck_stream_frees_it_at_once) {
-  Broker broker(1000, 5);
-  broker.create_topic("t");
-  Writer writer(broker.notifier());
-  Pair pair = socket_pair();
-  auto sink = hand_over(writer, broker, pair, 1000, Policy::drop_oldest, 60, 600);
-  const std::string pad = "\"" + std::string(4000, 'x') + "\"";
-  for (int i = 0; i < 400; ++i) broker.publish("t", pad, "");  // never read: stuck
-  std::this_thread::sleep_for(50ms);
-  broker.shutdown();
-  for (int i = 0; i < 400 && sink->end() == SinkEnd::none; ++i) std::this_thread::sleep_for(5ms);
-  CHECK(sink->end() == SinkEnd::shutdown);
-  CHECK(!sink->done());
-  ::close(pair.client);
+  Rig rig(1000);
+  auto sink = stuck_at_shutdown(rig);
+  rig.leave();
   CHECK(wait_done(*sink));
-  CHECK(drained(broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
+  CHECK(drained(rig.broker) == std::vector<uint64_t>{99 | Notifier::kClosingBit});
 }
 
 int main() { return fanwire_test::run_all(); }

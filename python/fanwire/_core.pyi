@@ -284,6 +284,9 @@ class Counters:
     def delivered(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+    @property
+    def conflated(self) -> int:
+        """Messages skipped as superseded by conflate-policy subscribers."""
 
 class TopicStats:
     @property
@@ -298,6 +301,9 @@ class TopicStats:
     @property
     def retained(self) -> int:
         """Messages in the ring now."""
+    @property
+    def conflated(self) -> int:
+        """Messages its conflate-policy subscribers skipped as superseded."""
 
 class Core:
     def __init__(self, retention: int = 1000, epoch: int = 0, external_ids: bool = False) -> None:

@@ -63,6 +63,7 @@ class TopicInfo:
     subscribers: int
     messages: int
     dropped: int
+    conflated: int = 0  # skipped as superseded by its conflate-policy subscribers
 
 
 class Broker:
@@ -340,7 +341,7 @@ class Broker:
 
     def topics(self) -> list[TopicInfo]:
         return [
-            TopicInfo(row.name, row.subscribers, row.messages, row.dropped)
+            TopicInfo(row.name, row.subscribers, row.messages, row.dropped, row.conflated)
             for row in self._core.topic_stats()
         ]
 
@@ -362,6 +363,7 @@ class Broker:
             "published_count": counters.published,
             "delivered_count": counters.delivered,
             "dropped_count": counters.dropped,
+            "conflated_count": counters.conflated,
             "retained_messages": counters.messages,
         }
 

@@ -6,11 +6,16 @@ case, e.g. ``FANWIRE_MAX_PAYLOAD=131072`` or ``FANWIRE_DEMO_RATE=0``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .enums import Policy
 from .topics import TopicOptions, TopicRules, check_pattern
+
+#: The settings named otherwise than the topic option they give the default of.
+_OPTION_SETTINGS = {"auto_create": "auto_create_topics"}
 
 
 class Settings(BaseSettings):
@@ -137,21 +142,21 @@ class Settings(BaseSettings):
 
     def topic_rules(self) -> TopicRules:
         """The settings' topic options: these defaults, then :attr:`topics`."""
-        defaults = TopicOptions(
-            retention=self.retention,
-            auto_create=self.auto_create_topics,
-            max_payload=self.max_payload,
-            dedupe_window=self.dedupe_window,
-            sse_policy=self.sse_policy,
-            sse_queue_size=self.sse_queue_size,
-            ws_policy=self.ws_policy,
-            ws_queue_size=self.ws_queue_size,
-            cache=False,
-        )
+        defaults = TopicOptions(cache=False, **self.topic_defaults())
         patterns = dict(self.topics)
         if self.demo_rate > 0:  # the demo ticker: a new dashboard sees every symbol at once
             patterns.setdefault(self.demo_topic, TopicOptions(conflate_key="symbol", cache=True))
         return TopicRules(defaults, patterns)
+
+    def topic_defaults(self) -> dict[str, Any]:
+        """The topic options a setting gives the default of, with their values: every
+        TopicOptions field with a setting of its name (or see _OPTION_SETTINGS), so a new
+        option with a server-wide setting needs no line here."""
+        fields = type(self).model_fields
+        names = {
+            option: _OPTION_SETTINGS.get(option, option) for option in TopicOptions.model_fields
+        }
+        return {option: getattr(self, name) for option, name in names.items() if name in fields}
 
     @field_validator("sse_policy", "ws_policy")
     @classmethod

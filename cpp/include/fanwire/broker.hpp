@@ -46,6 +46,7 @@ struct BrokerCounters {
   uint64_t published = 0;
   uint64_t delivered = 0;
   uint64_t dropped = 0;
+  uint64_t conflated = 0;  // skipped as superseded by conflate-policy subscribers
 };
 
 class Broker {

@@ -25,6 +25,7 @@ struct Counters {
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> conflated{0};  // skipped as superseded (conflate policy)
 };
 
 // How a resume id is judged: the broker's own ids carry its epoch; external ids (Redis
@@ -63,6 +64,7 @@ struct TopicStats {
   uint64_t messages = 0;
   uint64_t dropped = 0;
   size_t retained = 0;  // messages in the ring now
+  uint64_t conflated = 0;  // skipped as superseded, for its conflate-policy subscribers
 };
 
 // Publishers of one topic are serialized by its mutex (assign id, append, check lag,
@@ -132,6 +134,9 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // queues, age): the part of a publish shared by publish and publish_many.
   void push_locked(const MessagePtr& message, std::optional<std::string_view> ckey);
   void wake_parked(bool from_loop, bool& must_drain);
+  // `sub` skips `count` superseded messages: told with its next take, counted now (as a
+  // drop is), so /stats shows what its clients are told.
+  void conflated_locked(Subscriber& sub, uint64_t count);
   void close_locked(Subscriber& sub, CloseReason reason);
   void unpark_locked(Subscriber& sub);
   void remove_locked(Subscriber& sub);
@@ -148,6 +153,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   uint64_t deadline_ = UINT64_MAX;      // lower bound of min(pos + capacity) over subscribers
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;
+  uint64_t conflated_ = 0;
   const double max_age_;
   const std::string conflate_key_;
   const bool cache_;

@@ -19,12 +19,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..broker import TopicInfo
 from .runtime import Runtime
 
 _TOTALS = (
     ("published", "published_count", "Messages published"),
     ("delivered", "delivered_count", "Messages delivered to subscribers"),
     ("dropped", "dropped_count", "Messages dropped by slow-consumer policies"),
+    ("conflated", "conflated_count", "Messages skipped as superseded by conflation"),
 )
 
 
@@ -46,7 +48,7 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily(
             "fanwire_uptime_seconds", "Seconds since start", value=self.runtime.uptime
         )
-        yield from self._per_topic(stats["topics"])
+        yield from self._per_topic(self.runtime.broker.topics())
         yield from _presence(self.runtime.broker.console_stats())
 
     def _connections(self) -> Metric:
@@ -58,7 +60,7 @@ class BrokerCollector(Collector):
         return family
 
     @staticmethod
-    def _per_topic(topics: dict[str, dict[str, int]]) -> Iterator[Metric]:
+    def _per_topic(topics: list[TopicInfo]) -> Iterator[Metric]:
         messages = CounterMetricFamily(
             "fanwire_topic_messages", "Messages published per topic", labels=["topic"]
         )
@@ -68,11 +70,15 @@ class BrokerCollector(Collector):
         dropped = CounterMetricFamily(
             "fanwire_topic_dropped", "Messages dropped per topic", labels=["topic"]
         )
-        for name, row in topics.items():
-            messages.add_metric([name], row["message_count"])
-            subscribers.add_metric([name], row["subscriber_count"])
-            dropped.add_metric([name], row["dropped_count"])
-        yield from (messages, subscribers, dropped)
+        conflated = CounterMetricFamily(
+            "fanwire_topic_conflated", "Messages skipped as superseded per topic", labels=["topic"]
+        )
+        for row in topics:
+            messages.add_metric([row.name], row.messages)
+            subscribers.add_metric([row.name], row.subscribers)
+            dropped.add_metric([row.name], row.dropped)
+            conflated.add_metric([row.name], row.conflated)
+        yield from (messages, subscribers, dropped, conflated)
 
 
 FILL_BUCKETS = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)

@@ -104,6 +104,7 @@ class Stats(BaseModel):
     published_count: int
     delivered_count: int
     dropped_count: int
+    conflated_count: int
     connections: dict[str, int]
     uptime_seconds: float
 

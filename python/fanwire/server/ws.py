@@ -162,10 +162,11 @@ class Connection:
         self.acker: asyncio.Task[None] | None = None
 
     # -- answering client messages -------------------------------------------------
-    async def answer(self, raw: str | bytes) -> str:
-        """The reply (ack, pong or error) to one client message."""
+    async def answer(self, raw: str | bytes, parsed: dict[str, Any] | None = None) -> str:
+        """The reply (ack, pong or error) to one client message (``parsed``: ``raw``
+        parsed already, by quick_publish)."""
         try:
-            msg = orjson.loads(raw)
+            msg = orjson.loads(raw) if parsed is None else parsed
         except orjson.JSONDecodeError:
             return ws_error("INVALID_JSON", "message is not valid JSON")
         if not isinstance(msg, dict):
@@ -267,8 +268,9 @@ class Connection:
         return _ack("publish", topic, "published", request_id, message_id=published.message_id)
 
     # -- publishes answered without a task step or the send lock ---------------------
-    def quick_publish(self, raw: str | bytes) -> str | bool | None:
-        """A ``publish`` handled on the spot, or None (not a publish: the general path).
+    def quick_publish(self, raw: str | bytes) -> str | bool | dict[str, Any] | None:
+        """A ``publish`` handled on the spot; else None, or the message parsed (a dict)
+        when it was, for the general path to take on (``answer(raw, parsed)``).
 
         In memory the publish is one core call and the answer (its ack, or an error) is
         returned at once, for the caller to write straight to the transport when it can:
@@ -283,21 +285,23 @@ class Connection:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(msg, dict) or msg.get("type") != "publish":
+        if not isinstance(msg, dict):
             return None
+        if msg.get("type") != "publish":
+            return msg
         if "idempotency_key" in msg:
-            return None  # checked against the dedupe window: the general path
+            return msg  # checked against the dedupe window: the general path
         request_id = msg.get("request_id")
         if request_id is not None and not isinstance(request_id, str):
-            return None
+            return msg
         broker = self.runtime.broker
         if broker.backend is not None and self.frames is None:
-            return None  # acks through the lock: the general path
+            return msg  # acks through the lock: the general path
         try:
             check_integers(raw)
             topic = _topic(msg)
             if broker.backend is not None and broker.auto_creates(topic):
-                return None  # maybe a topic to create first: the general path
+                return msg  # maybe a topic to create first: the general path
             if "data" not in msg:
                 raise InvalidMessage("data is required")
             event = _field(msg, "event", str)
@@ -400,7 +404,9 @@ class Connection:
                 while self.held is not None:
                     batch, self.held = self.held, None
                     await self.send_batch(batch)
-                await self.ws.send_text(reply if isinstance(reply, str) else await self.answer(raw))
+                if not isinstance(reply, str):
+                    reply = await self.answer(raw, reply if isinstance(reply, dict) else None)
+                await self.ws.send_text(reply)
 
     async def pump(self) -> _core.StreamEnd | None:
         """Send every batch (and, if asked for, a heartbeat when idle); the close reason

@@ -51,6 +51,9 @@ class LoadResult:
     per_client_lag: list[int] = field(default_factory=list)
     per_client_in_order: list[bool] = field(default_factory=list)
     latency: dict[str, float] = field(default_factory=dict)
+    #: Receipts ``latency`` was computed from (one per message a client got; 0 from the
+    #: native load generator, which reports only the percentiles).
+    latency_samples: int = 0
     errors: list[str] = field(default_factory=list)
     native: bool = False
 
@@ -218,7 +221,9 @@ async def run_load(
     result.per_client_lag = [result.published - c.received for c in clients]
     result.per_client_in_order = [c.in_order for c in clients]
     result.delivered = sum(result.per_client_delivered)
-    result.latency = percentiles([x for c in clients for x in c.latencies])
+    latencies = [x for c in clients for x in c.latencies]
+    result.latency = percentiles(latencies)
+    result.latency_samples = len(latencies)
     return result
 
 

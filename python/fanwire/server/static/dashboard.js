@@ -102,7 +102,7 @@ function record(stats, now) {
       published: stats.published_count,
       delivered: stats.delivered_count,
       dropped: stats.dropped_count,
-      conflated: stats.conflated_count || 0,
+      conflated: stats.conflated_count,
       slow: stats.slow_consumer_count || 0,
     },
   };
@@ -182,6 +182,7 @@ function renderStats(stats, now) {
   text("published-count", stats.published_count);
   text("delivered-count", stats.delivered_count);
   text("dropped-count", stats.dropped_count);
+  text("conflated-count", stats.conflated_count ?? "–");
   text("slow-count", stats.slow_consumer_count ?? "–");
   text("uptime", "up " + Math.round(stats.uptime_seconds) + " s");
   const nodes = stats.nodes || [];

@@ -498,7 +498,7 @@ def test_join_and_leave_keep_their_place_among_messages(server):
             SSEClient(server.url, topics=[topic], params={"join_leave": "1"}) as sse,
         ):
             await watcher.request({"type": "subscribe", "topic": topic, "join_leave": True})
-            await eventually(lambda: _is(listed(client, topic), 2), "both watchers")
+            await until(lambda: _is(listed(client, topic), 2), what="both watchers")
 
             async def post(n):
                 url = f"/topics/{topic}/messages"

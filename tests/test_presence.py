@@ -571,3 +571,57 @@ class _AnyId:
 
 
 ANY_ID = _AnyId()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "disconnect"])
+def test_a_stalled_join_leave_listener_holds_a_bounded_window(server, policy):
+    """Notices count toward a listener's queue like messages: a listener that stopped
+    reading while members churn has its policy applied (drop_oldest: the oldest dropped,
+    counted and told with ``messages_dropped``, every notice either delivered or counted;
+    disconnect: closed as a slow consumer) instead of the server holding every notice."""
+    topic = new_topic(server)
+    queue = 10
+
+    async def main():
+        async with (
+            http(server) as client,
+            WSClient(server.ws_url, receive_buffer=4096, max_queue=1) as slow,
+            WSClient(server.ws_url) as churn,
+        ):
+            await slow.request(
+                {
+                    "type": "subscribe",
+                    "topic": topic,
+                    "join_leave": True,
+                    "policy": policy,
+                    "queue_size": queue,
+                }
+            )
+            slow.stall()
+            cycles = 0
+
+            async def bounded():
+                nonlocal cycles
+                for _ in range(100):
+                    await churn.request({"type": "subscribe", "topic": topic, "presence": True})
+                    await churn.unsubscribe(topic)
+                    cycles += 1
+                if policy == "disconnect":
+                    return await listed(client, topic) == 0  # the listener was cut off
+                return (await client.get("/stats")).json()["topics"][topic]["dropped_count"] > 0
+
+            await eventually(bounded, f"the stalled listener's {policy}", timeout=120)
+            if policy == "disconnect":
+                return
+            slow.resume()
+            url = f"/topics/{topic}/messages"
+            assert (await client.post(url, json={"data": {"n": "after"}})).status_code == 202
+            await slow.recv_until(
+                lambda m: m.get("type") == "event" and m["data"]["n"] == "after", timeout=60
+            )
+            got = [m for m in slow.messages if m.get("message") in ("join", "leave")]
+            told = sum(m["dropped"] for m in slow.infos("messages_dropped"))
+            assert told > 0
+            assert len(got) + told == 2 * cycles  # each notice delivered, or dropped and told
+
+    run(main(), timeout=240)

@@ -239,9 +239,10 @@ void Taken::merge() {
       }
     }
   }
-  // A drop with no message of its topic in this take (all it had left was skipped).
+  // A drop with nothing of its topic in this take (all it had left was skipped). Not
+  // `messages == 0`: a run of presence notices alone has told it before its first piece.
   for (uint32_t i = 0; i < runs; ++i)
-    if ((topics_[i].dropped > 0 || topics_[i].conflated > 0) && topics_[i].messages == 0)
+    if ((topics_[i].dropped > 0 || topics_[i].conflated > 0) && runs_[i].empty())
       add_notice(i);
 }
 

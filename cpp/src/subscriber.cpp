@@ -102,7 +102,8 @@ std::optional<MessageKey> Subscriber::visible() const { return topic_->ids().vis
 
 uint64_t Subscriber::pending() const {
   std::lock_guard lock(topic_->mu_);
-  return reason_ == CloseReason::slow_consumer ? 0 : topic_->log_.end() - pos_;
+  return reason_ == CloseReason::slow_consumer ? 0
+                                                : topic_->log_.end() - pos_ + notices_.size();
 }
 
 uint64_t Subscriber::dropped() const {

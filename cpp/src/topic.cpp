@@ -159,35 +159,58 @@ void Topic::enforce_bounds(uint64_t end) {
   uint64_t deadline = UINT64_MAX;
   for (size_t i = 0; i < subscribers_.size();) {
     Subscriber& sub = *subscribers_[i];
-    if (end - sub.pos_ > sub.capacity_) {
-      const uint64_t over = end - sub.pos_ - sub.capacity_;
+    // Its window holds the messages from its cursor and its presence notices.
+    const uint64_t lag = end - sub.pos_ + sub.notices_.size();
+    if (lag > sub.capacity_) {
       if (sub.policy_ == Policy::disconnect) {
         close_locked(sub, CloseReason::slow_consumer);
         continue;  // swap-removed: index i now holds another subscriber
       }
-      uint64_t lost = over;
-      if (conflating()) {  // what was superseded anyway is skipped, not lost
-        uint64_t skipped = 0;
-        for (uint64_t pos = sub.pos_; pos < sub.pos_ + over; ++pos) {
-          const ConflateSlot& slot = cslots_.at(pos);
-          if (pos < sub.cache_end_ ? (!slot.keyed || slot.superseded)
-                                   : (sub.policy_ == Policy::conflate && slot.superseded)) {
-            --lost;
-            if (pos >= sub.cache_end_) ++skipped;
-          }
-        }
-        conflated_locked(sub, skipped);
-      }
-      sub.pos_ += over;
-      sub.dropped_ += lost;
-      sub.dropped_unreported_ += lost;
-      dropped_ += lost;
-      counters_->dropped.fetch_add(lost, std::memory_order_relaxed);
+      drop_oldest_locked(sub, lag - sub.capacity_);
     }
-    deadline = std::min(deadline, sub.pos_ + sub.capacity_);
+    deadline = std::min(deadline, sub.pos_ + sub.capacity_ - sub.notices_.size());
     ++i;
   }
   deadline_ = deadline;
+}
+
+// Drops the `over` oldest entries of `sub`'s window, in the order it would receive them:
+// messages from its cursor and the presence notices placed among them. Each is counted
+// and told with its next take (messages_dropped), except what conflation skips anyway.
+// Never its newest entry (over < its window), so the cursor stays before the ring's end.
+void Topic::drop_oldest_locked(Subscriber& sub, uint64_t over) {
+  auto& notices = sub.notices_;
+  uint64_t lost = 0;
+  uint64_t skipped = 0;  // superseded anyway (conflation): skipped, not lost
+  size_t notices_lost = 0;
+  if (notices.empty() && !conflating()) {  // the common case: just the cursor
+    sub.pos_ += over;
+    lost = over;
+    over = 0;
+  }
+  for (; over > 0; --over) {
+    if (notices_lost < notices.size() && notices[notices_lost].first <= sub.pos_) {
+      ++notices_lost;  // a notice goes before the message at its position
+      ++lost;
+      continue;
+    }
+    const uint64_t pos = sub.pos_++;
+    if (conflating()) {  // what was superseded anyway is skipped, not lost
+      const ConflateSlot& slot = cslots_.at(pos);
+      if (pos < sub.cache_end_ ? (!slot.keyed || slot.superseded)
+                               : (sub.policy_ == Policy::conflate && slot.superseded)) {
+        if (pos >= sub.cache_end_) ++skipped;
+        continue;
+      }
+    }
+    ++lost;
+  }
+  notices.erase(notices.begin(), notices.begin() + static_cast<std::ptrdiff_t>(notices_lost));
+  if (skipped > 0) conflated_locked(sub, skipped);
+  sub.dropped_ += lost;
+  sub.dropped_unreported_ += lost;
+  dropped_ += lost;
+  counters_->dropped.fetch_add(lost, std::memory_order_relaxed);
 }
 
 void Topic::wake_parked(bool from_loop, bool& must_drain) {
@@ -206,21 +229,38 @@ size_t Topic::notify(bool join, std::string_view member_json, bool from_loop,
   if (closed_) return 0;
   MessagePtr notice;
   size_t reached = 0;
-  for (Subscriber* sub : subscribers_) {
-    if (!sub->join_leave_) continue;
+  const uint64_t end = log_.end();
+  for (size_t i = 0; i < subscribers_.size();) {
+    Subscriber& sub = *subscribers_[i];
+    if (!sub.join_leave_) {
+      ++i;
+      continue;
+    }
     if (!notice) {
       // Its key orders it after every message published so far, of every topic, in a
       // stream of several topics (a key issued before is in its ring: IdPolicy::visible).
       const MessageKey key = ids_->visible().value_or(MessageKey{});
       notice = notice::member_message(key, join, name_, member_json);
     }
-    sub->notices_.emplace_back(log_.end(), notice);
+    sub.notices_.emplace_back(end, notice);
     ++reached;
-    if (sub->parked_index_ != Subscriber::npos) {
-      unpark_locked(*sub);
-      const bool loop_notifier = sub->notifier_ == notifier_;
-      must_drain |= sub->notifier_->push(sub->waiter_, !(from_loop && loop_notifier));
+    // A notice takes a place in the window like a message, so a listener that stopped
+    // reading holds at most its queue's worth: past that, its policy applies.
+    const uint64_t lag = end - sub.pos_ + sub.notices_.size();
+    if (lag > sub.capacity_) {
+      if (sub.policy_ == Policy::disconnect) {
+        close_locked(sub, CloseReason::slow_consumer);
+        continue;  // swap-removed: index i now holds another subscriber
+      }
+      drop_oldest_locked(sub, lag - sub.capacity_);
     }
+    deadline_ = std::min(deadline_, sub.pos_ + sub.capacity_ - sub.notices_.size());
+    if (sub.parked_index_ != Subscriber::npos) {
+      unpark_locked(sub);
+      const bool loop_notifier = sub.notifier_ == notifier_;
+      must_drain |= sub.notifier_->push(sub.waiter_, !(from_loop && loop_notifier));
+    }
+    ++i;
   }
   return reached;
 }
@@ -243,6 +283,8 @@ void Topic::close_locked(Subscriber& sub, CloseReason reason) {
   if (sub.reason_ != CloseReason::none) return;
   sub.reason_ = reason;
   remove_locked(sub);
+  // A slow consumer is cut off: it will not read its notices either.
+  if (reason == CloseReason::slow_consumer) decltype(sub.notices_)().swap(sub.notices_);
   if (reason == CloseReason::unsubscribed) return;
   const bool ends_connection = reason == CloseReason::slow_consumer ||
                                reason == CloseReason::shutdown;

@@ -549,6 +549,50 @@ TEST(presence_notices_go_in_place_shared_and_only_to_listeners) {
   CHECK(b.notify("u", true, "{}").subscribers == 0);  // nobody of "u" asked
 }
 
+TEST(presence_notices_count_toward_the_queue_and_its_policy) {
+  Broker b(100, 1);
+  b.create_topic("t");
+  // drop_oldest: a window of 3 over 1, a, 2, b, c, 3 keeps b, c, 3 (in place); the three
+  // oldest are dropped and counted, messages and notices alike.
+  auto sub = b.subscribe("t", opts(3));
+  sub->set_join_leave(true);
+  b.publish("t", "1", "");  // 1-1
+  b.notify("t", true, R"({"client_id":"a"})");
+  b.publish("t", "2", "");  // 1-2
+  b.notify("t", true, R"({"client_id":"b"})");
+  CHECK(sub->pending() == 3);  // 2 messages, 2 notices: the oldest (1-1) went
+  b.notify("t", false, R"({"client_id":"c"})");
+  b.publish("t", "3", "");  // 1-3
+  CHECK(sub->pending() == 3);
+  std::vector<MessagePtr> got;
+  const TakeResult r = sub->take(got, 1 << 20);
+  CHECK(r.dropped == 3 && r.notices == 2 && got.size() == 3);
+  CHECK(got[0]->id().empty() && got[1]->id().empty() && got[2]->id() == "1-3");
+  CHECK(sub->dropped() == 3 && b.topic_stats()[0].dropped == 3);
+  // Notices alone, however many, stay within the window.
+  for (int i = 0; i < 1000; ++i) b.notify("t", i % 2 == 0, "{}");
+  CHECK(sub->pending() == 3 && sub->dropped() == 1000);
+  // disconnect: a listener that stopped reading is closed as a slow consumer.
+  auto strict = b.subscribe("t", opts(5, Policy::disconnect));
+  strict->set_join_leave(true);
+  for (int i = 0; i < 5; ++i) b.notify("t", true, "{}");
+  CHECK(strict->close_reason() == CloseReason::none);
+  b.publish("t", "4", "");
+  CHECK(strict->close_reason() == CloseReason::slow_consumer);
+  auto other = b.subscribe("t", opts(5, Policy::disconnect));
+  other->set_join_leave(true);
+  for (int i = 0; i < 6; ++i) b.notify("t", true, "{}");
+  CHECK(other->close_reason() == CloseReason::slow_consumer && other->pending() == 0);
+  CHECK(b.notify("t", true, "{}").subscribers == 1);  // only `sub` is left listening
+  // Through a stream, a drop among notices alone is told once, before them.
+  Stream stream = stream_of(b, {"t"}, opts(2));
+  stream.at(0)->set_join_leave(true);
+  for (int i = 0; i < 5; ++i) b.notify("t", true, "{}");
+  const auto pieces = take_ids(stream);
+  CHECK(pieces.size() == 3 && pieces[1].empty() && pieces[2].empty());
+  CHECK(pieces[0] == R"(!{"type":"info","message":"messages_dropped","topic":"t","dropped":3})");
+}
+
 TEST(nothing_leaks) {
   const auto before_msgs = Message::live_in_process();
   const auto before_subs = Subscriber::live_in_process();

@@ -17,7 +17,8 @@ class CoreSub:
     @property
     def first_available(self) -> str | None: ...
     @property
-    def pending(self) -> int: ...
+    def pending(self) -> int:
+        """Messages and presence notices waiting (both count toward the queue)."""
     @property
     def dropped(self) -> int: ...
     @property

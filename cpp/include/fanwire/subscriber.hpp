@@ -46,7 +46,8 @@ struct TakeResult {
 // A subscriber holds no copy of any message: it is a cursor into its topic's retention
 // ring whose lag is bounded by `capacity` (its queue size, or its replay if larger). The
 // publisher enforces the bound: under drop_oldest it moves the cursor forward and counts
-// the drops; under disconnect it closes the subscriber. All state is guarded by the
+// the drops; under disconnect it closes the subscriber. Presence notices waiting
+// (Topic::notify) take places in that window like messages. All state is guarded by the
 // topic's mutex; the idle memory cost is this object and two slots in the topic's lists.
 class Subscriber {
  public:
@@ -69,7 +70,7 @@ class Subscriber {
                   std::optional<MessageKey> through = std::nullopt);
   // The topic's bound for a take in id order over several topics (IdPolicy::visible).
   std::optional<MessageKey> visible() const;
-  uint64_t pending() const;
+  uint64_t pending() const;  // messages and presence notices waiting
   uint64_t dropped() const;
   CloseReason close_reason() const;
   // From now on, wake-ups go to `notifier` with token `waiter` (a native Writer takes

@@ -128,6 +128,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   uint64_t young_begin(double now) const;
   void trim_aged(double now);
   void enforce_bounds(uint64_t end);
+  void drop_oldest_locked(Subscriber& sub, uint64_t over);
   void forget_front_key();
   void push_conflating(MessagePtr message, std::optional<std::string_view> ckey);
   // Appends one message under the lock, then holds the bounds (count, subscribers'
@@ -150,7 +151,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
   std::optional<MessageKey> evicted_;   // newest key trimmed from the ring
   std::vector<Subscriber*> subscribers_;
   std::vector<Subscriber*> parked_;     // waiting for the next message
-  uint64_t deadline_ = UINT64_MAX;      // lower bound of min(pos + capacity) over subscribers
+  // Lower bound of min(pos + capacity - notices waiting) over subscribers.
+  uint64_t deadline_ = UINT64_MAX;
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;
   uint64_t conflated_ = 0;

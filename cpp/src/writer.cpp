@@ -169,17 +169,20 @@ void Writer::pump(uint64_t id, Clock::time_point now) {
   settle(*sink, now);
 }
 
-// A sink stays polled for reading; EPOLLOUT is added only while its socket is full.
+// A sink stays polled for reading (unless its input is paused, see Channel::reading);
+// EPOLLOUT is added only while its socket is full.
 void Writer::watch(Channel& sink, bool blocked) {
+  const uint32_t want = (sink.reading() ? kReadEvents : uint32_t{EPOLLRDHUP}) |
+                        (blocked ? uint32_t{EPOLLOUT} : 0u);
   auto it = polled_.find(sink.id());
-  const bool polled = it != polled_.end();
-  if (blocked == polled || sink.fd() < 0) return;
+  const uint32_t have = it == polled_.end() ? kReadEvents : it->second;
+  if (want == have || sink.fd() < 0) return;
   epoll_event ev{};
-  ev.events = kReadEvents | (blocked ? EPOLLOUT : 0u);
+  ev.events = want;
   ev.data.u64 = sink.id();
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, sink.fd(), &ev);
-  if (blocked) polled_.emplace(sink.id(), true);
-  else polled_.erase(it);
+  if (want == kReadEvents) polled_.erase(it);
+  else polled_[sink.id()] = want;
 }
 
 // Retires a sink that is over (closed by Python, ended and flushed, or stuck past its

@@ -22,6 +22,9 @@ uint16_t close_code_for(StreamEnd end) {
 }
 // Bounded rounds keep one very hot connection from starving the others.
 constexpr int kRounds = 8;
+// Bytes of client messages waiting for Python past which the socket is not read: the
+// client's sends then block in TCP, as uvicorn pauses reading while a message waits.
+constexpr size_t kInboxLimit = 1 << 20;
 }  // namespace
 
 WsSink::WsSink(uint64_t id, Options options)
@@ -113,8 +116,10 @@ bool WsSink::tick(Clock::time_point now) {
       const char payload[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
                                static_cast<char>(n >> 8), static_cast<char>(n)};
       out_.append(ws::frame(ws::Opcode::ping, std::string_view(payload, 4)));
-      awaiting_pong_ = true;
       ping_sent_ = now;
+      // No timeout (0): no pong is awaited, the next ping follows after the interval.
+      awaiting_pong_ = ping_timeout_ > Clock::duration::zero();
+      if (!awaiting_pong_) next_ping_ = now + ping_interval_;
     }
   }
   if (heartbeat_ > Clock::duration::zero() && !blocked_locked() && now - last_write_ >= heartbeat_)
@@ -128,23 +133,30 @@ void WsSink::on_readable(Clock::time_point now) {
     std::lock_guard lock(mu_);
     if (fd_ < 0 || closed_ || gone_) return;
     char buf[4096];
-    while (true) {
+    if (inbox_bytes_ >= kInboxLimit) {  // input paused: only a hang-up is looked for
+      const ssize_t n = ::recv(fd_, buf, 1, MSG_DONTWAIT | MSG_PEEK);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        peer_closed_ = true;
+        gone_locked(now, false);
+      }
+      return;
+    }
+    while (inbox_bytes_ < kInboxLimit) {
       const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
       if (n > 0) {
         reader_.feed(std::string_view(buf, static_cast<size_t>(n)), inbound_);
+        wake |= handle_inbound_locked(now);  // (counts the inbox for the loop's test)
         continue;  // (after a close or an error the reader ignores the rest)
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       // End of file or an error: the client left. After our close, that ends the
       // handshake; our bytes no longer wait for it either way.
-      wake = handle_inbound_locked(now);
       peer_closed_ = true;
       if (!close_queued_ || blocked_locked()) gone_locked(now, false);
-      return;
+      break;
     }
-    wake = handle_inbound_locked(now);
-    write_locked({}, now);  // pongs, a close
+    if (!gone_) write_locked({}, now);  // pongs, a close
   }
   if (wake && loop_) loop_->push(loop_waiter_, true);
 }
@@ -155,7 +167,10 @@ bool WsSink::handle_inbound_locked(Clock::time_point now) {
   for (auto& in : inbound_) {
     switch (in.kind) {
       case ws::Inbound::Kind::message:
-        if (!close_queued_) inbox_.push_back(std::move(in.payload));
+        if (!close_queued_) {
+          inbox_bytes_ += in.payload.size() + 1;  // (+1: an empty message counts too)
+          inbox_.push_back(std::move(in.payload));
+        }
         break;
       case ws::Inbound::Kind::ping:
         if (!close_queued_) out_.append(ws::frame(ws::Opcode::pong, in.payload));
@@ -346,10 +361,21 @@ void WsSink::close() {
 }
 
 std::vector<std::string> WsSink::receive() {
-  std::lock_guard lock(mu_);
   std::vector<std::string> out;
-  out.swap(inbox_);
+  bool paused;
+  {
+    std::lock_guard lock(mu_);
+    out.swap(inbox_);
+    paused = inbox_bytes_ >= kInboxLimit;
+    inbox_bytes_ = 0;
+  }
+  if (paused) wake_ready();  // the Writer polls the socket for input again
   return out;
+}
+
+bool WsSink::reading() const {
+  std::lock_guard lock(mu_);
+  return inbox_bytes_ < kInboxLimit;
 }
 
 StreamEnd WsSink::end() const {

@@ -221,4 +221,25 @@ TEST(keepalive_pings_and_a_dead_peer_reset) {
   ::close(pair.client);
 }
 
+TEST(a_flooding_client_is_not_read_past_the_inbox_limit) {
+  Broker broker(100, 5);
+  Writer writer(broker.notifier());
+  Pair pair = socket_pair();
+  auto sink = hand_over(writer, pair);
+  const std::string one = client_frame(0x81, std::string(100, 'm'));
+  size_t sent = 0;  // until the kernel takes no more: the core stopped reading
+  for (int idle = 0; idle < 200 && sent < (64u << 20);) {
+    const ssize_t n = ::write(pair.client, one.data(), one.size());
+    if (n == static_cast<ssize_t>(one.size())) sent += one.size(), idle = 0;
+    else ++idle, std::this_thread::sleep_for(1ms);
+  }
+  CHECK(sent < (64u << 20));
+  const size_t first = sink->receive().size();
+  CHECK(first > 0 && first * one.size() < (4u << 20));  // about the inbox limit, not all
+  size_t more = 0;  // once drained, it reads again
+  CHECK(wait_for([&] { more += sink->receive().size(); return more > 0; }));
+  ::close(pair.client);
+  CHECK(wait_for([&] { return sink->done(); }));
+}
+
 int main() { return fanwire_test::run_all(); }

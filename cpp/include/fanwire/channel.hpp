@@ -25,6 +25,9 @@ class Channel {
   virtual bool tick(Clock::time_point now) = 0;
   // Writer thread: the socket is readable (or hung up).
   virtual void on_readable(Clock::time_point now) = 0;
+  // Writer thread: whether to poll the socket for input (false: only for a hang-up, while
+  // what the client sent waits for Python, so a flooding client meets TCP backpressure).
+  virtual bool reading() const { return true; }
   // Writer thread: when tick() (or a reset, see over()) is due next. `cap`: no ended
   // connection waits past it (the shutdown grace).
   virtual Clock::time_point next_deadline(Clock::time_point now, Clock::time_point cap) const = 0;

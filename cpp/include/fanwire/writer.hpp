@@ -55,9 +55,9 @@ class Writer {
   int epoll_fd_ = -1;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Channel>> sinks_;
-  // Writer thread only: EPOLLOUT armed; each sink's live timer and the heap of timers
+  // Writer thread only: EPOLLOUT armed or input paused; each sink's live timer and the heap of timers
   // (entries whose time is not the sink's live one are stale and skipped).
-  std::unordered_map<uint64_t, bool> polled_;
+  std::unordered_map<uint64_t, uint32_t> polled_;  // epoll events, when not the default
   std::unordered_map<uint64_t, Clock::time_point> timer_at_;
   using Timer = std::pair<Clock::time_point, uint64_t>;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;

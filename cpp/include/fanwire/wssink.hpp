@@ -42,7 +42,7 @@ class WsSink : public Channel {
     int fd = -1;  // owned: closed by the sink
     size_t max_message = 1 << 20;
     double ping_interval = 20;  // 0: no pings
-    double ping_timeout = 20;
+    double ping_timeout = 20;   // 0: no limit
     double heartbeat_seconds = 0;  // 0: no `info heartbeat` (the client did not ask)
     double close_grace_seconds = 5;
     std::shared_ptr<Notifier> loop;  // told (waiter) of inbound messages, (| closing) at the end
@@ -60,6 +60,7 @@ class WsSink : public Channel {
   Pumped pump(Clock::time_point now) override;
   bool tick(Clock::time_point now) override;
   void on_readable(Clock::time_point now) override;
+  bool reading() const override;
   Clock::time_point next_deadline(Clock::time_point now, Clock::time_point cap) const override;
   Over over(Clock::time_point now, Clock::time_point cap) const override;
   void retire(bool reset) override;
@@ -106,6 +107,7 @@ class WsSink : public Channel {
   ws::Reader reader_;
   std::vector<ws::Inbound> inbound_;  // parsed, not yet handled (scratch)
   std::vector<std::string> inbox_;    // messages for Python (receive())
+  size_t inbox_bytes_ = 0;            // reading pauses past kInboxLimit (see reading())
   int fd_;
   std::string pending_;  // frames from Python not yet taken by the writer
   std::string out_;      // bytes not yet accepted by the socket

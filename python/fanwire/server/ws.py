@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 import os
 import re
@@ -38,6 +39,7 @@ from .limits import TokenBucket
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
+_LOG = logging.getLogger("uvicorn.error")  # the server's log (handed-off WebSockets)
 # The close code for why the core ended the stream (PROTOCOL.md); any other end: 1000.
 CLOSE_CODES = {_core.StreamEnd.shutdown: 1001, _core.StreamEnd.slow_consumer: 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
@@ -558,13 +560,16 @@ class Native:
             return  # the running task takes the new messages when it is done
         messages = self.sink.receive()
         conn = self.conn
-        for index, raw in enumerate(messages):
-            reply = conn.quick_publish(raw)
-            if not isinstance(reply, str):
-                self.busy = True
-                self.task = asyncio.ensure_future(self.answer(messages[index:]))
-                return
-            conn.sub.commit(_core.ws_frame(reply))
+        try:
+            for index, raw in enumerate(messages):
+                reply = conn.quick_publish(raw)
+                if not isinstance(reply, str):
+                    self.busy = True
+                    self.task = asyncio.ensure_future(self.answer(messages[index:]))
+                    return
+                conn.sub.commit(_core.ws_frame(reply))
+        except Exception as exc:
+            self.failed(exc)
 
     async def answer(self, messages: list[bytes]) -> None:
         """Answer ``messages`` in order, then whatever came meanwhile, then end."""
@@ -576,9 +581,18 @@ class Native:
                     text = reply if isinstance(reply, str) else await conn.answer(raw)
                     conn.sub.commit(_core.ws_frame(text))
                 messages = self.sink.receive() if self.sink is not None else []
+        except Exception as exc:
+            self.failed(exc)
         finally:
             self.busy = False
             self.task = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A bug in a handler: logged with its traceback (as uvicorn logs one that leaves
+        an ASGI app), and the connection closed with 1011 (internal error)."""
+        _LOG.error("Exception in a WebSocket handler", exc_info=exc)
+        if self.sink is not None:
+            self.sink.close_with(1011)
 
     def ended(self) -> None:
         """The core closed the connection (the subscription closed itself already)."""

@@ -108,8 +108,17 @@ bool WsSink::tick(Clock::time_point now) {
   std::string body;
   if (ping_interval_ > Clock::duration::zero()) {
     if (awaiting_pong_ && now - ping_sent_ >= ping_timeout_) {
-      gone_locked(now, /*reset=*/true);  // no pong in time: the peer is dead or stuck
-      return false;
+      if (blocked_locked()) {
+        // Our bytes (the ping among them) wait for a client that reads slowly or not at
+        // all: that is the slow-consumer policy's business, not the keepalive's (its
+        // stream is dropped or disconnected as any other); TCP itself sees a dead peer.
+        ping_sent_ = now;
+      } else {
+        // No pong in time (as uvicorn: close 1011), then the close grace.
+        stream_.finish(StreamEnd::client_gone);
+        queue_close_locked(1011, now);
+        return !write_locked({}, now);
+      }
     }
     if (!awaiting_pong_ && now >= next_ping_) {
       const uint32_t n = ++pings_;

@@ -209,14 +209,17 @@ TEST(shutdown_without_subscribers_and_slow_consumer_close_codes) {
   CHECK(wait_for([&] { return sink2->done(); }));
 }
 
-TEST(keepalive_pings_and_a_dead_peer_reset) {
+TEST(keepalive_pings_and_a_silent_peer_closed_1011) {
   Broker broker(100, 5);
   Writer writer(broker.notifier());
   Pair pair = socket_pair();
   auto sink = hand_over(writer, pair, /*ping=*/0.05, /*timeout=*/0.1);
   Frames ping = read_frames(pair.client, 1);
   CHECK(ping.got.size() == 1 && ping.got[0].first == 0x9);
-  // Never answered: reset once the timeout passed.
+  // Never answered: closed 1011 once the timeout passed, then closed after the grace.
+  Frames close = read_frames(pair.client, 1);
+  CHECK(close.got.size() == 1 && close.got[0].first == 0x8 &&
+        close.got[0].second == std::string("\x03\xf3", 2));
   CHECK(wait_for([&] { return sink->done(); }));
   ::close(pair.client);
 }

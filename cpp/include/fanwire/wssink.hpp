@@ -30,7 +30,7 @@ namespace fanwire {
 // pong at once, complete messages wait in an inbox Python drains when the loop is woken
 // (one wake-up for however many arrived). Keepalive: a protocol ping every
 // `ping_interval` seconds, and a client whose pong does not come within `ping_timeout`
-// is reset; an `info heartbeat` only when the client asked for one (`heartbeat_seconds`).
+// is closed 1011 (not while our bytes wait for it: a slow reader is the policy's); an `info heartbeat` only when the client asked for one (`heartbeat_seconds`).
 //
 // The end: a close frame with the code the engine decides (1001 shutdown, 1008 slow
 // consumer, as ws.py's CLOSE_CODES), a client's close echoed, a protocol error closed
@@ -129,7 +129,7 @@ class WsSink : public Channel {
   bool awaiting_pong_ = false;
   bool closed_ = false;        // Python closed it
   bool gone_ = false;          // the client left (or was reset): nothing more is written
-  bool reset_ = false;         // gone_ by keepalive timeout: reset, not close
+  bool reset_ = false;         // gone_ and to be reset, not closed
   bool close_queued_ = false;  // our close frame is queued (nothing may follow it)
   bool peer_closed_ = false;   // the client's close arrived (or its end of file)
   bool done_ = false;          // the socket is closed

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )
     ws_handoff: bool = Field(
-        False,
+        True,
         description="under uvicorn (websockets-sansio, no TLS, no permessage-deflate, in "
         "memory), hand each WebSocket to the C++ core after its handshake: the core writes "
         "and reads every frame, Python only answers client messages",

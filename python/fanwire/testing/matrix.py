@@ -156,8 +156,9 @@ SERVINGS: tuple[Serving, ...] = (
     Serving("uvicorn-tls", tls=True),
     Serving("hypercorn", server="hypercorn", http="h11", ws="wsproto"),
     Serving("granian", server="granian", http="hyper", ws="tungstenite", ws_deflate=False),
-    # The core owns each WebSocket after its handshake (FANWIRE_WS_HANDOFF; its deflate
-    # variant negotiates permessage-deflate, so it takes today's path).
+    # The core owns each WebSocket after its handshake (FANWIRE_WS_HANDOFF, on by default
+    # since the protocol suite passes on it, so the native rows above take it too; its
+    # deflate variant negotiates permessage-deflate, so it takes the Python path).
     Serving("uvicorn-httptools-ws-handoff", ws_handoff=True),
 )
 

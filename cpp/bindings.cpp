@@ -179,6 +179,23 @@ std::shared_ptr<Sink> attach(Writer& writer, std::vector<std::shared_ptr<Subscri
   return writer.attach(std::move(subs), std::move(options));
 }
 
+std::shared_ptr<WsSink> attach_ws(Writer& writer, int fd, uint64_t waiter, size_t max_message,
+                                  double ping_interval, double ping_timeout, double heartbeat,
+                                  double close_grace) {
+  WsSink::Options options;
+  options.fd = fd;
+  options.loop_waiter = waiter;
+  options.max_message = max_message;
+  options.ping_interval = ping_interval;
+  options.ping_timeout = ping_timeout;
+  options.heartbeat_seconds = heartbeat;
+  options.close_grace_seconds = close_grace;
+  py::gil_scoped_release release;
+  return writer.attach_ws(std::move(options));
+}
+
+std::string as_string(const py::bytes& bytes) { return std::string(std::string_view(bytes)); }
+
 // A notice as the Python side sends it: bytes (SSE, WebSocket frames) or a str
 // (WebSocket texts). Notices are rare: one object each is fine.
 py::object as_python(Encoding encoding, const std::string& notice) {
@@ -325,11 +342,39 @@ PYBIND11_MODULE(_core, m) {
       .def("inject", [](Sink& s, py::bytes bytes) { s.inject(std::string(std::string_view(bytes))); })
       .def("close", &Sink::close, py::call_guard<py::gil_scoped_release>());
 
+  py::class_<WsSink, std::shared_ptr<WsSink>>(m, "WsSink")
+      .def_property_readonly("end", &WsSink::end)
+      .def_property_readonly("frames", &WsSink::frames_written)
+      .def_property_readonly("done", &WsSink::done)
+      .def_property_readonly("close_code", &WsSink::close_code)
+      .def("send", [](WsSink& s, py::bytes frames) { s.send(as_string(frames)); })
+      .def("subscribe",
+           [](WsSink& s, std::shared_ptr<Subscriber> sub, py::bytes frames) {
+             return s.subscribe(std::move(sub), as_string(frames));
+           })
+      .def("unsubscribe",
+           [](WsSink& s, const Subscriber& sub, py::bytes frames) {
+             return s.unsubscribe(sub, as_string(frames));
+           })
+      .def("inject", [](WsSink& s, py::bytes frames) { s.inject(as_string(frames)); })
+      .def("shutdown", &WsSink::shutdown)
+      .def("close_with", &WsSink::close_with, py::arg("code"))
+      .def("receive",
+           [](WsSink& s) {
+             py::list out;
+             for (auto& message : s.receive()) out.append(py::bytes(message));
+             return out;
+           })
+      .def("close", &WsSink::close, py::call_guard<py::gil_scoped_release>());
+
   py::class_<Writer>(m, "Writer")
       .def(py::init([](const Broker& broker) { return std::make_unique<Writer>(broker.notifier()); }),
            py::arg("core"), py::keep_alive<1, 2>())
       .def("attach", &attach, py::arg("subs"), py::arg("fd"), py::arg("preamble"),
            py::arg("heartbeat"), py::arg("waiter"), py::arg("close_grace") = 5.0)
+      .def("attach_ws", &attach_ws, py::arg("fd"), py::arg("waiter"), py::arg("max_message"),
+           py::arg("ping_interval"), py::arg("ping_timeout"), py::arg("heartbeat"),
+           py::arg("close_grace"))
       .def("sink_count", &Writer::sink_count)
       .def("limit_grace", &Writer::limit_grace, py::arg("seconds"));
 

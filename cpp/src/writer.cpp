@@ -42,23 +42,43 @@ std::shared_ptr<Sink> Writer::attach(std::vector<std::shared_ptr<Subscriber>> su
                                      Sink::Options options) {
   options.loop = loop_;
   options.ready = ready_;
-  const int fd = options.fd;
   std::shared_ptr<Sink> sink;
   {
     std::lock_guard lock(mu_);
-    const uint64_t id = next_id_++;
-    sink = std::make_shared<Sink>(id, subs, std::move(options));
-    sinks_.emplace(id, sink);
+    sink = std::make_shared<Sink>(next_id_++, subs, std::move(options));
   }
-  // Read from the start: a client that leaves is seen with no traffic on its topics.
-  epoll_event ev{};
-  ev.events = kReadEvents;
-  ev.data.u64 = sink->id();
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+  add(sink);
   // Registered first, redirected next, woken last: no wake-up can be lost in between.
   for (auto& sub : subs) sub->redirect(ready_, sink->id());
   ready_->push(sink->id(), true);
   return sink;
+}
+
+std::shared_ptr<WsSink> Writer::attach_ws(WsSink::Options options) {
+  options.loop = loop_;
+  options.ready = ready_;
+  std::shared_ptr<WsSink> sink;
+  {
+    std::lock_guard lock(mu_);
+    sink = std::make_shared<WsSink>(next_id_++, std::move(options));
+  }
+  add(sink);
+  ready_->push(sink->id(), true);  // bytes the client sent with its handshake, if any
+  return sink;
+}
+
+// Read from the start: a client that leaves is seen with no traffic on its topics.
+void Writer::add(std::shared_ptr<Channel> channel) {
+  const int fd = channel->fd();
+  const uint64_t id = channel->id();
+  {
+    std::lock_guard lock(mu_);
+    sinks_.emplace(id, std::move(channel));
+  }
+  epoll_event ev{};
+  ev.events = kReadEvents;
+  ev.data.u64 = id;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
 }
 
 size_t Writer::sink_count() const {
@@ -78,7 +98,7 @@ void Writer::limit_grace(double seconds) {
 
 Clock::time_point Writer::cap() const { return Clock::time_point(Clock::duration(cap_.load())); }
 
-std::shared_ptr<Sink> Writer::find(uint64_t id) const {
+std::shared_ptr<Channel> Writer::find(uint64_t id) const {
   std::lock_guard lock(mu_);
   auto it = sinks_.find(id);
   return it == sinks_.end() ? nullptr : it->second;
@@ -143,38 +163,41 @@ void Writer::fire_timers(Clock::time_point now) {
 void Writer::pump(uint64_t id, Clock::time_point now) {
   auto sink = find(id);
   if (!sink) return;
-  const Sink::Pumped pumped = sink->pump(now);
-  watch(*sink, pumped == Sink::Pumped::blocked);
-  if (pumped == Sink::Pumped::again) ready_->push(id, true);
+  const Channel::Pumped pumped = sink->pump(now);
+  watch(*sink, pumped == Channel::Pumped::blocked);
+  if (pumped == Channel::Pumped::again) ready_->push(id, true);
   settle(*sink, now);
 }
 
-// A sink stays polled for reading; EPOLLOUT is added only while its socket is full.
-void Writer::watch(Sink& sink, bool blocked) {
+// A sink stays polled for reading (unless its input is paused, see Channel::reading);
+// EPOLLOUT is added only while its socket is full.
+void Writer::watch(Channel& sink, bool blocked) {
+  const uint32_t want = (sink.reading() ? kReadEvents : uint32_t{EPOLLRDHUP}) |
+                        (blocked ? uint32_t{EPOLLOUT} : 0u);
   auto it = polled_.find(sink.id());
-  const bool polled = it != polled_.end();
-  if (blocked == polled || sink.fd() < 0) return;
+  const uint32_t have = it == polled_.end() ? kReadEvents : it->second;
+  if (want == have || sink.fd() < 0) return;
   epoll_event ev{};
-  ev.events = kReadEvents | (blocked ? EPOLLOUT : 0u);
+  ev.events = want;
   ev.data.u64 = sink.id();
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, sink.fd(), &ev);
-  if (blocked) polled_.emplace(sink.id(), true);
-  else polled_.erase(it);
+  if (want == kReadEvents) polled_.erase(it);
+  else polled_[sink.id()] = want;
 }
 
 // Retires a sink that is over (closed by Python, ended and flushed, or stuck past its
 // grace), else keeps its timer due no later than its next deadline.
-void Writer::settle(Sink& sink, Clock::time_point now) {
+void Writer::settle(Channel& sink, Clock::time_point now) {
   const auto limit = cap();
-  const Sink::Over over = sink.over(now, limit);
-  if (over == Sink::Over::no) {
+  const Channel::Over over = sink.over(now, limit);
+  if (over == Channel::Over::no) {
     if (!sink.done()) schedule(sink.id(), sink.next_deadline(now, limit));
     return;
   }
   if (sink.fd() >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, sink.fd(), nullptr);
   polled_.erase(sink.id());
   timer_at_.erase(sink.id());
-  sink.retire(over == Sink::Over::reset);
+  sink.retire(over == Channel::Over::reset);
   std::lock_guard lock(mu_);
   sinks_.erase(sink.id());
 }

@@ -220,6 +220,37 @@ class Sink:
         """Queue SSE bytes (e.g. a gap notice) behind what is ready now."""
     def close(self) -> None: ...
 
+class WsSink:
+    """A WebSocket connection the core owns after its handshake: it writes every frame
+    (events from its stream, and the frames Python queues, in order), answers pings,
+    parses client frames and closes with the engine's code."""
+
+    @property
+    def end(self) -> StreamEnd: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def done(self) -> bool:
+        """True once the core closed the socket (Python is told then, once)."""
+    @property
+    def close_code(self) -> int:
+        """The close code sent or echoed (0 while open)."""
+    def send(self, frames: bytes) -> None:
+        """Queue whole WebSocket frames behind everything queued so far."""
+    def subscribe(self, sub: CoreSub, frames: bytes) -> bool:
+        """Queue ``frames`` (the ack) and add ``sub`` at once; False once it ended."""
+    def unsubscribe(self, sub: CoreSub, frames: bytes) -> bool:
+        """Take what is ready, remove ``sub`` and queue ``frames`` (the ack) at once."""
+    def inject(self, frames: bytes) -> None:
+        """Queue a notice behind what the subscribers hold now."""
+    def shutdown(self) -> bool:
+        """No subscriber will carry the shutdown: queue its notice and close 1001."""
+    def close_with(self, code: int) -> None:
+        """A close frame with ``code`` after what is queued."""
+    def receive(self) -> list[bytes]:
+        """The client messages received so far, oldest first."""
+    def close(self) -> None: ...
+
 class Writer:
     """The thread that writes every native SSE stream of a Core."""
 
@@ -235,6 +266,18 @@ class Writer:
     ) -> Sink:
         """Take ``subs`` over and own the connection on ``fd`` (closed by the Sink): it
         writes, reads to see the client leave, finishes or resets the response."""
+    def attach_ws(
+        self,
+        fd: int,
+        waiter: int,
+        max_message: int,
+        ping_interval: float,
+        ping_timeout: float,
+        heartbeat: float,
+        close_grace: float,
+    ) -> WsSink:
+        """Own the WebSocket connection on ``fd`` (closed by the WsSink) after its
+        handshake; ``waiter`` is woken for client messages and, closing, at the end."""
     def sink_count(self) -> int: ...
     def limit_grace(self, seconds: float) -> None:
         """No ended stream waits more than ``seconds`` from now for its bytes to leave."""

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     close_grace: float = Field(
         5.0, ge=0, description="seconds a client being closed may take to read its last frames"
     )
+    ws_handoff: bool = Field(
+        True,
+        description="under uvicorn (websockets-sansio, no TLS, no permessage-deflate, in "
+        "memory), hand each WebSocket to the C++ core after its handshake: the core writes "
+        "and reads every frame, Python only answers client messages",
+    )
     redis_url: str | None = Field(
         None, description="Redis URL: scale out over Redis Streams (several workers or hosts)"
     )

@@ -109,6 +109,7 @@ class Subscription:
 
     __slots__ = (
         "__weakref__",
+        "_adding",
         "_future",
         "_held",
         "_hub",
@@ -130,6 +131,7 @@ class Subscription:
         "direct",
         "dropped",
         "must_close",
+        "on_native_wake",
         "received",
     )
 
@@ -161,8 +163,12 @@ class Subscription:
         # Set by a transport that can write a batch synchronously (uvicorn WebSockets):
         # a wake-up then writes it at once instead of resuming the iterating task.
         self.direct: DirectWriter | None = None
-        self._sink: _core.Sink | None = None
+        self._sink: _core.Sink | _core.WsSink | None = None
         self._on_native_end: Callable[[], None] | None = None  # see attach_socket
+        # A WebSocket the core owns (attach_ws): told of client messages on each wake-up;
+        # topics added but not yet in the core's stream (their ack goes with them).
+        self.on_native_wake: Callable[[], None] | None = None
+        self._adding: list[tuple[_core.CoreSub, bytes]] = []
         self.close_reason: _core.StreamEnd | None = None
         self.received = 0  # messages delivered to this subscription (all topics)
         self.client_id: str | None = None  # the transport's client id (the console shows it)
@@ -200,6 +206,10 @@ class Subscription:
         self._sizes[topic] = size
         self._hub.on_topic(self, topic, True)
         resumed = self._hub.log.resume(topic, core_sub, since, last_n, self._notices, since_group)
+        if isinstance(resumed, list) and isinstance(self._sink, _core.WsSink):
+            # The core's stream takes it with its ack (commit): nothing of it goes first.
+            self._adding.append((core_sub, b"".join(resumed)))
+            return
         if isinstance(resumed, list):
             self._pending.extend(resumed)
             self._stream.add(core_sub)
@@ -299,6 +309,9 @@ class Subscription:
         if core_sub is None:
             return False
         self._held.pop(topic, None)  # a replay on its way is dropped, not cancelled:
+        if isinstance(self._sink, _core.WsSink):  # what was ready goes out, then nothing
+            self._sink.unsubscribe(core_sub, b"")
+            self._adding = [(c, n) for c, n in self._adding if c is not core_sub]
         core_sub.close()  # redis-py may never finish a cancelled command
         self._stream.remove(core_sub)
         self._release()  # the others may have waited for this one
@@ -346,10 +359,50 @@ class Subscription:
             self._stream.remove(core_sub)  # the sink's own stream takes from them now
         self._on_native_end = on_end
         writer = self._hub.writer()
-        self._sink = writer.attach(subs, fd, preamble, heartbeat, self._waiter, close_grace)
-        return self._sink
+        sink = writer.attach(subs, fd, preamble, heartbeat, self._waiter, close_grace)
+        self._sink = sink
+        return sink
 
-    def _native_done(self, sink: _core.Sink) -> None:
+    def attach_ws(
+        self,
+        fd: int,
+        *,
+        max_message: int,
+        ping_interval: float,
+        ping_timeout: float,
+        heartbeat: float,
+        close_grace: float,
+        on_end: Callable[[], None],
+    ) -> _core.WsSink:
+        """Hand this WebSocket subscription (ready-made frames, no topic yet) to the native
+        writer, which from now on owns the connection on ``fd`` (closed by the core): it
+        writes every frame, reads and parses the client's, answers pings, keeps the
+        connection alive and closes it. Python queues its replies with :meth:`commit`
+        and drains client messages on :attr:`on_native_wake`. Once the core closed the
+        socket, this subscription closes itself and calls ``on_end``."""
+        assert self._mode is Mode.ws_frames and self._sink is None and not self._subs
+        self._on_native_end = on_end
+        sink = self._hub.writer().attach_ws(
+            fd, self._waiter, max_message, ping_interval, ping_timeout, heartbeat, close_grace
+        )
+        self._sink = sink
+        return sink
+
+    def commit(self, frames: bytes) -> None:
+        """A native WebSocket: queue ``frames`` (the reply to one client message). The
+        topics that message subscribed to join the core's stream with it, at once, so
+        their ack precedes every event of theirs."""
+        sink = self._sink
+        assert isinstance(sink, _core.WsSink)
+        adding, self._adding = self._adding, []
+        for core_sub, notices in adding:
+            if not sink.subscribe(core_sub, frames + notices):
+                core_sub.close()  # the connection ended meanwhile
+            frames = b""
+        if frames:
+            sink.send(frames)
+
+    def _native_done(self, sink: _core.Sink | _core.WsSink) -> None:
         """The core closed a handed-off connection: follow its end, then tell the owner."""
         if self.close_reason is None:
             self.close_reason = sink.end
@@ -440,6 +493,8 @@ class Subscription:
             self.must_close.set()
         elif self._sink is not None:
             self._follow_native()
+            if self.on_native_wake is not None:
+                self.on_native_wake()
         future = self._future
         if future is None or future.done():
             return

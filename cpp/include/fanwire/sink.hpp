@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fanwire/channel.hpp"
 #include "fanwire/notifier.hpp"
 #include "fanwire/stream.hpp"
 #include "fanwire/subscriber.hpp"
@@ -17,8 +18,6 @@ namespace fanwire {
 // Why a native stream ended (none while it runs): its Stream's end, or `closed` once
 // Python closed the Sink.
 using SinkEnd = StreamEnd;
-
-using Clock = std::chrono::steady_clock;
 
 // Once the HTTP response head is out (written by the server, in Python), a Sink owns the
 // connection: the server let go of it, so the Sink's descriptor is the only one. It
@@ -32,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 // thread; close() may come from any thread. The socket is non-blocking: a full socket
 // leaves the rest buffered here until it drains, and meanwhile the subscriber's policy
 // deals with the lag, exactly as for a slow Python consumer.
-class Sink {
+class Sink : public Channel {
  public:
   struct Options {
     int fd = -1;                    // owned: closed by the Sink
@@ -49,31 +48,27 @@ class Sink {
   Sink(const Sink&) = delete;
   Sink& operator=(const Sink&) = delete;
 
-  uint64_t id() const { return id_; }
-  int fd() const { return fd_; }
+  uint64_t id() const override { return id_; }
+  int fd() const override { return fd_; }
 
-  enum class Pumped : uint8_t { idle, blocked, again };
-  // Writer thread: take what is ready and write it. `blocked`: bytes wait for the socket
-  // to drain (the writer polls it for EPOLLOUT); `again`: more is ready after a bounded
-  // number of rounds (the writer comes back to this sink after the others).
-  Pumped pump(Clock::time_point now);
+  // Writer thread (see Channel): take what is ready and write it.
+  Pumped pump(Clock::time_point now) override;
   // Writer thread: a heartbeat if idle for too long; true while bytes wait.
-  bool tick(Clock::time_point now);
+  bool tick(Clock::time_point now) override;
   // Writer thread: the socket is readable (or hung up): reads and discards what the
   // client sent; end of file or an error ends the stream (client_gone).
-  void on_readable(Clock::time_point now);
+  void on_readable(Clock::time_point now) override;
   // Writer thread: when tick() (or a reset, see over()) is due next. `cap`: no ended
   // stream waits past it (the shutdown grace).
-  Clock::time_point next_deadline(Clock::time_point now, Clock::time_point cap) const;
-  enum class Over : uint8_t { no, close, reset };
+  Clock::time_point next_deadline(Clock::time_point now, Clock::time_point cap) const override;
   // Writer thread: whether the sink is done: closed by Python, ended with its bytes out
   // (close), or ended with bytes still stuck past its close grace or `cap` (reset).
-  Over over(Clock::time_point now, Clock::time_point cap) const;
+  Over over(Clock::time_point now, Clock::time_point cap) const override;
   // Writer thread: closes the socket (reset: with SO_LINGER 0, dropping what the kernel
   // still holds) and tells Python once, unless Python closed the sink itself.
-  void retire(bool reset);
+  void retire(bool reset) override;
   // True once the socket is closed (retire()).
-  bool done() const;
+  bool done() const override;
 
   // Any thread: queue `bytes` (SSE frames) behind what the subscribers hold now, e.g. a
   // gap notice from a shared log's reader; the Writer is woken to send it.

@@ -12,6 +12,7 @@
 
 #include "fanwire/notifier.hpp"
 #include "fanwire/sink.hpp"
+#include "fanwire/wssink.hpp"
 
 namespace fanwire {
 
@@ -30,6 +31,8 @@ class Writer {
   // Takes the subscribers over from the event loop and starts writing to `fd` (owned).
   std::shared_ptr<Sink> attach(std::vector<std::shared_ptr<Subscriber>> subs,
                                Sink::Options options);
+  // Takes a WebSocket connection over after its handshake (fd owned): see WsSink.
+  std::shared_ptr<WsSink> attach_ws(WsSink::Options options);
   size_t sink_count() const;
   // No ended stream may wait longer than `seconds` from now for its bytes to leave (the
   // server's shutdown grace): past it, the Writer resets it.
@@ -38,22 +41,23 @@ class Writer {
  private:
   void run();
   void pump(uint64_t id, Clock::time_point now);
-  void watch(Sink& sink, bool blocked);
-  void settle(Sink& sink, Clock::time_point now);
+  void watch(Channel& sink, bool blocked);
+  void settle(Channel& sink, Clock::time_point now);
   void schedule(uint64_t id, Clock::time_point at);
   void fire_timers(Clock::time_point now);
   int wait_ms(Clock::time_point now) const;
-  std::shared_ptr<Sink> find(uint64_t id) const;
+  void add(std::shared_ptr<Channel> channel);
+  std::shared_ptr<Channel> find(uint64_t id) const;
   Clock::time_point cap() const;
 
   std::shared_ptr<Notifier> loop_;
   std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();
   int epoll_fd_ = -1;
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<Sink>> sinks_;
-  // Writer thread only: EPOLLOUT armed; each sink's live timer and the heap of timers
+  std::unordered_map<uint64_t, std::shared_ptr<Channel>> sinks_;
+  // Writer thread only: EPOLLOUT armed or input paused; each sink's live timer and the heap of timers
   // (entries whose time is not the sink's live one are stale and skipped).
-  std::unordered_map<uint64_t, bool> polled_;
+  std::unordered_map<uint64_t, uint32_t> polled_;  // epoll events, when not the default
   std::unordered_map<uint64_t, Clock::time_point> timer_at_;
   using Timer = std::pair<Clock::time_point, uint64_t>;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;

@@ -213,3 +213,90 @@ def denial_done(websocket: Any) -> None:
     sent = getattr(protocol, "close_sent", False) and getattr(protocol, "initial_response", None)
     if sent and getattr(protocol, "handshake_complete", True) is False:
         protocol.handshake_complete = True
+
+
+def _parser_idle(conn: Any) -> bool:
+    """Whether the websockets library's frame parser holds nothing: its buffer is empty
+    and its generator waits for a new frame (in ``StreamReader.at_eof``), not in the
+    middle of one whose first bytes it already consumed."""
+    reader = getattr(conn, "reader", None)
+    if getattr(reader, "buffer", b"x") or getattr(conn, "events", True):
+        return False
+    if getattr(conn, "current_size", None) is not None:  # a fragmented message under way
+        return False
+    gen = getattr(conn, "parser", None)
+    while getattr(gen, "gi_yieldfrom", None) is not None:
+        gen = gen.gi_yieldfrom  # type: ignore[union-attr]
+    code = getattr(gen, "gi_code", None)
+    return getattr(code, "co_name", "") == "at_eof"
+
+
+def _queued_messages(queue: Any) -> list[bytes] | None:
+    """Take the client messages uvicorn queued for the app and did not deliver yet
+    (frames pipelined right behind the handshake), or None (nothing taken) if anything
+    else waits there (a disconnect)."""
+    events = list(getattr(queue, "_queue", ()))
+    if any(event.get("type") != "websocket.receive" for event in events):
+        return None
+    taken: list[bytes] = []
+    for _ in events:
+        event = queue.get_nowait()
+        data = event.get("text")
+        taken.append(data.encode() if data is not None else event.get("bytes") or b"")
+    return taken
+
+
+def ws_socket(websocket: Any) -> tuple[Any, int, list[bytes]] | None:
+    """uvicorn's protocol under an accepted WebSocket and a duplicate of its socket, when
+    the core can own the connection from now on; else None, and nothing changed.
+
+    Only uvicorn's websockets-sansio implementation: its parser state can be checked
+    (:func:`_parser_idle`) so that no byte the client sent after its handshake is lost.
+    The legacy websockets and wsproto implementations keep today's path (their buffered
+    bytes cannot be reached safely). Not under TLS (the core cannot encrypt), not with an
+    extension negotiated (permessage-deflate: the core sends frames as they are), and not
+    while bytes wait unsent or in the middle of the parser. Complete messages uvicorn
+    queued for the app are carried over (returned, oldest first): the caller answers them
+    before anything the core reads.
+    """
+    protocol = _ws_protocol(websocket)
+    if protocol is None or type(protocol).__name__ != "WebSocketsSansIOProtocol":
+        return None
+    conn = getattr(protocol, "conn", None)
+    transport = protocol.transport
+    if conn is None or getattr(conn, "extensions", True) or transport.is_closing():
+        return None
+    if transport.get_write_buffer_size() or any(
+        transport.get_extra_info(key) is not None for key in ("sslcontext", "ssl_object")
+    ):
+        return None
+    queue = getattr(protocol, "queue", None)
+    if queue is None or getattr(protocol, "frames", True) or not _parser_idle(conn):
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return None
+    queued = _queued_messages(queue)
+    if queued is None:
+        return None
+    return protocol, os.dup(sock.fileno()), queued
+
+
+def ws_limits(protocol: Any) -> tuple[int, float, float]:
+    """uvicorn's own WebSocket settings (``--ws-max-size``, ``--ws-ping-interval``,
+    ``--ws-ping-timeout``; ``python -m fanwire`` passes fanwire's): the core keeps them."""
+    config = protocol.config
+    return (
+        int(config.ws_max_size),
+        float(config.ws_ping_interval or 0.0),
+        float(config.ws_ping_timeout or 0.0),
+    )
+
+
+def let_go_ws(protocol: Any) -> None:
+    """uvicorn lets go of a WebSocket the core owns now (as :func:`hand_off` for SSE):
+    no keepalive timer, and closing the transport closes only its descriptor; its
+    ``connection_lost`` marks the connection gone and forgets it (no log when the app
+    returns, no count, no shutdown close)."""
+    protocol.stop_keepalive()
+    protocol.transport.close()

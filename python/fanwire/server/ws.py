@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
+import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,7 @@ from .limits import TokenBucket
 from .runtime import Runtime, http_error
 
 FIRST = asyncio.FIRST_COMPLETED
+_LOG = logging.getLogger("uvicorn.error")  # the server's log (handed-off WebSockets)
 # The close code for why the core ended the stream (PROTOCOL.md); any other end: 1000.
 CLOSE_CODES = {_core.StreamEnd.shutdown: 1001, _core.StreamEnd.slow_consumer: 1008}
 # ``?heartbeat=``: ASCII decimal seconds; below a tenth of a second it is raised to that.
@@ -564,6 +567,130 @@ _ANSWERS: dict[str, Callable[[Connection, dict[str, Any], Any], str | Awaitable[
 }
 
 
+class Native:
+    """A WebSocket the core owns after its handshake (``ws_handoff``): the per-connection
+    state Python keeps, with no task while the client is idle.
+
+    The core's writer thread writes every frame (events, and the replies queued here
+    through ``Subscription.commit``, in order), parses the client's frames, answers pings
+    and closes the connection. Python only answers client messages: the core queues them
+    and wakes the loop once for however many arrived; :meth:`on_wake` answers the ones it
+    can on the spot (in-memory publishes, as ``Connection.quick_publish``) and starts a
+    task only for one that must wait (a subscribe, say), which answers the rest in order
+    and ends. The answers are ``Connection``'s: nothing of the request handling is
+    duplicated. Measured at 1,000 idle clients under uvicorn, the path it replaces cost
+    about 47 KB per connection (uvicorn's protocol, Starlette's frames, two tasks) and a
+    Python ``transport.write`` per client and wake-up.
+    """
+
+    __slots__ = ("busy", "conn", "sink", "task")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sink: _core.WsSink | None = None
+        self.busy = False  # a task answers this connection's messages (see on_wake)
+        self.task: asyncio.Task[None] | None = None
+
+    def on_wake(self) -> None:
+        """The loop was woken for this connection: answer what the client sent."""
+        if self.busy or self.sink is None:
+            return  # the running task takes the new messages when it is done
+        messages = self.sink.receive()
+        conn = self.conn
+        try:
+            for index, raw in enumerate(messages):
+                reply = conn.quick_publish(raw)
+                if not isinstance(reply, str):
+                    self.busy = True
+                    self.task = asyncio.ensure_future(self.answer(messages[index:]))
+                    return
+                conn.sub.commit(_core.ws_frame(reply))
+        except Exception as exc:
+            self.failed(exc)
+
+    async def answer(self, messages: list[bytes]) -> None:
+        """Answer ``messages`` in order, then whatever came meanwhile, then end."""
+        conn = self.conn
+        try:
+            while messages:
+                for raw in messages:
+                    reply = conn.quick_publish(raw)
+                    parsed = reply if isinstance(reply, dict) else None
+                    text = reply if isinstance(reply, str) else await conn.answer(raw, parsed)
+                    conn.sub.commit(_core.ws_frame(text))
+                messages = self.sink.receive() if self.sink is not None else []
+        except Exception as exc:
+            self.failed(exc)
+        finally:
+            self.busy = False
+            self.task = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A bug in a handler: logged with its traceback (as uvicorn logs one that leaves
+        an ASGI app), and the connection closed with 1011 (internal error)."""
+        _LOG.error("Exception in a WebSocket handler", exc_info=exc)
+        if self.sink is not None:
+            self.sink.close_with(1011)
+
+    def ended(self) -> None:
+        """The core closed the connection (the subscription closed itself already)."""
+        self.sink = None
+        if self.task is not None:
+            self.task.cancel()
+        self.conn.sub.on_native_wake = None
+
+
+def hand_off(conn: Connection, heartbeat: float | None) -> bool:
+    """Give the accepted WebSocket under ``conn`` to the core for good (False, and
+    nothing changed, when it cannot take it: see ``_uvicorn.ws_socket``). In memory only:
+    in Redis mode acks wait for Redis (``Connection.send_acks``), which stays on the
+    Python path. The connection's slot is released when the core closed the socket."""
+    runtime = conn.runtime
+    if not conn.settings.ws_handoff or conn.frames is None or runtime.broker.backend is not None:
+        return False
+    found = _uvicorn.ws_socket(conn.ws)
+    if found is None:
+        return False
+    protocol, fd, queued = found
+    max_message, ping_interval, ping_timeout = _uvicorn.ws_limits(protocol)
+    _uvicorn.let_go_ws(protocol)  # uvicorn reads no more: the core reads from now on
+    native = Native(conn)
+    stopping = runtime.when_stopping()
+    sub = conn.sub
+
+    def ended() -> None:
+        stopping.cancel()
+        native.ended()
+        runtime.connections.release("ws")
+
+    try:
+        sink = sub.attach_ws(
+            fd,
+            max_message=max_message,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            heartbeat=heartbeat or 0.0,
+            close_grace=runtime.close_grace(),
+            on_end=ended,
+        )
+    except BaseException:
+        os.close(fd)
+        raise
+    native.sink = sink
+    sub.direct = None
+    sub.on_native_wake = native.on_wake
+    # Shutdown: a connection with no subscription has nothing the core's shutdown would
+    # end, so it is told here (with subscriptions, the core ends it itself: False).
+    stopping.add_done_callback(lambda future: None if future.cancelled() else sink.shutdown())
+    sink.send(_core.ws_frame(ws_info("connected", client_id=conn.client_id)))
+    conn.ws = None  # type: ignore[assignment]  # (uvicorn's objects go with it)
+    conn.frames = None
+    if queued:  # what uvicorn read already is answered before what the core reads
+        native.busy = True
+        native.task = asyncio.ensure_future(native.answer(queued))
+    return True
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a pipelined publish's error as seen: its connection may be gone (no log)."""
     if not future.cancelled():
@@ -609,6 +736,7 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
     except FanwireError as exc:
         await _refuse(websocket, exc)
         return
+    handed = False  # to the core: it releases the slot when the connection ends
     try:
         await websocket.accept()
         try:
@@ -617,10 +745,13 @@ async def endpoint(websocket: WebSocket, runtime: Runtime) -> None:
             await websocket.send_text(ws_error(exc.code, exc.message))
             await websocket.close(1001)
             return
+        if handed := hand_off(connection, heartbeat):
+            return
         async with connection.sub:
             await connection.run()
     except Exception as exc:
         if not _gone(exc):
             raise
     finally:
-        runtime.connections.release("ws")
+        if not handed:
+            runtime.connections.release("ws")

@@ -54,6 +54,7 @@ class Serving:
     hypercorn``, ``python -m granian --interface asgi --factory``) with the ``http`` and
     ``ws`` implementations (see :data:`IMPLEMENTATIONS`). ``native=False`` turns fanwire's
     native write paths off (``FANWIRE_NATIVE_SSE=0``, ``FANWIRE_WS_BATCH_FRAMES=0``);
+    ``ws_handoff=True`` hands WebSockets to the core (``FANWIRE_WS_HANDOFF=1``);
     they are only ever taken under uvicorn, and an SSE stream under TLS never takes
     them. ``tls`` serves HTTPS/WSS with the test certificate (:mod:`fanwire.testing.tls`).
     ``ws_compression`` is the client side: ``"deflate"`` makes :meth:`FanwireServer.ws_client`
@@ -73,6 +74,7 @@ class Serving:
     tls: bool = False
     ws_compression: Literal["deflate"] | None = None
     ws_deflate: bool = True
+    ws_handoff: bool = False
 
     def __post_init__(self) -> None:
         """Refuse an implementation the server does not have."""
@@ -116,7 +118,7 @@ class Serving:
     def env(self) -> dict[str, str]:
         """The ``FANWIRE_*`` settings of this row."""
         if self.native:
-            return {}
+            return {"FANWIRE_WS_HANDOFF": "1"} if self.ws_handoff else {}
         return {"FANWIRE_NATIVE_SSE": "0", "FANWIRE_WS_BATCH_FRAMES": "0"}
 
     def command(
@@ -154,6 +156,10 @@ SERVINGS: tuple[Serving, ...] = (
     Serving("uvicorn-tls", tls=True),
     Serving("hypercorn", server="hypercorn", http="h11", ws="wsproto"),
     Serving("granian", server="granian", http="hyper", ws="tungstenite", ws_deflate=False),
+    # The core owns each WebSocket after its handshake (FANWIRE_WS_HANDOFF, on by default
+    # since the protocol suite passes on it, so the native rows above take it too; its
+    # deflate variant negotiates permessage-deflate, so it takes the Python path).
+    Serving("uvicorn-httptools-ws-handoff", ws_handoff=True),
 )
 
 

@@ -610,7 +610,7 @@ def test_a_stalled_join_leave_listener_holds_a_bounded_window(server, policy):
                     return await listed(client, topic) == 0  # the listener was cut off
                 return (await client.get("/stats")).json()["topics"][topic]["dropped_count"] > 0
 
-            await eventually(bounded, f"the stalled listener's {policy}", timeout=120)
+            await until(bounded, what=f"the stalled listener's {policy}", timeout=120)
             if policy == "disconnect":
                 return
             slow.resume()

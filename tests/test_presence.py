@@ -600,10 +600,15 @@ def test_a_stalled_join_leave_listener_holds_a_bounded_window(server, policy):
             slow.stall()
             cycles = 0
 
+            # Each notice carries the member's 900-byte info: the kernel's send buffer in
+            # front of the listener (up to 4 MiB on loopback, where the core owns the
+            # socket) fills within seconds, and the listener's own window after it.
+            info = {"pad": "x" * 900}
+
             async def bounded():
                 nonlocal cycles
                 for _ in range(100):
-                    await churn.request({"type": "subscribe", "topic": topic, "presence": True})
+                    await churn.request({"type": "subscribe", "topic": topic, "presence": info})
                     await churn.unsubscribe(topic)
                     cycles += 1
                 if policy == "disconnect":

@@ -348,6 +348,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("done", &WsSink::done)
       .def_property_readonly("close_code", &WsSink::close_code)
       .def("send", [](WsSink& s, py::bytes frames) { s.send(as_string(frames)); })
+      .def("hold", &WsSink::hold)
+      .def("release", &WsSink::release)
       .def("subscribe",
            [](WsSink& s, std::shared_ptr<Subscriber> sub, py::bytes frames) {
              return s.subscribe(std::move(sub), as_string(frames));

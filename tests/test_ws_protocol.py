@@ -152,6 +152,31 @@ def test_publish_ack_and_event_shape(server):
     run(main())
 
 
+def test_each_publish_ack_comes_before_its_own_event(server):
+    """A client subscribed to the topic it publishes to learns each message id from the
+    ack before the event arrives (no unacknowledged id in its stream), also when it sends
+    a burst of publishes without waiting: where the core owns the socket, the event
+    reaches the connection's stream as soon as the core has it, before Python queued
+    the ack (fails without WsSink.hold on the ws-handoff row)."""
+    topic = new_topic(server)
+    burst = 40  # under the server's publish budget (FANWIRE_WS_PUBLISH_RATE 50)
+
+    async def main():
+        async with server.ws_client() as ws:
+            await ws.subscribe(topic)
+            for n in range(burst):
+                await ws.send({"type": "publish", "topic": topic, "data": n, "request_id": f"b{n}"})
+            await ws.recv_events(burst)
+            seen: set[str] = set()
+            for message in ws.messages:
+                if message.get("type") == "ack" and message.get("request_type") == "publish":
+                    seen.add(message["message_id"])
+                elif message.get("type") == "event":
+                    assert message["message_id"] in seen, f"event {message['data']} before its ack"
+
+    run(main())
+
+
 def test_unsubscribe_and_not_subscribed(server):
     topic = new_topic(server)
 

@@ -48,6 +48,7 @@ Channel::Pumped WsSink::pump(Clock::time_point now) {
     return Pumped::blocked;
   }
   if (ended_locked()) return blocked_locked() ? Pumped::blocked : Pumped::idle;
+  if (held_) return Pumped::idle;  // release() wakes the writer again
   for (int round = 0; round < kRounds; ++round) {
     std::string body;
     body.swap(pending_);  // Python's frames first: they were queued before this take
@@ -297,6 +298,20 @@ void WsSink::send(std::string frames) {
   wake_ready();
 }
 
+void WsSink::hold() {
+  std::lock_guard lock(mu_);
+  held_ = true;
+}
+
+void WsSink::release() {
+  {
+    std::lock_guard lock(mu_);
+    if (!held_) return;
+    held_ = false;
+  }
+  wake_ready();
+}
+
 bool WsSink::subscribe(std::shared_ptr<Subscriber> sub, std::string frames) {
   {
     std::lock_guard lock(mu_);
@@ -349,6 +364,7 @@ void WsSink::close_with(uint16_t code) {
   {
     std::lock_guard lock(mu_);
     if (ended_locked()) return;
+    held_ = false;
     out_.append(pending_);
     pending_.clear();
     stream_.finish(StreamEnd::closed);

@@ -237,6 +237,9 @@ class WsSink:
         """The close code sent or echoed (0 while open)."""
     def send(self, frames: bytes) -> None:
         """Queue whole WebSocket frames behind everything queued so far."""
+    def hold(self) -> None:
+        """Take no event until :meth:`release` (while a client message is answered)."""
+    def release(self) -> None: ...
     def subscribe(self, sub: CoreSub, frames: bytes) -> bool:
         """Queue ``frames`` (the ack) and add ``sub`` at once; False once it ended."""
     def unsubscribe(self, sub: CoreSub, frames: bytes) -> bool:

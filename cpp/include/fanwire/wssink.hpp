@@ -68,6 +68,12 @@ class WsSink : public Channel {
 
   // Any thread (Python): queue whole frames behind everything queued so far.
   void send(std::string frames);
+  // Any thread (Python): take no event until release(). Python holds the stream while
+  // it answers a client message, so that a publish's ack goes out before the event it
+  // published (which reaches this stream as soon as the core has it), as on the path
+  // where Python writes under its send lock.
+  void hold();
+  void release();
   // Queue `frames` (the ack, then the resume's notices), then add `sub`: atomically.
   // False once the connection ended (the caller closes `sub`).
   bool subscribe(std::shared_ptr<Subscriber> sub, std::string frames);
@@ -127,6 +133,7 @@ class WsSink : public Channel {
   uint32_t pings_ = 0;
   uint16_t close_code_ = 0;
   bool awaiting_pong_ = false;
+  bool held_ = false;          // see hold()
   bool closed_ = false;        // Python closed it
   bool gone_ = false;          // the client left (or was reset): nothing more is written
   bool reset_ = false;         // gone_ and to be reset, not closed

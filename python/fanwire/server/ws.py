@@ -391,6 +391,7 @@ class Connection:
             raw = message.get("text")
             raw = message.get("bytes") or b"" if raw is None else raw
             reply = self.quick_publish(raw)
+            taken_before = self.held  # the pump's batch taken before this message, if any
             if reply is True:
                 if self.acks is not None and self.acks.qsize() >= PENDING_PUBLISHES:
                     await self.acks.join()
@@ -402,12 +403,19 @@ class Connection:
             if self.acks is not None:
                 await self.acks.join()  # the acks of earlier publishes go first
             async with self.lock:
-                # What the pump took before this message goes out before its reply:
-                # after an unsubscribe's ack, no event of that topic may follow.
-                while self.held is not None:
-                    batch, self.held = self.held, None
-                    await self.send_batch(batch)
-                if not isinstance(reply, str):
+                if isinstance(reply, str):
+                    # Published already: only what the pump took before goes first. A
+                    # batch it took since may hold this publish's own event, which
+                    # follows the ack (under granian, event 1 came before its ack).
+                    if taken_before is not None and self.held is taken_before:
+                        self.held = None
+                        await self.send_batch(taken_before)
+                else:
+                    # What the pump took before this message goes out before its reply:
+                    # after an unsubscribe's ack, no event of that topic may follow.
+                    while self.held is not None:
+                        batch, self.held = self.held, None
+                        await self.send_batch(batch)
                     reply = await self.answer(raw, reply if isinstance(reply, dict) else None)
                 await self.ws.send_text(reply)
 
@@ -595,16 +603,21 @@ class Native:
         """The loop was woken for this connection: answer what the client sent."""
         if self.busy or self.sink is None:
             return  # the running task takes the new messages when it is done
-        messages = self.sink.receive()
+        sink = self.sink
+        messages = sink.receive()
         conn = self.conn
         try:
             for index, raw in enumerate(messages):
-                reply = conn.quick_publish(raw)
-                if not isinstance(reply, str):
-                    self.busy = True
-                    self.task = asyncio.ensure_future(self.answer(messages[index:]))
-                    return
-                conn.sub.commit(_core.ws_frame(reply))
+                sink.hold()  # a publish's own event waits for its ack (see WsSink.hold)
+                try:
+                    reply = conn.quick_publish(raw)
+                    if not isinstance(reply, str):
+                        self.busy = True
+                        self.task = asyncio.ensure_future(self.answer(messages[index:]))
+                        return
+                    conn.sub.commit(_core.ws_frame(reply))
+                finally:
+                    sink.release()
         except Exception as exc:
             self.failed(exc)
 
@@ -612,12 +625,16 @@ class Native:
         """Answer ``messages`` in order, then whatever came meanwhile, then end."""
         conn = self.conn
         try:
-            while messages:
+            while messages and (sink := self.sink) is not None:
                 for raw in messages:
-                    reply = conn.quick_publish(raw)
-                    parsed = reply if isinstance(reply, dict) else None
-                    text = reply if isinstance(reply, str) else await conn.answer(raw, parsed)
-                    conn.sub.commit(_core.ws_frame(text))
+                    sink.hold()  # as in on_wake: the reply goes before what it caused
+                    try:
+                        reply = conn.quick_publish(raw)
+                        parsed = reply if isinstance(reply, dict) else None
+                        text = reply if isinstance(reply, str) else await conn.answer(raw, parsed)
+                        conn.sub.commit(_core.ws_frame(text))
+                    finally:
+                        sink.release()
                 messages = self.sink.receive() if self.sink is not None else []
         except Exception as exc:
             self.failed(exc)

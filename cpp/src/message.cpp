@@ -1,5 +1,7 @@
 #include "fanwire/message.hpp"
 
+#include "fanwire/wsframe.hpp"
+
 #include <charconv>
 
 namespace fanwire {
@@ -35,15 +37,7 @@ std::string MessageKey::to_string() const {
 }
 
 void append_ws_header(std::string& out, size_t length) {
-  out.push_back(static_cast<char>(0x81));  // FIN + text opcode; server frames are unmasked
-  if (length < 126) {
-    out.push_back(static_cast<char>(length));
-    return;
-  }
-  const int bytes = length < 65536 ? 2 : 8;
-  out.push_back(static_cast<char>(bytes == 2 ? 126 : 127));
-  for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((length >> shift) & 0xff));
+  ws::append_header(out, ws::Opcode::text, length);
 }
 
 std::string ws_frame(std::string_view text) {

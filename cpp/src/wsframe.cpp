@@ -3,7 +3,6 @@
 #include <algorithm>
 
 namespace fanwire::ws {
-namespace {
 
 void append_header(std::string& out, Opcode opcode, size_t length) {
   out.push_back(static_cast<char>(0x80 | static_cast<uint8_t>(opcode)));
@@ -17,6 +16,7 @@ void append_header(std::string& out, Opcode opcode, size_t length) {
     out.push_back(static_cast<char>((length >> shift) & 0xff));
 }
 
+namespace {
 uint8_t byte_at(const std::string& s, size_t i) { return static_cast<uint8_t>(s[i]); }
 
 }  // namespace

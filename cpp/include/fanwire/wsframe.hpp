@@ -25,6 +25,8 @@ inline constexpr uint16_t kTooBig = 1009;
 
 // One whole, unmasked server frame (FIN set).
 std::string frame(Opcode opcode, std::string_view payload);
+// Appends an unmasked final frame's header (server frames) for `length` payload bytes.
+void append_header(std::string& out, Opcode opcode, size_t length);
 // A close frame with `code` (and an optional reason, at most 123 bytes).
 std::string close_frame(uint16_t code, std::string_view reason = {});
 bool valid_utf8(std::string_view bytes);

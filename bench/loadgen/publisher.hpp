@@ -42,6 +42,10 @@ public:
     PublishResult run(const PublishPlan& plan, const std::atomic<bool>& stop) {
         PublishResult r;
         const double cpu0 = cpu_seconds(RUSAGE_THREAD);
+        // A server closes a keep-alive connection left idle (uvicorn after 5 s, e.g. while
+        // a scenario does something else between two runs): open a new one, as any HTTP
+        // client does, instead of losing the run's first requests.
+        if (fd_ >= 0 && closed_by_peer()) close_socket();
         if (fd_ < 0 && !connect_socket()) {
             r.connection_lost = true;
             return r;
@@ -80,6 +84,13 @@ private:
             return false;
         }
         return true;
+    }
+    // Between runs nothing is in flight: readable now means the peer's end of file.
+    bool closed_by_peer() const {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, 0) <= 0) return false;
+        char byte;
+        return ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
     }
     void close_socket() {
         if (fd_ >= 0) ::close(fd_);

@@ -48,9 +48,10 @@ Sink::Pumped Sink::pump(Clock::time_point now) {
   }
   // Bounded rounds keep one very hot stream from starving the others.
   for (int round = 0; round < 8; ++round) {
-    std::string body;
-    const bool more = fill_locked(body);
-    if (!write_locked(body, now)) return Pumped::blocked;
+    std::string injected;
+    injected.swap(injected_);  // taken before anything that became ready since (inject)
+    const bool more = fill_locked();
+    if (!write_taken_locked(injected, now)) return Pumped::blocked;
     if (ended_locked() || !more) return blocked_locked() ? Pumped::blocked : Pumped::idle;
   }
   return Pumped::again;
@@ -72,8 +73,8 @@ void Sink::on_readable(Clock::time_point now) {
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    out_.clear();  // end of file or an error: the client left (an ended stream's last
-    out_offset_ = 0;  // bytes no longer wait for it either)
+    outbox_.clear();  // end of file or an error: the client left (an ended stream's
+                      // last bytes no longer wait for it either)
     last_chunk_due_ = false;
     stream_.finish(StreamEnd::client_gone);
     on_end_locked(now);
@@ -112,8 +113,7 @@ void Sink::retire(bool reset) {
       ::close(fd_);
       fd_ = -1;
     }
-    out_.clear();
-    out_offset_ = 0;
+    outbox_.clear();
     tell = !closed_ && loop_;
   }
   if (tell) loop_->push(loop_waiter_ | Notifier::kClosingBit, true);
@@ -124,24 +124,27 @@ bool Sink::done() const {
   return done_;
 }
 
-// Takes the injected bytes, then what the stream has ready (every topic in id order, the
-// notices of topics that ended, the end notice if it ended), into `body`; then parks the
-// subscribers. Returns true if one of them had more ready meanwhile (the caller loops).
-bool Sink::fill_locked(std::string& body) {
-  body.append(injected_);  // taken before anything that became ready since (inject)
-  injected_.clear();
-  take_ready_locked(body);
+// Takes what the stream has ready (every topic in id order, the notices of topics that
+// ended, the end notice if it ended) into taken_; then parks the subscribers. Returns true
+// if one of them had more ready meanwhile (the caller loops).
+bool Sink::fill_locked() {
+  take_locked();
   if (ended_locked()) return false;
   return !stream_.arm();
 }
 
+// The same, copied into `body` (taken_ is left empty).
 void Sink::take_ready_locked(std::string& body) {
-  stream_.take(taken_);
+  take_locked();
   taken_.append_to(body);
+  taken_.clear();
+}
+
+void Sink::take_locked() {
+  stream_.take(taken_);
   frames_ += taken_.message_count();
   const bool left = std::any_of(taken_.topics().begin(), taken_.topics().end(),
                                 [](const TopicTake& t) { return t.ended; });
-  taken_.clear();
   on_end_locked(Clock::now());
   // A topic left while the stream goes on (ended by its producer, deleted): the loop
   // learns of it now (Subscription.wake: occupancy), not when the stream closes.
@@ -160,41 +163,55 @@ void Sink::check_closing_locked(Clock::time_point now) {
   write_locked(body, now);
 }
 
-// Appends `body` as one HTTP/1.1 chunk, then writes as much as the socket takes.
+// Writes `body` as one HTTP/1.1 chunk after what waits, as far as the socket takes it.
 // Returns false while bytes remain (socket full).
 bool Sink::write_locked(std::string_view body, Clock::time_point now) {
-  if (fd_ < 0) {  // retired: nothing can be written any more
-    out_.clear();
-    out_offset_ = 0;
-    return true;
-  }
   if (!body.empty()) {
-    char hex[20];
-    auto [end, ec] = std::to_chars(hex, hex + sizeof hex, body.size(), 16);
-    out_.append(hex, end).append("\r\n").append(body).append("\r\n");
+    gather_chunk_head(body.size());
+    outbox_.gather(body);
+    outbox_.gather("\r\n");
     last_write_ = now;
   }
+  return send_locked(now);
+}
+
+// Writes `before` and the last take (taken_, then cleared) as one chunk: views of each
+// message's shared encoding, never copied unless the socket refuses them.
+bool Sink::write_taken_locked(std::string_view before, Clock::time_point now) {
+  const size_t size = before.size() + taken_.byte_size();
+  if (size > 0) {
+    gather_chunk_head(size);
+    outbox_.gather(before);
+    for (const auto& piece : taken_.pieces()) outbox_.gather(taken_.bytes(piece));
+    outbox_.gather("\r\n");
+    last_write_ = now;
+  }
+  const bool sent = send_locked(now);
+  taken_.clear();  // after the send: the views point into its messages
+  return sent;
+}
+
+void Sink::gather_chunk_head(size_t size) {
+  auto [end, ec] = std::to_chars(chunk_head_, chunk_head_ + sizeof chunk_head_ - 2, size, 16);
+  *end++ = '\r';
+  *end++ = '\n';
+  outbox_.gather(std::string_view(chunk_head_, static_cast<size_t>(end - chunk_head_)));
+}
+
+// Sends what waits and what was gathered (then the last chunk, once due). False while
+// bytes remain.
+bool Sink::send_locked(Clock::time_point now) {
   if (last_chunk_due_ && injected_.empty()) {  // after everything the stream had
-    out_.append(kLastChunk);
+    outbox_.gather(kLastChunk);
     last_chunk_due_ = false;
   }
-  while (out_offset_ < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + out_offset_, out_.size() - out_offset_,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      out_offset_ += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      return false;
-    } else {
-      out_offset_ = out_.size();  // the peer is gone: nothing more can be written
-      stream_.finish(StreamEnd::client_gone);
-      on_end_locked(now);
-    }
+  if (fd_ < 0) {  // retired: nothing can be written any more
+    outbox_.clear();
+    return true;
   }
-  out_.clear();
-  out_offset_ = 0;
+  if (outbox_.send(fd_) != Outbox::Sent::gone) return !outbox_.blocked();
+  stream_.finish(StreamEnd::client_gone);  // the peer is gone: nothing more can be written
+  on_end_locked(now);
   return true;
 }
 
@@ -214,8 +231,7 @@ void Sink::close() {
     std::lock_guard lock(mu_);
     closed_ = true;  // whatever ended it before: Python is done with it
     stream_.finish(StreamEnd::closed);
-    out_.clear();
-    out_offset_ = 0;
+    outbox_.clear();
   }
   if (ready_) ready_->push(id_, true);
 }

@@ -50,46 +50,60 @@ Channel::Pumped WsSink::pump(Clock::time_point now) {
   if (ended_locked()) return blocked_locked() ? Pumped::blocked : Pumped::idle;
   if (held_) return Pumped::idle;  // release() wakes the writer again
   for (int round = 0; round < kRounds; ++round) {
-    std::string body;
-    body.swap(pending_);  // Python's frames first: they were queued before this take
-    take_ready_locked(body);
-    if (!body.empty()) last_write_ = now;
-    out_.append(body);
+    std::string frames;
+    frames.swap(pending_);  // Python's frames first: they were queued before this take
+    take_locked();
+    outbox_.gather(frames);  // then the events: views of their shared encodings
+    for (const auto& piece : taken_.pieces()) outbox_.gather(taken_.bytes(piece));
+    if (!frames.empty() || !taken_.pieces().empty()) last_write_ = now;
     // The end's notice was the take's last frame: the close follows it, nothing else.
-    if (stream_.end() != StreamEnd::none) queue_close_locked(close_code_for(stream_.end()), now);
-    if (!write_locked({}, now)) return Pumped::blocked;
+    std::string close;
+    if (stream_.end() != StreamEnd::none) close = close_frame_locked(close_code_for(stream_.end()), now);
+    outbox_.gather(close);
+    const bool sent = write_locked({}, now);
+    taken_.clear();  // after the write: the views point into its messages
+    if (!sent) return Pumped::blocked;
     if (ended_locked() || stream_.arm()) return blocked_locked() ? Pumped::blocked : Pumped::idle;
   }
   return Pumped::again;
 }
 
 void WsSink::take_ready_locked(std::string& body) {
-  stream_.take(taken_);
+  take_locked();
   taken_.append_to(body);
+  taken_.clear();
+}
+
+void WsSink::take_locked() {
+  stream_.take(taken_);
   frames_ += taken_.message_count();
   const bool left = std::any_of(taken_.topics().begin(), taken_.topics().end(),
                                 [](const TopicTake& t) { return t.ended; });
-  taken_.clear();
   // A topic left while the connection goes on (deleted): the loop follows (occupancy).
   if (left && stream_.end() == StreamEnd::none && loop_) loop_->push(loop_waiter_, true);
 }
 
-// Appends the close frame after what is queued (written by the caller's next write):
-// nothing more is taken or queued after it.
-void WsSink::queue_close_locked(uint16_t code, Clock::time_point now) {
-  if (close_queued_ || gone_ || closed_) return;
+// The close frame, to go after everything queued (and gathered) so far: nothing more is
+// taken or queued after it. Empty if a close went already or the connection is over.
+std::string WsSink::close_frame_locked(uint16_t code, Clock::time_point now) {
+  if (close_queued_ || gone_ || closed_) return {};
   close_queued_ = true;
   close_code_ = code;
   ended_at_ = now;
   pending_.clear();
-  out_.append(ws::close_frame(code));
+  return ws::close_frame(code);
+}
+
+// Appends the close frame after what is queued (written by the caller's next write).
+void WsSink::queue_close_locked(uint16_t code, Clock::time_point now) {
+  outbox_.append(close_frame_locked(code, now));
 }
 
 void WsSink::check_closing_locked(Clock::time_point now) {
   if (ended_locked()) return;
   std::string body;
   if (!stream_.end_if_closing(body)) return;
-  out_.append(body);
+  outbox_.append(body);
   queue_close_locked(close_code_for(stream_.end()), now);
 }
 
@@ -97,8 +111,7 @@ void WsSink::gone_locked(Clock::time_point now, bool reset) {
   if (!gone_) ended_at_ = now;
   gone_ = true;
   reset_ = reset_ || reset;
-  out_.clear();
-  out_offset_ = 0;
+  outbox_.clear();
   pending_.clear();
   stream_.finish(StreamEnd::client_gone);
 }
@@ -125,7 +138,7 @@ bool WsSink::tick(Clock::time_point now) {
       const uint32_t n = ++pings_;
       const char payload[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
                                static_cast<char>(n >> 8), static_cast<char>(n)};
-      out_.append(ws::frame(ws::Opcode::ping, std::string_view(payload, 4)));
+      outbox_.append(ws::frame(ws::Opcode::ping, std::string_view(payload, 4)));
       ping_sent_ = now;
       // No timeout (0): no pong is awaited, the next ping follows after the interval.
       awaiting_pong_ = ping_timeout_ > Clock::duration::zero();
@@ -183,7 +196,7 @@ bool WsSink::handle_inbound_locked(Clock::time_point now) {
         }
         break;
       case ws::Inbound::Kind::ping:
-        if (!close_queued_) out_.append(ws::frame(ws::Opcode::pong, in.payload));
+        if (!close_queued_) outbox_.append(ws::frame(ws::Opcode::pong, in.payload));
         break;
       case ws::Inbound::Kind::pong:
         awaiting_pong_ = false;
@@ -207,30 +220,15 @@ bool WsSink::handle_inbound_locked(Clock::time_point now) {
 // Appends `body`, then writes as much as the socket takes. False while bytes remain.
 bool WsSink::write_locked(std::string_view body, Clock::time_point now) {
   if (fd_ < 0 || gone_) {
-    out_.clear();
-    out_offset_ = 0;
+    outbox_.clear();
     return true;
   }
   if (!body.empty()) {
-    out_.append(body);
+    outbox_.gather(body);
     last_write_ = now;
   }
-  while (out_offset_ < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + out_offset_, out_.size() - out_offset_,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      out_offset_ += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      return false;
-    } else {
-      gone_locked(now, false);  // the peer is gone: nothing more can be written
-      return true;
-    }
-  }
-  out_.clear();
-  out_offset_ = 0;
+  if (outbox_.send(fd_) != Outbox::Sent::gone) return !outbox_.blocked();
+  gone_locked(now, false);  // the peer is gone: nothing more can be written
   return true;
 }
 
@@ -272,8 +270,7 @@ void WsSink::retire(bool reset) {
       ::close(fd_);
       fd_ = -1;
     }
-    out_.clear();
-    out_offset_ = 0;
+    outbox_.clear();
     stream_.finish(StreamEnd::client_gone);  // (no-op when it ended before)
     tell = !closed_ && loop_;
   }
@@ -365,7 +362,7 @@ void WsSink::close_with(uint16_t code) {
     std::lock_guard lock(mu_);
     if (ended_locked()) return;
     held_ = false;
-    out_.append(pending_);
+    outbox_.append(pending_);
     pending_.clear();
     stream_.finish(StreamEnd::closed);
     queue_close_locked(code, Clock::now());
@@ -378,8 +375,7 @@ void WsSink::close() {
     std::lock_guard lock(mu_);
     closed_ = true;
     stream_.finish(StreamEnd::closed);
-    out_.clear();
-    out_offset_ = 0;
+    outbox_.clear();
     pending_.clear();
   }
   wake_ready();

@@ -10,6 +10,7 @@
 
 #include "fanwire/channel.hpp"
 #include "fanwire/notifier.hpp"
+#include "fanwire/outbox.hpp"
 #include "fanwire/stream.hpp"
 #include "fanwire/subscriber.hpp"
 
@@ -82,22 +83,26 @@ class Sink : public Channel {
   uint64_t frames_written() const;
 
  private:
-  bool fill_locked(std::string& body);
+  bool fill_locked();
   void check_closing_locked(Clock::time_point now);
+  void take_locked();
   void take_ready_locked(std::string& body);
   bool write_locked(std::string_view body, Clock::time_point now);
+  bool write_taken_locked(std::string_view before, Clock::time_point now);
+  void gather_chunk_head(size_t size);
+  bool send_locked(Clock::time_point now);
   void on_end_locked(Clock::time_point now);
   bool ended_locked() const { return closed_ || stream_.end() != StreamEnd::none; }
-  bool blocked_locked() const { return out_offset_ < out_.size(); }
+  bool blocked_locked() const { return outbox_.blocked(); }
 
   const uint64_t id_;
   mutable std::mutex mu_;
   Stream stream_;
   Taken taken_;             // the last take, reused
   int fd_;
-  std::string out_;         // bytes not yet accepted by the socket
+  Outbox outbox_;           // bytes not yet accepted by the socket
+  char chunk_head_[24];     // the chunk size line of the write under way (gathered)
   std::string injected_;    // see inject()
-  size_t out_offset_ = 0;
   Clock::time_point last_write_;
   Clock::duration heartbeat_;
   Clock::duration close_grace_;

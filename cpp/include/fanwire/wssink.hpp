@@ -9,6 +9,7 @@
 
 #include "fanwire/channel.hpp"
 #include "fanwire/notifier.hpp"
+#include "fanwire/outbox.hpp"
 #include "fanwire/stream.hpp"
 #include "fanwire/subscriber.hpp"
 #include "fanwire/wsframe.hpp"
@@ -97,8 +98,10 @@ class WsSink : public Channel {
 
  private:
   bool ended_locked() const { return closed_ || gone_ || close_queued_; }
-  bool blocked_locked() const { return out_offset_ < out_.size(); }
+  bool blocked_locked() const { return outbox_.blocked(); }
+  void take_locked();
   void take_ready_locked(std::string& body);
+  std::string close_frame_locked(uint16_t code, Clock::time_point now);
   void queue_close_locked(uint16_t code, Clock::time_point now);
   void check_closing_locked(Clock::time_point now);
   void gone_locked(Clock::time_point now, bool reset);
@@ -116,8 +119,7 @@ class WsSink : public Channel {
   size_t inbox_bytes_ = 0;            // reading pauses past kInboxLimit (see reading())
   int fd_;
   std::string pending_;  // frames from Python not yet taken by the writer
-  std::string out_;      // bytes not yet accepted by the socket
-  size_t out_offset_ = 0;
+  Outbox outbox_;        // bytes not yet accepted by the socket
   Clock::time_point last_write_;
   Clock::duration heartbeat_;      // zero: none
   Clock::duration ping_interval_;  // zero: none

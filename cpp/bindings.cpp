@@ -370,14 +370,17 @@ PYBIND11_MODULE(_core, m) {
       .def("close", &WsSink::close, py::call_guard<py::gil_scoped_release>());
 
   py::class_<Writer>(m, "Writer")
-      .def(py::init([](const Broker& broker) { return std::make_unique<Writer>(broker.notifier()); }),
-           py::arg("core"), py::keep_alive<1, 2>())
+      .def(py::init([](const Broker& broker, size_t threads) {
+             return std::make_unique<Writer>(broker.notifier(), threads);
+           }),
+           py::arg("core"), py::arg("threads") = 0, py::keep_alive<1, 2>())
       .def("attach", &attach, py::arg("subs"), py::arg("fd"), py::arg("preamble"),
            py::arg("heartbeat"), py::arg("waiter"), py::arg("close_grace") = 5.0)
       .def("attach_ws", &attach_ws, py::arg("fd"), py::arg("waiter"), py::arg("max_message"),
            py::arg("ping_interval"), py::arg("ping_timeout"), py::arg("heartbeat"),
            py::arg("close_grace"))
       .def("sink_count", &Writer::sink_count)
+      .def("thread_count", &Writer::thread_count)
       .def("limit_grace", &Writer::limit_grace, py::arg("seconds"));
 
   py::class_<PublishResult>(m, "PublishResult")

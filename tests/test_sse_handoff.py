@@ -133,3 +133,33 @@ def test_uvicorn_limit_concurrency_does_not_count_streams(fanwire_server) -> Non
         assert wait_for(lambda: subscribers(http, "lc") == 0)
     log = server.log_text()
     assert "ERROR" not in log and "Traceback" not in log, log[-3000:]
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_writer_threads_setting_spreads_streams_and_keeps_each_in_order(fanwire_server) -> None:
+    """``FANWIRE_WRITER_THREADS=3``: the first native stream starts three writer threads,
+    and streams on different lanes each get every message in id order."""
+    server = fanwire_server(env={"FANWIRE_DEMO_RATE": "0", "FANWIRE_WRITER_THREADS": "3"})
+    pid = server.pid
+    assert pid is not None
+    with httpx.Client(base_url=server.url, trust_env=False, timeout=20) as http:
+        assert http.post("/topics", json={"name": "lanes"}).status_code == 201
+        before = threads(pid)
+        socks = [open_stream(server.port, "lanes") for _ in range(6)]
+        try:
+            assert wait_for(lambda: subscribers(http, "lanes") == 6)
+            assert threads(pid) - before == 3
+            ids = [
+                http.post("/topics/lanes/messages", json={"data": i}).json()["message_id"]
+                for i in range(50)
+            ]
+            for sock in socks:
+                data = read_until(sock, f"id: {ids[-1]}\n".encode()).decode()
+                at = [data.index(f"id: {i}\n") for i in ids]
+                assert at == sorted(at)
+        finally:
+            for sock in socks:
+                sock.close()

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -240,7 +241,7 @@ TEST(many_sinks_publishers_and_shutdown_race) {
   Broker broker(256);
   broker.create_topic("a");
   broker.create_topic("b");
-  Writer writer(broker.notifier());
+  Writer writer(broker.notifier(), 3);  // lanes on three threads, whatever the CPUs
   std::vector<Pair> pairs;
   std::vector<std::shared_ptr<Sink>> sinks;
   for (int i = 0; i < 64; ++i) {
@@ -284,6 +285,52 @@ TEST(many_sinks_publishers_and_shutdown_race) {
     ::close(pair.server);
     ::close(pair.client);
   }
+}
+
+// Several lanes: the connections are spread over them, and each still gets every message
+// of its topic in id order.
+TEST(lanes_each_keep_their_streams_in_order) {
+  Broker broker(1000, 5);
+  broker.create_topic("t");
+  Writer writer(broker.notifier(), 3);
+  CHECK(writer.thread_count() == 3);
+  std::vector<Pair> pairs;
+  std::vector<std::shared_ptr<Sink>> sinks;
+  for (int i = 0; i < 6; ++i) {
+    pairs.push_back(socket_pair());
+    sinks.push_back(attach(writer, broker, "t", pairs.back().server));
+  }
+  CHECK(writer.sink_count() == 6);
+  std::thread publisher([&] {
+    for (int i = 0; i < 300; ++i) broker.publish("t", std::to_string(i), "");
+  });
+  publisher.join();
+  for (auto& pair : pairs) {
+    const std::string text =
+        read_until(pair.client, [](const std::string& t) { return count(t, "id: 5-") == 300; });
+    CHECK(count(text, "id: 5-") == 300);
+    size_t at = 0;
+    bool ordered = true;
+    for (int i = 1; i <= 300; ++i) {
+      const size_t next = text.find("id: 5-" + std::to_string(i) + "\n", at);
+      ordered &= next != std::string::npos;
+      at = next == std::string::npos ? at : next;
+    }
+    CHECK(ordered);
+  }
+  for (auto& s : sinks) s->close();
+  for (auto& pair : pairs) {
+    ::close(pair.server);
+    ::close(pair.client);
+  }
+}
+
+TEST(one_lane_per_cpu_but_one_by_default) {
+  Broker broker(10, 5);
+  Writer writer(broker.notifier());
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  CHECK(writer.thread_count() == std::clamp<size_t>(cpus - 1, 1, Writer::kMaxAutoThreads));
+  CHECK(writer.thread_count() == Writer::auto_threads());
 }
 
 // The read side: a client that leaves is seen at once, with nothing published.

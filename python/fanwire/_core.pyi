@@ -255,9 +255,11 @@ class WsSink:
     def close(self) -> None: ...
 
 class Writer:
-    """The thread that writes every native SSE stream of a Core."""
+    """The threads that write every native SSE stream and WebSocket of a Core: one
+    epoll thread per lane, each connection on the least loaded lane for its life."""
 
-    def __init__(self, core: Core) -> None: ...
+    def __init__(self, core: Core, threads: int = 0) -> None:
+        """``threads`` 0: one per CPU but one (the event loop's), at least 1, at most 4."""
     def attach(
         self,
         subs: list[CoreSub],
@@ -282,6 +284,7 @@ class Writer:
         """Own the WebSocket connection on ``fd`` (closed by the WsSink) after its
         handshake; ``waiter`` is woken for client messages and, closing, at the end."""
     def sink_count(self) -> int: ...
+    def thread_count(self) -> int: ...
     def limit_grace(self, seconds: float) -> None:
         """No ended stream waits more than ``seconds`` from now for its bytes to leave."""
 

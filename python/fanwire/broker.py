@@ -86,6 +86,7 @@ class Broker:
         presence_ttl: float = 30.0,
         topics: TopicRules | Mapping[str, TopicOptions] | None = None,
         dedupe_max_keys: int = 10_000,
+        writer_threads: int = 0,
     ) -> None:
         self.retention = retention
         self.max_payload = max_payload
@@ -135,6 +136,7 @@ class Broker:
         self._waker = Waker(self._core.fileno(), self._drain, wake_interval)
         self._shutting_down = False
         self._writer: _core.Writer | None = None
+        self._writer_threads = writer_threads  # 0: one per CPU but one (at most 4)
         self._hub = Hub(
             core=self._core,
             log=self._log,
@@ -204,9 +206,9 @@ class Broker:
 
     @property
     def writer(self) -> _core.Writer:
-        """The native writer thread (created on first use by a native SSE stream)."""
+        """The native writer's threads (created on first use by a native connection)."""
         if self._writer is None:
-            self._writer = _core.Writer(self._core)
+            self._writer = _core.Writer(self._core, self._writer_threads)
         return self._writer
 
     def limit_native_grace(self, seconds: float) -> None:

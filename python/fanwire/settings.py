@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         "memory), hand each WebSocket to the C++ core after its handshake: the core writes "
         "and reads every frame, Python only answers client messages",
     )
+    writer_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="threads of the C++ writer that owns native SSE streams and WebSockets "
+        "(0: one per CPU but one, which stays the event loop's; at most 4); each connection "
+        "stays on one of them",
+    )
     redis_url: str | None = Field(
         None, description="Redis URL: scale out over Redis Streams (several workers or hosts)"
     )

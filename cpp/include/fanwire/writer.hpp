@@ -1,70 +1,46 @@
-// The thread that writes native SSE streams (Sinks) to their sockets.
+// The threads that write native connections (SSE Sinks, WebSocket WsSinks) to their
+// sockets.
 #pragma once
 
-#include <atomic>
-#include <cstdint>
+#include <cstddef>
 #include <memory>
-#include <mutex>
-#include <queue>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "fanwire/lane.hpp"
 #include "fanwire/notifier.hpp"
 #include "fanwire/sink.hpp"
 #include "fanwire/wssink.hpp"
 
 namespace fanwire {
 
-// One epoll thread for every native stream: woken through its own Notifier when a
-// subscriber of a Sink has messages (token = sink id), by EPOLLOUT when a blocked socket
-// drains, and by EPOLLIN/EPOLLRDHUP when a client leaves. Heartbeats and close graces
-// come from a deadline heap (one live entry per sink), so an idle stream costs nothing
-// between its heartbeats. It never holds the GIL and never calls into Python.
+// One Lane (an epoll thread) per writer thread; a connection stays on the lane it was
+// attached to, the one with the fewest connections then. Why several: a publish to N
+// clients costs N sends (TCP over loopback: the kernel's send and the receiver's wake-up,
+// ~8-13 us each on the 2-core box), so the last of 1,000 SSE clients got a message one
+// whole pass (~10 ms) after the first; lanes on other cores share that pass, where cores
+// are to spare (see auto_threads). Each lane
+// keeps its connections' order, so nothing a client sees depends on the lane count.
 class Writer {
  public:
-  explicit Writer(std::shared_ptr<Notifier> loop);
-  ~Writer();
-  Writer(const Writer&) = delete;
-  Writer& operator=(const Writer&) = delete;
+  // `threads` 0: auto_threads().
+  explicit Writer(std::shared_ptr<Notifier> loop, size_t threads = 0);
 
-  // Takes the subscribers over from the event loop and starts writing to `fd` (owned).
+  static constexpr size_t kMaxAutoThreads = 4;
+  // One per CPU but one (at least one, at most kMaxAutoThreads).
+  static size_t auto_threads();
+
   std::shared_ptr<Sink> attach(std::vector<std::shared_ptr<Subscriber>> subs,
                                Sink::Options options);
-  // Takes a WebSocket connection over after its handshake (fd owned): see WsSink.
   std::shared_ptr<WsSink> attach_ws(WsSink::Options options);
   size_t sink_count() const;
-  // No ended stream may wait longer than `seconds` from now for its bytes to leave (the
-  // server's shutdown grace): past it, the Writer resets it.
+  size_t thread_count() const { return lanes_.size(); }
+  // See Lane::limit_grace: every lane.
   void limit_grace(double seconds);
 
  private:
-  void run();
-  void pump(uint64_t id, Clock::time_point now);
-  void watch(Channel& sink, bool blocked);
-  void settle(Channel& sink, Clock::time_point now);
-  void schedule(uint64_t id, Clock::time_point at);
-  void fire_timers(Clock::time_point now);
-  int wait_ms(Clock::time_point now) const;
-  void add(std::shared_ptr<Channel> channel);
-  std::shared_ptr<Channel> find(uint64_t id) const;
-  Clock::time_point cap() const;
+  Lane& least_loaded();
 
-  std::shared_ptr<Notifier> loop_;
-  std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();
-  int epoll_fd_ = -1;
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<Channel>> sinks_;
-  // Writer thread only: EPOLLOUT armed or input paused; each sink's live timer and the heap of timers
-  // (entries whose time is not the sink's live one are stale and skipped).
-  std::unordered_map<uint64_t, uint32_t> polled_;  // epoll events, when not the default
-  std::unordered_map<uint64_t, Clock::time_point> timer_at_;
-  using Timer = std::pair<Clock::time_point, uint64_t>;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
-  std::atomic<Clock::rep> cap_{Clock::time_point::max().time_since_epoch().count()};
-  uint64_t next_id_ = 1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
 };
 
 }  // namespace fanwire

@@ -252,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         presence_ttl=settings.presence_ttl,
         topics=settings.topic_rules(),
         dedupe_max_keys=settings.dedupe_max_keys,
+        writer_threads=settings.writer_threads,
     )
 
     @asynccontextmanager

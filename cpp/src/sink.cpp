@@ -51,7 +51,7 @@ Sink::Pumped Sink::pump(Clock::time_point now) {
     std::string injected;
     injected.swap(injected_);  // taken before anything that became ready since (inject)
     const bool more = fill_locked();
-    if (!write_taken_locked(injected, now)) return Pumped::blocked;
+    if (!write_locked(injected, now)) return Pumped::blocked;
     if (ended_locked() || !more) return blocked_locked() ? Pumped::blocked : Pumped::idle;
   }
   return Pumped::again;
@@ -163,25 +163,14 @@ void Sink::check_closing_locked(Clock::time_point now) {
   write_locked(body, now);
 }
 
-// Writes `body` as one HTTP/1.1 chunk after what waits, as far as the socket takes it.
-// Returns false while bytes remain (socket full).
+// Writes `body`, then the last take if any (taken_, cleared after the send), as one
+// HTTP/1.1 chunk after what waits: views of each message's shared encoding, never copied
+// unless the socket refuses them. Returns false while bytes remain (socket full).
 bool Sink::write_locked(std::string_view body, Clock::time_point now) {
-  if (!body.empty()) {
-    gather_chunk_head(body.size());
-    outbox_.gather(body);
-    outbox_.gather("\r\n");
-    last_write_ = now;
-  }
-  return send_locked(now);
-}
-
-// Writes `before` and the last take (taken_, then cleared) as one chunk: views of each
-// message's shared encoding, never copied unless the socket refuses them.
-bool Sink::write_taken_locked(std::string_view before, Clock::time_point now) {
-  const size_t size = before.size() + taken_.byte_size();
+  const size_t size = body.size() + taken_.byte_size();
   if (size > 0) {
     gather_chunk_head(size);
-    outbox_.gather(before);
+    outbox_.gather(body);
     for (const auto& piece : taken_.pieces()) outbox_.gather(taken_.bytes(piece));
     outbox_.gather("\r\n");
     last_write_ = now;

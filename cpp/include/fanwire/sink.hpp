@@ -88,7 +88,6 @@ class Sink : public Channel {
   void take_locked();
   void take_ready_locked(std::string& body);
   bool write_locked(std::string_view body, Clock::time_point now);
-  bool write_taken_locked(std::string_view before, Clock::time_point now);
   void gather_chunk_head(size_t size);
   bool send_locked(Clock::time_point now);
   void on_end_locked(Clock::time_point now);

@@ -55,11 +55,14 @@ def test_a_fresh_node_never_answers_404_for_a_topic_redis_has(
                         return False
 
                 await until(healthy, timeout=60, what="node B healthy")
-                return await stream_status(http, url, topic)
+                described = (await http.get(f"{url}/topics/{topic}")).status_code
+                return await stream_status(http, url, topic), described
 
-        status = run(while_paused(), timeout=90)
+        status, described = run(while_paused(), timeout=90)
         assert status != 404, "a fresh node denied a topic that Redis has"
         assert status in (200, 503), status
+        assert described != 404, "GET /topics/{name} on a fresh node denied a topic"
+        assert described in (200, 503), described
     finally:
         os.kill(redis_server.pid, signal.SIGCONT)
         starter.join(timeout=90)

@@ -366,11 +366,14 @@ def topics_router(runtime: Runtime) -> APIRouter:
         members = broker.presence(name)
         return {"topic": name, "members": members, "count": len(members)}
 
-    @api.get("/topics/{name}", response_model=TopicDetail, responses=_errors(400, 404))
+    @api.get("/topics/{name}", response_model=TopicDetail, responses=_errors(400, 404, 503))
     async def get_topic(name: str, request: Request) -> Any:
         """One topic: its subscriber (on every node) and message counts and its effective
         options."""
         try:
+            # Redis mode: a topic made on another node a moment ago, or one this node has
+            # not loaded yet (503, never a 404 that would be wrong).
+            await broker.aknow_topics([check_topic(name)])
             return topic_body(runtime, name, may_see(request)(name))
         except FanwireError as exc:
             return http_error(exc)

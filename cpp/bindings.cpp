@@ -281,11 +281,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("heartbeat_notice",
         [](Encoding e) { return as_python(e, notice::heartbeat(e, notice::now())); },
         py::arg("encoding"));
-  m.def("member_notice",
-        [](Encoding e, bool join, std::string_view topic, std::string_view member) {
-          return as_python(e, notice::member(e, join, topic, member));
-        },
-        py::arg("encoding"), py::arg("join"), py::arg("topic"), py::arg("member"));
 
   py::class_<TopicNote>(m, "TopicNote")
       .def_readonly("topic", &TopicNote::topic)

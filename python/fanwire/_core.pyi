@@ -115,9 +115,6 @@ def gap_notice(encoding: Encoding, topic: str, first_available: str | None) -> b
 def heartbeat_notice(encoding: Encoding) -> bytes | str:
     """A heartbeat stamped now."""
 
-def member_notice(encoding: Encoding, join: bool, topic: str, member: bytes) -> bytes | str:
-    """A presence ``join`` (or ``leave``) notice of ``topic``; ``member`` is its JSON."""
-
 class TopicNote:
     """One topic's part of a Batch (only topics that dropped messages or are closed)."""
 

@@ -366,7 +366,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Writer>(m, "Writer")
       .def(py::init([](const Broker& broker, size_t threads) {
-             return std::make_unique<Writer>(broker.notifier(), threads);
+             return std::make_unique<Writer>(broker.notifier(), threads, broker.inbox());
            }),
            py::arg("core"), py::arg("threads") = 0, py::keep_alive<1, 2>())
       .def("attach", &attach, py::arg("subs"), py::arg("fd"), py::arg("preamble"),
@@ -413,6 +413,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("epoch") = 0, py::arg("external_ids") = false)
       .def_property_readonly("epoch", &Broker::epoch)
       .def("fileno", &Broker::fd)
+      .def("inbox_fileno", &Broker::inbox_fd)
       .def("create_topic", &Broker::create_topic, py::arg("name"), py::arg("retention") = 0,
            py::arg("max_age") = 0.0, py::arg("conflate_key") = "", py::arg("cache") = false)
       .def("delete_topic", &Broker::delete_topic, py::call_guard<py::gil_scoped_release>())
@@ -434,6 +435,12 @@ PYBIND11_MODULE(_core, m) {
            py::arg("since") = py::none(), py::arg("policy") = Policy::drop_oldest,
            py::arg("queue_size") = 1000)
       .def("drain", &drain)
+      .def("drain_inbox",
+           [](Broker& broker) {
+             std::vector<uint64_t> waiters;
+             broker.drain_inbox(waiters);
+             return waiters;
+           })
       .def("shutdown", &Broker::shutdown, py::call_guard<py::gil_scoped_release>())
       .def("counters", &Broker::counters)
       .def_property_readonly("external_ids", &Broker::external_ids);

@@ -21,7 +21,8 @@ constexpr int kMaxWaitMs = 1000;
 constexpr auto kSlack = std::chrono::milliseconds(20);
 }  // namespace
 
-Lane::Lane(std::shared_ptr<Notifier> loop) : loop_(std::move(loop)) {
+Lane::Lane(std::shared_ptr<Notifier> loop, std::shared_ptr<Notifier> inbox)
+    : loop_(std::move(loop)), inbox_(std::move(inbox)) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_event ev{};
@@ -56,6 +57,7 @@ std::shared_ptr<Sink> Lane::attach(std::vector<std::shared_ptr<Subscriber>> subs
 
 std::shared_ptr<WsSink> Lane::attach_ws(WsSink::Options options) {
   options.loop = loop_;
+  options.inbox = inbox_;
   options.ready = ready_;
   std::shared_ptr<WsSink> sink;
   {

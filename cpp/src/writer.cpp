@@ -5,9 +5,10 @@
 
 namespace fanwire {
 
-Writer::Writer(std::shared_ptr<Notifier> loop, size_t threads) {
+Writer::Writer(std::shared_ptr<Notifier> loop, size_t threads, std::shared_ptr<Notifier> inbox) {
   if (threads == 0) threads = auto_threads();
-  for (size_t i = 0; i < threads; ++i) lanes_.push_back(std::make_unique<Lane>(loop));
+  if (!inbox) inbox = loop;
+  for (size_t i = 0; i < threads; ++i) lanes_.push_back(std::make_unique<Lane>(loop, inbox));
 }
 
 // One per CPU but one, which stays the event loop's (it parses and answers every

@@ -35,7 +35,7 @@ WsSink::WsSink(uint64_t id, Options options)
       ping_timeout_(to_duration(options.ping_timeout)),
       close_grace_(to_duration(options.close_grace_seconds)),
       next_ping_(last_write_ + ping_interval_), loop_(std::move(options.loop)),
-      loop_waiter_(options.loop_waiter), ready_(std::move(options.ready)) {}
+      inbox_loop_(options.inbox ? std::move(options.inbox) : loop_), loop_waiter_(options.loop_waiter), ready_(std::move(options.ready)) {}
 
 WsSink::~WsSink() {
   if (fd_ >= 0) ::close(fd_);
@@ -181,7 +181,7 @@ void WsSink::on_readable(Clock::time_point now) {
     }
     if (!gone_) write_locked({}, now);  // pongs, a close
   }
-  if (wake && loop_) loop_->push(loop_waiter_, true);
+  if (wake && inbox_loop_) inbox_loop_->push(loop_waiter_, true);
 }
 
 // Returns true if the inbox was empty and got a message (Python is to be woken).

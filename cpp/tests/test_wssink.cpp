@@ -141,7 +141,7 @@ TEST(ack_precedes_events_and_none_follows_unsubscribe) {
 
 TEST(ping_answered_messages_to_the_loop_close_echoed) {
   Broker broker(100, 5);
-  Writer writer(broker.notifier());
+  Writer writer(broker.notifier(), 0, broker.inbox());
   Pair pair = socket_pair();
   auto sink = hand_over(writer, pair);
   const std::string in = client_frame(0x81, R"({"type":"ping"})") + client_frame(0x89, "hi") +
@@ -155,9 +155,12 @@ TEST(ping_answered_messages_to_the_loop_close_echoed) {
     return got.size() == 2;
   }));
   CHECK(got.size() == 2 && got[0] == R"({"type":"ping"})" && got[1] == "b");
-  std::vector<uint64_t> tokens;  // the loop was woken for them
-  CHECK(wait_for([&] { broker.drain(tokens); return !tokens.empty(); }));
+  std::vector<uint64_t> tokens;  // the loop was woken for them, through the inbox
+  CHECK(wait_for([&] { broker.drain_inbox(tokens); return !tokens.empty(); }));
   CHECK(!tokens.empty() && tokens[0] == 42);
+  tokens.clear();
+  broker.drain(tokens);  // not through the subscribers' notifier (rate-limited)
+  CHECK(tokens.empty());
   const std::string bye = client_frame(0x88, std::string("\x03\xe8", 2));
   CHECK(::write(pair.client, bye.data(), bye.size()) == static_cast<ssize_t>(bye.size()));
   Frames close = read_frames(pair.client, 2);

@@ -360,6 +360,8 @@ class Core:
     @property
     def external_ids(self) -> bool: ...
     def fileno(self) -> int: ...
+    def inbox_fileno(self) -> int:
+        """The fd that says native WebSockets received client messages (drain_inbox)."""
     def create_topic(
         self,
         name: str,
@@ -404,5 +406,7 @@ class Core:
     ) -> CoreSub: ...
     def drain(self) -> Wakes:
         """The waiters woken since the last drain."""
+    def drain_inbox(self) -> list[int]:
+        """The waiters whose native WebSocket received client messages since the last."""
     def shutdown(self) -> None: ...
     def counters(self) -> Counters: ...

@@ -134,6 +134,9 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._waker = Waker(self._core.fileno(), self._drain, wake_interval)
+        # Client messages of native WebSockets (publishes among them) are answered at once:
+        # the wake_interval batches subscribers' wake-ups, it must not delay an ack.
+        self._inbox = Waker(self._core.inbox_fileno(), self._drain_inbox, 0.0)
         self._shutting_down = False
         self._writer: _core.Writer | None = None
         self._writer_threads = writer_threads  # 0: one per CPU but one (at most 4)
@@ -161,10 +164,12 @@ class Broker:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._waker.attach(loop)
+        self._inbox.attach(loop)
         # A broker dropped without close() must not leave its fd registered with the loop:
         # the fd number is reused by the next broker, whose wake-ups would then be lost.
         # (The callback must not hold the broker, or it would never be collected.)
         weakref.finalize(self, _forget_fd, loop, self._core.fileno())
+        weakref.finalize(self, _forget_fd, loop, self._core.inbox_fileno())
 
     async def astart(self) -> None:
         """:meth:`start`; in Redis mode, also wait until the node's first connection
@@ -197,7 +202,9 @@ class Broker:
         self._idle.stop()
         if self._loop is not None and not self._loop.is_closed():
             self._waker.detach()
+            self._inbox.detach()
             self._drain()
+            self._drain_inbox()
         self._loop = None
 
     @property
@@ -690,17 +697,23 @@ class Broker:
         self._waker.request()
 
     def _drain(self) -> None:
-        """Wake every subscription the core reported ready (runs on the loop).
+        """Wake every subscription the core reported ready (runs on the loop)."""
+        wakes = self._core.drain()
+        self._wake_all(((False, wakes.ready), (True, wakes.closing)))
 
-        The core hands each wake-up out once: a wake-up that raises (e.g. a direct write)
+    def _drain_inbox(self) -> None:
+        """Let every native WebSocket that received client messages answer them."""
+        self._wake_all(((False, self._core.drain_inbox()),))
+
+    def _wake_all(self, rounds: Iterable[tuple[bool, Iterable[int]]]) -> None:
+        """The core hands each wake-up out once: a wake-up that raises (e.g. a direct write)
         must not cost the rest of the round theirs, so every one is woken, then the
         first error is logged (raising here would also break ``close``).
         """
         first: Exception | None = None
         failed = 0
-        wakes = self._core.drain()
         subs = self._subs
-        for closing, waiters in ((False, wakes.ready), (True, wakes.closing)):
+        for closing, waiters in rounds:
             for waiter in waiters:
                 sub = subs.get(waiter)
                 if sub is None:

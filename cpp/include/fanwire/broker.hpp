@@ -63,6 +63,10 @@ class Broker {
   bool external_ids() const { return ids_->external; }
   int fd() const { return notifier_->fd(); }
   const std::shared_ptr<Notifier>& notifier() const { return notifier_; }
+  // Client messages of native WebSockets wake the loop through this one: it is drained at
+  // once, not at the subscribers' rate-limited rounds (see Writer).
+  int inbox_fd() const { return inbox_->fd(); }
+  const std::shared_ptr<Notifier>& inbox() const { return inbox_; }
 
   // `retention` 0: the broker's; `max_age` 0: no age limit (Topic).
   // `conflate_key` (not empty): keyed conflation on that top-level field of `data`;
@@ -92,6 +96,7 @@ class Broker {
   std::shared_ptr<Subscriber> subscribe(std::string_view topic, const SubscribeOptions& options);
 
   void drain(std::vector<uint64_t>& out) { notifier_->drain(out); }
+  void drain_inbox(std::vector<uint64_t>& out) { inbox_->drain(out); }
   // Closes every subscriber (each is woken with the closing bit) and deletes all topics.
   void shutdown();
   BrokerCounters counters() const;
@@ -110,6 +115,7 @@ class Broker {
   std::shared_ptr<IdPolicy> ids_ = std::make_shared<IdPolicy>();
   std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
   std::shared_ptr<Notifier> notifier_ = std::make_shared<Notifier>();
+  std::shared_ptr<Notifier> inbox_ = std::make_shared<Notifier>();
   mutable std::shared_mutex mu_;
   TopicMap topics_;
 };

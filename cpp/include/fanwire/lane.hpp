@@ -24,7 +24,7 @@ namespace fanwire {
 // between its heartbeats. It never holds the GIL and never calls into Python.
 class Lane {
  public:
-  explicit Lane(std::shared_ptr<Notifier> loop);
+  Lane(std::shared_ptr<Notifier> loop, std::shared_ptr<Notifier> inbox);
   ~Lane();
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
@@ -52,6 +52,7 @@ class Lane {
   Clock::time_point cap() const;
 
   std::shared_ptr<Notifier> loop_;
+  std::shared_ptr<Notifier> inbox_;  // WebSocket client messages (see Writer)
   std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();
   int epoll_fd_ = -1;
   mutable std::mutex mu_;

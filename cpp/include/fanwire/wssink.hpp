@@ -46,7 +46,8 @@ class WsSink : public Channel {
     double ping_timeout = 20;   // 0: no limit
     double heartbeat_seconds = 0;  // 0: no `info heartbeat` (the client did not ask)
     double close_grace_seconds = 5;
-    std::shared_ptr<Notifier> loop;  // told (waiter) of inbound messages, (| closing) at the end
+    std::shared_ptr<Notifier> loop;   // told (waiter) of a topic left, (| closing) at the end
+    std::shared_ptr<Notifier> inbox;  // told (waiter) of client messages (null: `loop`)
     uint64_t loop_waiter = 0;
     std::shared_ptr<Notifier> ready;  // the Writer's
   };
@@ -129,6 +130,7 @@ class WsSink : public Channel {
   Clock::time_point ping_sent_{};
   Clock::time_point ended_at_{};
   std::shared_ptr<Notifier> loop_;
+  std::shared_ptr<Notifier> inbox_loop_;  // Options::inbox
   uint64_t loop_waiter_;
   std::shared_ptr<Notifier> ready_;
   uint64_t frames_ = 0;

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
         ge=0,
         description="least seconds between two wake-ups of the subscribers on the "
         "event loop, and a round of wake-ups never takes more than half the loop: under load "
-        "each wake-up then carries a batch (0: no rate limit)",
+        "each wake-up then carries a batch (0: no rate limit; client messages are answered "
+        "at once)",
     )
     ws_batch_frames: bool = Field(
         True,

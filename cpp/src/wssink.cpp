@@ -35,7 +35,8 @@ WsSink::WsSink(uint64_t id, Options options)
       ping_timeout_(to_duration(options.ping_timeout)),
       close_grace_(to_duration(options.close_grace_seconds)),
       next_ping_(last_write_ + ping_interval_), loop_(std::move(options.loop)),
-      inbox_loop_(options.inbox ? std::move(options.inbox) : loop_), loop_waiter_(options.loop_waiter), ready_(std::move(options.ready)) {}
+      inbox_loop_(std::move(options.inbox)), loop_waiter_(options.loop_waiter),
+      ready_(std::move(options.ready)) {}
 
 WsSink::~WsSink() {
   if (fd_ >= 0) ::close(fd_);

@@ -47,7 +47,7 @@ class WsSink : public Channel {
     double heartbeat_seconds = 0;  // 0: no `info heartbeat` (the client did not ask)
     double close_grace_seconds = 5;
     std::shared_ptr<Notifier> loop;   // told (waiter) of a topic left, (| closing) at the end
-    std::shared_ptr<Notifier> inbox;  // told (waiter) of client messages (null: `loop`)
+    std::shared_ptr<Notifier> inbox;  // told (waiter) of client messages (Writer: `loop` if none)
     uint64_t loop_waiter = 0;
     std::shared_ptr<Notifier> ready;  // the Writer's
   };

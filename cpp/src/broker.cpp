@@ -156,9 +156,11 @@ void Broker::shutdown() {
 }
 
 BrokerCounters Broker::counters() const {
+  // The topics' stats first: they count the drops their lazily bounded cursors owe.
+  const std::vector<TopicStats> topics = topic_stats();
   BrokerCounters out{0, 0, counters_->published.load(), counters_->delivered.load(),
                      counters_->dropped.load(), counters_->conflated.load()};
-  for (const auto& topic : topic_stats()) {
+  for (const auto& topic : topics) {
     out.messages += static_cast<int64_t>(topic.retained);
     out.subscribers += static_cast<int64_t>(topic.subscribers);
   }

@@ -46,6 +46,7 @@ bool Subscriber::arm() {
 TakeResult Subscriber::take(std::vector<MessagePtr>& out, size_t max,
                             std::optional<MessageKey> through) {
   std::lock_guard lock(topic_->mu_);
+  topic_->settle_locked(*this);
   TakeResult result;
   result.reason = reason_;
   if (reason_ == CloseReason::slow_consumer) return result;
@@ -102,12 +103,13 @@ std::optional<MessageKey> Subscriber::visible() const { return topic_->ids().vis
 
 uint64_t Subscriber::pending() const {
   std::lock_guard lock(topic_->mu_);
-  return reason_ == CloseReason::slow_consumer ? 0
-                                                : topic_->log_.end() - pos_ + notices_.size();
+  if (reason_ == CloseReason::slow_consumer) return 0;
+  return topic_->log_.end() - topic_->cursor(*this) + notices_.size();
 }
 
-uint64_t Subscriber::dropped() const {
+uint64_t Subscriber::dropped() {
   std::lock_guard lock(topic_->mu_);
+  topic_->settle_locked(*this);
   return dropped_;
 }
 

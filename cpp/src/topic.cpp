@@ -81,7 +81,7 @@ uint64_t Topic::young_begin(double now) const {
 void Topic::trim_aged(double now) {
   next_trim_ = now + max_age_ / 16;
   uint64_t limit = young_begin(now);
-  for (const Subscriber* sub : subscribers_) limit = std::min(limit, sub->pos_);
+  for (const Subscriber* sub : subscribers_) limit = std::min(limit, cursor(*sub));
   while (log_.begin() < limit) {
     evicted_ = log_.front()->key();
     log_.pop_front();
@@ -102,7 +102,7 @@ std::shared_ptr<Subscriber> Topic::subscribe(const SubscribeOptions& options) {
   place(*sub, options);
   sub->index_ = subscribers_.size();
   subscribers_.push_back(sub.get());
-  deadline_ = std::min(deadline_, sub->pos_ + sub->capacity_);
+  if (!bounded_lazily(*sub)) deadline_ = std::min(deadline_, sub->pos_ + sub->capacity_);
   return sub;
 }
 
@@ -159,6 +159,10 @@ void Topic::enforce_bounds(uint64_t end) {
   uint64_t deadline = UINT64_MAX;
   for (size_t i = 0; i < subscribers_.size();) {
     Subscriber& sub = *subscribers_[i];
+    if (bounded_lazily(sub)) {
+      ++i;
+      continue;
+    }
     // Its window holds the messages from its cursor and its presence notices.
     const uint64_t lag = end - sub.pos_ + sub.notices_.size();
     if (lag > sub.capacity_) {
@@ -213,6 +217,23 @@ void Topic::drop_oldest_locked(Subscriber& sub, uint64_t over) {
   counters_->dropped.fetch_add(lost, std::memory_order_relaxed);
 }
 
+bool Topic::bounded_lazily(const Subscriber& sub) const {
+  // A closed one is settled as it closes (close_locked) and no longer bounded.
+  return sub.policy_ == Policy::drop_oldest && sub.notices_.empty() && !conflating() &&
+         sub.reason_ == CloseReason::none;
+}
+
+uint64_t Topic::cursor(const Subscriber& sub) const {
+  if (!bounded_lazily(sub)) return sub.pos_;
+  const uint64_t end = log_.end();
+  return std::max(sub.pos_, end > sub.capacity_ ? end - sub.capacity_ : 0);
+}
+
+void Topic::settle_locked(Subscriber& sub) {
+  const uint64_t pos = cursor(sub);
+  if (pos > sub.pos_) drop_oldest_locked(sub, pos - sub.pos_);
+}
+
 void Topic::wake_parked(bool from_loop, bool& must_drain) {
   for (Subscriber* sub : parked_) {
     sub->parked_index_ = Subscriber::npos;
@@ -242,6 +263,7 @@ size_t Topic::notify(bool join, std::string_view member_json, bool from_loop,
       const MessageKey key = ids_->visible().value_or(MessageKey{});
       notice = notice::member_message(key, join, name_, member_json);
     }
+    settle_locked(sub);  // from here on its bound is held eagerly, notices in place
     sub.notices_.emplace_back(end, notice);
     ++reached;
     // A notice takes a place in the window like a message, so a listener that stopped
@@ -281,6 +303,7 @@ void Topic::conflated_locked(Subscriber& sub, uint64_t count) {
 // consumer, which is cut off), then sees the reason.
 void Topic::close_locked(Subscriber& sub, CloseReason reason) {
   if (sub.reason_ != CloseReason::none) return;
+  settle_locked(sub);  // what it lost is counted; what it still reads is its window
   sub.reason_ = reason;
   remove_locked(sub);
   // A slow consumer is cut off: it will not read its notices either.
@@ -310,8 +333,9 @@ void Topic::remove_locked(Subscriber& sub) {
   sub.index_ = Subscriber::npos;
 }
 
-TopicStats Topic::stats() const {
+TopicStats Topic::stats() {
   std::lock_guard lock(mu_);
+  for (Subscriber* sub : subscribers_) settle_locked(*sub);
   const uint64_t retained = log_.end() - young_begin(now_seconds());
   return TopicStats{name_, subscribers_.size(), published_, dropped_, retained, conflated_};
 }

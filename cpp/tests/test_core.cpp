@@ -156,6 +156,37 @@ TEST(drop_oldest_counts_exactly) {
   CHECK(stats.size() == 1 && stats[0].dropped == 15);
 }
 
+// A drop_oldest cursor's bound is applied when it is read, its stats are read or it
+// leaves (Topic::settle_locked), not by each publish: the window and every count must be
+// what an eager drop gives, even many retentions behind.
+TEST(drop_oldest_far_behind_reads_its_newest_window_and_every_drop_is_counted) {
+  Broker b(50, 1);
+  b.create_topic("t");
+  auto sub = b.subscribe("t", opts(10));
+  auto listener = b.subscribe("t", opts(10));
+  for (int i = 0; i < 1000; ++i) b.publish("t", "1", "");
+  CHECK(sub->pending() == 10);
+  CHECK(b.topic_stats()[0].dropped == 2 * 990);  // counted before anyone reads
+  CHECK(b.counters().dropped == 2 * 990);
+  uint64_t dropped = 0;
+  auto ids = ids_of(*sub, &dropped);
+  CHECK(dropped == 990 && ids.size() == 10 && ids.front() == "1-991");
+  // A presence notice after a lag: the lag is dropped first, then the notice takes its
+  // place in the window (1-1092..1-1100 and the notice; 990 + 100 + 1 dropped).
+  listener->set_join_leave(true);
+  for (int i = 0; i < 100; ++i) b.publish("t", "1", "");
+  b.notify("t", true, "{}");
+  std::vector<MessagePtr> got;
+  const TakeResult r = listener->take(got, 1 << 20);
+  CHECK(r.dropped == 1091 && got.size() == 10);
+  CHECK(got.front()->id() == "1-1092" && got.back()->id().empty());
+  // Leaving, it is counted for what it owed (110 of the 120 published since its take).
+  for (int i = 0; i < 20; ++i) b.publish("t", "1", "");
+  sub->close();
+  CHECK(sub->dropped() == 990 + 110);
+  CHECK(b.topic_stats()[0].dropped == 1100 + 1091 + 10);  // and the listener's 10 owed
+}
+
 TEST(disconnect_policy_closes_slow_consumer) {
   Broker b(100, 1);
   b.create_topic("t");

@@ -44,9 +44,9 @@ struct TakeResult {
 };
 
 // A subscriber holds no copy of any message: it is a cursor into its topic's retention
-// ring whose lag is bounded by `capacity` (its queue size, or its replay if larger). The
-// publisher enforces the bound: under drop_oldest it moves the cursor forward and counts
-// the drops; under disconnect it closes the subscriber. Presence notices waiting
+// ring whose lag is bounded by `capacity` (its queue size, or its replay if larger). Under
+// drop_oldest the cursor is moved forward and the drops counted (lazily, when it is read:
+// Topic::settle_locked); under disconnect the publisher closes the subscriber. Presence notices waiting
 // (Topic::notify) take places in that window like messages. All state is guarded by the
 // topic's mutex; the idle memory cost is this object and two slots in the topic's lists.
 class Subscriber {
@@ -71,7 +71,7 @@ class Subscriber {
   // The topic's bound for a take in id order over several topics (IdPolicy::visible).
   std::optional<MessageKey> visible() const;
   uint64_t pending() const;  // messages and presence notices waiting
-  uint64_t dropped() const;
+  uint64_t dropped();  // applies its pending drops first (Topic::settle_locked)
   CloseReason close_reason() const;
   // From now on, wake-ups go to `notifier` with token `waiter` (a native Writer takes
   // the subscriber over from the event loop).

@@ -118,7 +118,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
 
   // Closes every subscriber with `reason` and refuses further publishes.
   void close_all(CloseReason reason);
-  TopicStats stats() const;
+  // Settles every lazily bounded cursor first, so its drops are counted (see settle_locked).
+  TopicStats stats();
 
  private:
   friend class Subscriber;
@@ -129,6 +130,14 @@ class Topic : public std::enable_shared_from_this<Topic> {
   void trim_aged(double now);
   void enforce_bounds(uint64_t end);
   void drop_oldest_locked(Subscriber& sub, uint64_t over);
+  // A drop_oldest cursor of a topic that does not conflate, with no presence notice
+  // waiting, is bounded lazily: its drops are applied (moved past and counted) when it
+  // is next read, its topic's stats are read or it closes, not by the publisher. With
+  // every subscriber at its bound, an eager check would scan them all on every publish.
+  bool bounded_lazily(const Subscriber& sub) const;
+  // Where `sub` reads next once its pending drops are applied.
+  uint64_t cursor(const Subscriber& sub) const;
+  void settle_locked(Subscriber& sub);
   void forget_front_key();
   void push_conflating(MessagePtr message, std::optional<std::string_view> ckey);
   // Appends one message under the lock, then holds the bounds (count, subscribers'
@@ -151,7 +160,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
   std::optional<MessageKey> evicted_;   // newest key trimmed from the ring
   std::vector<Subscriber*> subscribers_;
   std::vector<Subscriber*> parked_;     // waiting for the next message
-  // Lower bound of min(pos + capacity - notices waiting) over subscribers.
+  // Lower bound of min(pos + capacity - notices waiting) over the subscribers that are
+  // not bounded lazily.
   uint64_t deadline_ = UINT64_MAX;
   uint64_t published_ = 0;
   uint64_t dropped_ = 0;

@@ -11,6 +11,12 @@
 namespace fanwire {
 namespace {
 constexpr uint64_t kReadyToken = 0;  // epoll data of the wake-up fd; sink ids start at 1
+// Epoll data of the replies fd (no sink has it: ids are far below).
+constexpr uint64_t kRepliesToken = Notifier::kWaiterMask - 1;
+// Subscribers' wake-ups served between two looks at the sockets and at the replies: with
+// a thousand streams a whole round takes milliseconds, which an ack (and the publish it
+// answers, read from a socket) must not wait for.
+constexpr size_t kSlice = 64;
 // A wake-up token (no sink has it): the grace cap changed, every timer is recomputed.
 constexpr uint64_t kCapToken = Notifier::kWaiterMask;
 constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
@@ -29,6 +35,8 @@ Lane::Lane(std::shared_ptr<Notifier> loop, std::shared_ptr<Notifier> inbox)
   ev.events = EPOLLIN;
   ev.data.u64 = kReadyToken;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, ready_->fd(), &ev);
+  ev.data.u64 = kRepliesToken;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, replies_->fd(), &ev);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -42,7 +50,7 @@ Lane::~Lane() {
 std::shared_ptr<Sink> Lane::attach(std::vector<std::shared_ptr<Subscriber>> subs,
                                      Sink::Options options) {
   options.loop = loop_;
-  options.ready = ready_;
+  options.ready = replies_;  // Python's close() and inject(); subscribers wake ready_
   std::shared_ptr<Sink> sink;
   {
     std::lock_guard lock(mu_);
@@ -59,6 +67,7 @@ std::shared_ptr<WsSink> Lane::attach_ws(WsSink::Options options) {
   options.loop = loop_;
   options.inbox = inbox_;
   options.ready = ready_;
+  options.replies = replies_;
   std::shared_ptr<WsSink> sink;
   {
     std::lock_guard lock(mu_);
@@ -106,37 +115,53 @@ std::shared_ptr<Channel> Lane::find(uint64_t id) const {
   return it == sinks_.end() ? nullptr : it->second;
 }
 
+// Each turn looks at the sockets and the replies (without waiting while wake-ups are
+// queued), then serves at most kSlice queued wake-ups: what Python queued (acks, replies,
+// closes) and what the clients sent are served within a slice, not after a whole round.
 void Lane::run() {
   std::vector<epoll_event> events(256);
-  std::vector<uint64_t> tokens;
+  std::vector<uint64_t> queued;  // subscribers' wake-ups drained, served from `next` on
+  std::vector<uint64_t> replies;
+  size_t next = 0;
   while (!stop_.load()) {
-    const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                               wait_ms(Clock::now()));
+    const int timeout = next < queued.size() ? 0 : wait_ms(Clock::now());
+    const int n =
+        ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
     const auto now = Clock::now();
     for (int i = 0; i < n; ++i) {
       const uint64_t id = events[i].data.u64;
-      if (id != kReadyToken) {
+      if (id == kReadyToken) {
+        ready_->drain(queued);
+      } else if (id == kRepliesToken) {
+        replies.clear();
+        replies_->drain(replies);
+        for (uint64_t token : replies) serve(token, now);
+      } else {
         if (events[i].events & (kReadEvents | EPOLLHUP | EPOLLERR))
           if (auto sink = find(id)) sink->on_readable(now);
         pump(id, now);
-        continue;
       }
-      tokens.clear();
-      ready_->drain(tokens);
-      for (uint64_t token : tokens) {
-        const uint64_t target = token & Notifier::kWaiterMask;
-        if (target == kCapToken) {
-          for (auto& entry : timer_at_) timers_.emplace(Clock::time_point::min(), entry.first);
-          for (auto& entry : timer_at_) entry.second = Clock::time_point::min();
-        } else if (target != kReadyToken) {
-          pump(target, now);
-        }
-      }
+    }
+    const size_t until = std::min(queued.size(), next + kSlice);
+    for (; next < until; ++next) serve(queued[next], now);
+    if (next == queued.size()) {
+      queued.clear();
+      next = 0;
     }
     fire_timers(now);
   }
   std::lock_guard lock(mu_);
   sinks_.clear();
+}
+
+void Lane::serve(uint64_t token, Clock::time_point now) {
+  const uint64_t target = token & Notifier::kWaiterMask;
+  if (target == kCapToken) {
+    for (auto& entry : timer_at_) timers_.emplace(Clock::time_point::min(), entry.first);
+    for (auto& entry : timer_at_) entry.second = Clock::time_point::min();
+  } else if (target != kReadyToken) {
+    pump(target, now);
+  }
 }
 
 int Lane::wait_ms(Clock::time_point now) const {

@@ -36,7 +36,7 @@ WsSink::WsSink(uint64_t id, Options options)
       close_grace_(to_duration(options.close_grace_seconds)),
       next_ping_(last_write_ + ping_interval_), loop_(std::move(options.loop)),
       inbox_loop_(std::move(options.inbox)), loop_waiter_(options.loop_waiter),
-      ready_(std::move(options.ready)) {}
+      ready_(std::move(options.ready)), replies_(std::move(options.replies)) {}
 
 WsSink::~WsSink() {
   if (fd_ >= 0) ::close(fd_);
@@ -284,7 +284,7 @@ bool WsSink::done() const {
 }
 
 void WsSink::wake_ready() {
-  if (ready_) ready_->push(id_, true);
+  if (replies_) replies_->push(id_, true);
 }
 
 void WsSink::send(std::string frames) {

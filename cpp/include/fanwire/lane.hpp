@@ -41,6 +41,7 @@ class Lane {
 
  private:
   void run();
+  void serve(uint64_t token, Clock::time_point now);  // one drained wake-up
   void pump(uint64_t id, Clock::time_point now);
   void watch(Channel& sink, bool blocked);
   void settle(Channel& sink, Clock::time_point now);
@@ -53,7 +54,9 @@ class Lane {
 
   std::shared_ptr<Notifier> loop_;
   std::shared_ptr<Notifier> inbox_;  // WebSocket client messages (see Writer)
-  std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();
+  std::shared_ptr<Notifier> ready_ = std::make_shared<Notifier>();  // subscribers' wake-ups
+  // What Python asked of a connection (frames queued, close): served first (see run).
+  std::shared_ptr<Notifier> replies_ = std::make_shared<Notifier>();
   int epoll_fd_ = -1;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Channel>> sinks_;

@@ -41,7 +41,9 @@ class Sink : public Channel {
     double close_grace_seconds = 5; // an ended stream's bytes may take this long to leave
     std::shared_ptr<Notifier> loop; // told (waiter | closing bit) when the stream ends
     uint64_t loop_waiter = 0;
-    std::shared_ptr<Notifier> ready;  // the Writer's: told when close() is called
+    // The Writer's notifier for what Python asks (close(), inject()): served before the
+    // subscribers' wake-ups (see Lane::run).
+    std::shared_ptr<Notifier> ready;
   };
 
   Sink(uint64_t id, std::vector<std::shared_ptr<Subscriber>> subs, Options options);

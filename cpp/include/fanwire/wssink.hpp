@@ -49,7 +49,8 @@ class WsSink : public Channel {
     std::shared_ptr<Notifier> loop;   // told (waiter) of a topic left, (| closing) at the end
     std::shared_ptr<Notifier> inbox;  // told (waiter) of client messages (Writer: `loop` if none)
     uint64_t loop_waiter = 0;
-    std::shared_ptr<Notifier> ready;  // the Writer's
+    std::shared_ptr<Notifier> ready;    // the Writer's, for its subscribers' wake-ups
+    std::shared_ptr<Notifier> replies;  // the Writer's, for the frames Python queues (acks)
   };
 
   WsSink(uint64_t id, Options options);
@@ -108,7 +109,7 @@ class WsSink : public Channel {
   void gone_locked(Clock::time_point now, bool reset);
   bool handle_inbound_locked(Clock::time_point now);
   bool write_locked(std::string_view body, Clock::time_point now);
-  void wake_ready();
+  void wake_ready();  // the Writer, for something Python asked (Options::replies)
 
   const uint64_t id_;
   mutable std::mutex mu_;
@@ -133,6 +134,7 @@ class WsSink : public Channel {
   std::shared_ptr<Notifier> inbox_loop_;  // Options::inbox
   uint64_t loop_waiter_;
   std::shared_ptr<Notifier> ready_;
+  std::shared_ptr<Notifier> replies_;
   uint64_t frames_ = 0;
   uint32_t pings_ = 0;
   uint16_t close_code_ = 0;

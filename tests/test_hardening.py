@@ -343,6 +343,19 @@ def test_integers_beyond_64_bits_are_refused_on_every_publish_path(server, fanwi
         fanwire_broker.publish("anything", {"n": 2**64})
 
 
+def test_the_long_digit_run_filter_sees_every_19_digit_run_in_any_input_type():
+    """The filter in front of the exact check: a run it missed would let an integer
+    beyond 64 bits through changed (as a float)."""
+    from fanwire.jsoncheck import has_long_digit_run
+
+    for text in ['{"a":' + n + "}" for n in OUT_OF_RANGE] + ["\u00e9 1234567890123456789 \u00e9"]:
+        for raw in (text, text.encode(), bytearray(text.encode())):
+            assert has_long_digit_run(raw), raw
+    for text in ['{"a":123456789012345678}', "1234567890.123456789", "\u0661" * 30, ""]:
+        assert not has_long_digit_run(text), text
+        assert not has_long_digit_run(text.encode()), text
+
+
 # -- 8. reserved event types ---------------------------------------------------------------
 RESERVED = ["heartbeat", "gap", "topic_deleted", "shutdown", "error", "conflated", "join", "leave"]
 

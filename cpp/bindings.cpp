@@ -124,19 +124,26 @@ PublishResult publish(Broker& broker, std::string_view topic, py::bytes data,
   return result;
 }
 
-// A batch publish: `data` and `events` pair up, in order (one core call for the batch).
+// A batch publish: `data` and `events` pair up, in order (one core call for the batch);
+// with external ids, `ids` and `stamps` (the publishers' times) too.
 PublishManyResult publish_many(Broker& broker, std::string_view topic,
                                const std::vector<py::bytes>& data,
-                               const std::vector<std::string>& events, bool on_loop) {
+                               const std::vector<std::string>& events, bool on_loop,
+                               const std::vector<std::string>& ids,
+                               const std::vector<double>& stamps) {
   if (data.size() != events.size())
     throw py::value_error("data and events must be of the same length");
+  const bool fed = !ids.empty() || !stamps.empty();
+  if (fed && (ids.size() != data.size() || stamps.size() != data.size()))
+    throw py::value_error("ids and stamps must be given for every message, or not at all");
   std::vector<BatchItem> items;
   items.reserve(data.size());
   for (size_t i = 0; i < data.size(); ++i) {
     const std::string_view payload = data[i];  // the caller keeps `data` alive
     if (payload.find_first_of("\r\n") != std::string_view::npos)
       throw py::value_error("payload must be compact JSON with no raw newline");
-    items.push_back(BatchItem{payload, events[i]});
+    items.push_back(ids.empty() ? BatchItem{payload, events[i]}
+                                : BatchItem{payload, events[i], ids[i], stamps[i]});
   }
   py::gil_scoped_release release;
   return broker.publish_many(topic, items, on_loop);
@@ -423,7 +430,8 @@ PYBIND11_MODULE(_core, m) {
       .def("publish", &publish, py::arg("topic"), py::arg("data"), py::arg("event") = "",
            py::arg("message_id") = "", py::arg("on_loop") = false, py::arg("ts") = 0.0)
       .def("publish_many", &publish_many, py::arg("topic"), py::arg("data"), py::arg("events"),
-           py::arg("on_loop") = false)
+           py::arg("on_loop") = false, py::arg("ids") = std::vector<std::string>{},
+           py::arg("stamps") = std::vector<double>{})
       .def("notify",
            [](Broker& b, std::string_view topic, bool join, py::bytes member, bool on_loop) {
              const std::string_view json = member;  // the caller keeps `member` alive

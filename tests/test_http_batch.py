@@ -88,6 +88,10 @@ def test_batch_to_an_unknown_topic_is_404(http):
     assert response.json()["error"] == "TOPIC_NOT_FOUND"
 
 
+TEXTS = ["", "x" * 3000, "é ü 漢字 🎉", "a", 'line\nbreak \\ "q"']
+EVENTS = ["", "tick", "", "tock", "tick"]
+
+
 def test_batch_in_redis_mode(fanwire_server, redis_server):
     srv = node(fanwire_server, redis_server.url)
     topic = topic_name("rb")
@@ -99,7 +103,13 @@ def test_batch_in_redis_mode(fanwire_server, redis_server):
             first_id = first.json()["message_id"]
             async with SSEClient(srv.url, topics=[topic]) as sse:
                 await sse.read_until(lambda c: c.retry is not None)
-                batch = {"messages": [{"data": {"n": n}} for n in range(1, 6)]}
+                # Sizes, characters and event types differ per message: the batch goes
+                # to Redis as packed columns, and each must come back whole and paired.
+                messages = [{"data": {"n": n, "s": text}} for n, text in enumerate(TEXTS, 1)]
+                for message, event in zip(messages, EVENTS, strict=True):
+                    if event:
+                        message["event"] = event
+                batch = {"messages": messages}
                 response = await client.post(f"{srv.url}/topics/{topic}/messages", json=batch)
                 assert response.status_code == 202, response.text
                 ids = response.json()["message_ids"]
@@ -109,10 +119,14 @@ def test_batch_in_redis_mode(fanwire_server, redis_server):
                 frames = await sse.read_messages(5)
                 assert [f.id for f in frames] == ids
                 assert [f.data["data"]["n"] for f in frames] == [1, 2, 3, 4, 5]
-            # Resume from the message before the batch: all of it, in order.
+                assert [f.data["data"]["s"] for f in frames] == TEXTS
+                assert [f.event for f in frames] == [e or "message" for e in EVENTS]
+            # Resume from the message before the batch: all of it, in order, from Redis.
             async with SSEClient(srv.url, topics=[topic], resume_from=first_id) as sse:
                 frames = await sse.read_messages(5)
                 assert [f.id for f in frames] == ids
+                assert [f.data["data"]["s"] for f in frames] == TEXTS
+                assert [f.event for f in frames] == [e or "message" for e in EVENTS]
             missing = await client.post(
                 f"{srv.url}/topics/none-{topic}/messages", json={"messages": [{"data": 1}]}
             )

@@ -103,16 +103,41 @@ PublishResult Broker::publish(std::string_view topic_name, std::string_view data
                        published->must_drain};
 }
 
+// The keys of a batch's external ids (none with own ids), every item checked first, so
+// a refused batch publishes nothing.
+std::vector<MessageKey> Broker::external_keys(const std::vector<BatchItem>& items) const {
+  std::vector<MessageKey> keys;
+  if (!ids_->external) {
+    for (const auto& item : items)
+      if (!item.id.empty()) throw std::invalid_argument("ids are assigned here");
+    return keys;
+  }
+  keys.reserve(items.size());
+  for (const auto& item : items) {
+    if (item.id.empty()) throw std::invalid_argument("ids come from the shared log");
+    auto key = MessageKey::parse(item.id);
+    if (!key) throw std::invalid_argument("bad message id");
+    keys.push_back(*key);
+  }
+  return keys;
+}
+
 PublishManyResult Broker::publish_many(std::string_view topic_name,
                                        const std::vector<BatchItem>& items, bool from_loop) {
   auto topic = find(topic_name);
   if (!topic) throw TopicNotFound(std::string(topic_name));
-  if (ids_->external) throw std::invalid_argument("ids come from the shared log");
-  const double ts = now_seconds();
+  const std::vector<MessageKey> keys = external_keys(items);
+  const double now = now_seconds();
   // Ids taken under the topic's lock, as in publish: consecutive for the batch.
   auto make = [&](size_t i) {
+    const BatchItem& item = items[i];
+    if (ids_->external) {
+      ids_->fed(keys[i]);  // under the topic's lock, as in publish
+      return Message::make(keys[i], item.id, topic_name, item.event, item.data,
+                           item.ts > 0 ? item.ts : now);
+    }
     const MessageKey key{ids_->epoch, ids_->last_seq.fetch_add(1) + 1};
-    return Message::make(key, key.to_string(), topic_name, items[i].event, items[i].data, ts);
+    return Message::make(key, key.to_string(), topic_name, item.event, item.data, now);
   };
   std::vector<std::optional<std::string_view>> ckeys;
   if (topic->conflating()) {

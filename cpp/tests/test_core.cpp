@@ -379,6 +379,35 @@ TEST(external_ids_bound_a_take_at_the_newest_key_published) {
   CHECK(sub->visible() == (MessageKey{6, 1}));
 }
 
+// The Redis reader feeds a run of entries in one call: their ids kept, the take bounded
+// at the newest (as one by one); a batch with one bad or missing id publishes nothing.
+TEST(external_ids_publish_many_keeps_ids_and_bounds_the_take) {
+  Broker b(10, 0, true);
+  b.create_topic("a");
+  auto sub = b.subscribe("a", opts());
+  const std::vector<BatchItem> run{{"1", "", "5-0", 1.0}, {"2", "e", "8-3", 2.0}};
+  CHECK((b.publish_many("a", run).ids == std::vector<std::string>{"5-0", "8-3"}));
+  CHECK(sub->visible() == (MessageKey{8, 3}));
+  CHECK((ids_of(*sub) == std::vector<std::string>{"5-0", "8-3"}));
+  const std::vector<BatchItem> bad{{"3", "", "9-0"}, {"4", "", "nope"}};
+  bool refused = false;
+  try {
+    b.publish_many("a", bad);
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused && sub->visible() == (MessageKey{8, 3}));
+  Broker own(10, 1);
+  own.create_topic("a");
+  refused = false;
+  try {
+    own.publish_many("a", run);
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused);
+}
+
 TEST(stream_reports_ends_per_topic) {
   Broker b(10, 7);
   b.create_topic("a");

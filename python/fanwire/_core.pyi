@@ -386,10 +386,18 @@ class Core:
         """KeyError if no topic.
         ``ts`` 0 means now; a shared log's reader passes the publisher's time."""
     def publish_many(
-        self, topic: str, data: list[bytes], events: list[str], on_loop: bool = False
+        self,
+        topic: str,
+        data: list[bytes],
+        events: list[str],
+        on_loop: bool = False,
+        ids: list[str] = ...,
+        stamps: list[float] = ...,
     ) -> PublishManyResult:
         """A batch, in order, under one lock of the topic (one wake-up). KeyError if no
-        topic; ValueError with external ids (they come from the shared log)."""
+        topic. With external ids every message brings its id (``ids``, increasing) and
+        its publisher's time (``stamps``, 0: now), else none may: ValueError (nothing
+        published), as for a bad id or lists of different lengths."""
     def notify(self, topic: str, join: bool, member: bytes, on_loop: bool = False) -> PublishResult:
         """A presence join/leave notice (``member``: its JSON) to every subscriber of
         ``topic`` with ``join_leave``: encoded once, shared, in place after the messages

@@ -33,10 +33,13 @@ struct PublishManyResult {
   bool must_drain = false;
 };
 
-// One message of a batch publish.
+// One message of a batch publish. `id` and `ts` only with external ids (a shared log's
+// reader feeding a run of its entries): the entry's id and its publisher's time.
 struct BatchItem {
   std::string_view data;
   std::string_view event;
+  std::string_view id = {};
+  double ts = 0;
 };
 
 // Counts of this broker only (two brokers in one process never see each other's).
@@ -84,8 +87,10 @@ class Broker {
   PublishResult publish(std::string_view topic, std::string_view data, std::string_view event,
                         std::string_view id = {}, bool from_loop = false, double ts = 0);
   // A batch: every item appended to `topic` in order, under one lock of the topic, with
-  // one wake-up of its subscribers; the broker assigns every id (not with external ids:
-  // std::invalid_argument). Throws TopicNotFound.
+  // one wake-up of its subscribers. The broker assigns every id, or with external ids
+  // each item brings its own (increasing, as in publish); std::invalid_argument for an
+  // item with an id it should not have, without one it needs, or a bad one (then none
+  // is published). Throws TopicNotFound.
   PublishManyResult publish_many(std::string_view topic, const std::vector<BatchItem>& items,
                                  bool from_loop = false);
   // Presence: a join/leave notice to the subscribers of `topic` that asked for them
@@ -102,6 +107,7 @@ class Broker {
   BrokerCounters counters() const;
 
  private:
+  std::vector<MessageKey> external_keys(const std::vector<BatchItem>& items) const;
   struct NameHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from .failures import unavailable
+from .scripts import publish_many_args
 
 #: Most publishes sent in one pipeline.
 MAX_BATCH = 256
@@ -27,8 +28,7 @@ Call = tuple[list[Any], list[Any], asyncio.Future[Any]]
 
 class PublishBatcher:
     """Runs the publish script (by sha) for many callers, pipelined; ``many_lua`` takes
-    a run of consecutive ones to one topic (args ``topic, maxlen, data, event, ts,
-    max_age``)."""
+    a run of consecutive ones to one topic (:func:`.scripts.publish_many_args`)."""
 
     def __init__(self, client: aioredis.Redis, lua: str, many_lua: str | None = None) -> None:
         self.client = client
@@ -101,9 +101,10 @@ class PublishBatcher:
                 keys, args, _ = run[0]
                 if len(run) == 1:
                     pipe.evalsha(self.sha, len(keys), *keys, *args)
-                else:  # topic, maxlen, max_age, then data, event, ts of each
+                else:  # PUBLISH's args are topic, maxlen, data, event, ts, max_age
                     assert self.many_sha is not None  # runs of several need it
-                    merged = [*args[:2], args[5]] + [v for _, a, _ in run for v in a[2:5]]
+                    rows = [a[2:5] for _, a, _ in run]
+                    merged = publish_many_args(args[0], args[1], args[5], rows)
                     pipe.evalsha(self.many_sha, len(keys), *keys, *merged)
             replies = list(await pipe.execute(raise_on_error=False))
         results: list[Any] = []

@@ -29,6 +29,7 @@ from .scripts import (
     PUBLISH_MANY,
     PUBLISH_ONCE,
     Keys,
+    publish_many_args,
 )
 
 __all__ = ["DOWN", "Commands", "Entry", "client_options", "unavailable"]
@@ -119,10 +120,9 @@ class Commands:
 
     def _publish_many_args(self, topic: str, items: list[tuple[bytes, str]]) -> dict[str, Any]:
         one = self._publish_args(topic, b"", "")
-        args: list[Any] = [topic, one["args"][1], one["args"][5]]  # maxlen, max_age
         stamp = repr(time.time())
-        for payload, event in items:
-            args += [payload, event, stamp]
+        rows = [(payload, event, stamp) for payload, event in items]
+        args = publish_many_args(topic, one["args"][1], one["args"][5], rows)
         return {"keys": one["keys"], "args": args}
 
     async def publish_many(self, topic: str, items: list[tuple[bytes, str]]) -> list[str] | None:

@@ -22,6 +22,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -212,13 +213,19 @@ class StreamReader:
             ]
             for topic, entries in streams
         ]
+        run: _Run | None = None  # consecutive entries of one topic, fed in one call
         must_drain = False
         for key, topic, raw_id, fields in heapq.merge(*runs, key=lambda entry: entry[0]):
             if watermark is not None and key > watermark:
                 break
-            if topic in self.positions:
-                must_drain |= self._feed(topic, key, raw_id, fields)
-        return must_drain
+            if run is None or run.topic != topic:
+                must_drain |= self._flush(run)
+                run = None
+                if topic not in self.positions:
+                    continue
+                run = _Run(topic, parse_id(self.positions[topic]) or ZERO)
+            must_drain |= self._take(run, key, raw_id, fields)
+        return self._flush(run) | must_drain
 
     def _start_of(self, topic: str) -> StreamKey:
         """The key after which ``topic``'s next entry to feed can be."""
@@ -241,45 +248,79 @@ class StreamReader:
                 self.forget(topic)
         return touched
 
-    def _feed(self, topic: str, key: StreamKey, raw_id: bytes, fields: dict[bytes, bytes]) -> bool:
-        """Publish one entry (if newer than the position) to the local core."""
-        if key <= (parse_id(self.positions[topic]) or ZERO):
+    def _take(self, run: _Run, key: StreamKey, raw_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        """Add one entry (if newer than the position) to ``run``; whether a wake-up round
+        is due (a gap before it made the run so far go first)."""
+        topic = run.topic
+        if key <= run.after or topic not in self.positions:
             return False
+        run.after = key
         message_id = as_text(raw_id)
         if key <= self.floor.get(topic, ZERO):  # older than what was fed: history only
+            # (nothing of the run is pending: the floor lies below every key it feeds)
             self.counts[topic] = _count(fields)
             self.positions[topic] = message_id
             return False
-        self._check_continuity(topic, message_id, key, _count(fields))
-        event = as_text(fields.get(b"e", b""))
+        must_drain = False
+        if self._check_continuity(topic, message_id, key, _count(fields)):
+            must_drain = self._flush(run)  # what came before the hole, then the notice
+            self.announce_gap(topic, message_id)
+        ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
+        run.add(key, message_id, fields.get(b"d", b"null"), as_text(fields.get(b"e", b"")), ts)
+        return must_drain
+
+    def _flush(self, run: _Run | None) -> bool:
+        """Publish ``run``'s entries to the local core in one call (one wake-up)."""
+        if run is None or not run.ids:
+            return False
+        topic = run.topic
         try:
-            ts = float(fields.get(b"t", b"0") or 0)  # the publisher's time, as in history
-            result = self.core.publish(
-                topic, fields.get(b"d", b"null"), event, message_id, True, ts
+            result = self.core.publish_many(
+                topic, run.data, run.events, True, ids=run.ids, stamps=run.stamps
             )
-            self.subscribers[topic] = result.subscribers
-            drain = result.must_drain
-        except KeyError:
+        except KeyError:  # deleted meanwhile
             self.positions.pop(topic, None)
             self.counts.pop(topic, None)
+            run.clear()
             return False
-        except ValueError as exc:
-            log.warning("skipping malformed entry %s of topic %r: %s", message_id, topic, exc)
-            drain = False
-        self.positions[topic] = message_id
-        self.fed = max(self.fed, key)
-        return drain
+        except ValueError:  # a malformed entry refuses the whole run: one by one
+            return self._feed_one_by_one(run)
+        self.subscribers[topic] = result.subscribers
+        self._fed(run)
+        return result.must_drain
+
+    def _feed_one_by_one(self, run: _Run) -> bool:
+        """Publish ``run``'s entries one at a time, skipping (and logging) the bad ones."""
+        must_drain = False
+        entries = zip(run.ids, run.data, run.events, run.stamps, strict=True)
+        for message_id, data, event, ts in entries:
+            try:
+                result = self.core.publish(run.topic, data, event, message_id, True, ts)
+            except ValueError as exc:
+                log.warning(
+                    "skipping malformed entry %s of topic %r: %s", message_id, run.topic, exc
+                )
+                continue
+            self.subscribers[run.topic] = result.subscribers
+            must_drain |= result.must_drain
+        self._fed(run)
+        return must_drain
+
+    def _fed(self, run: _Run) -> None:
+        self.positions[run.topic] = run.ids[-1]
+        self.fed = max(self.fed, run.last)
+        run.clear()
 
     def _check_continuity(
         self, topic: str, message_id: str, key: StreamKey, count: int | None
-    ) -> None:
-        """Announce a gap if entries between the position and this one are gone."""
+    ) -> bool:
+        """Whether entries between the position and this one are gone (a gap is due)."""
         last = self.counts.get(topic)
         self.counts[topic] = count
         if self.hole_end.get(topic, ZERO)[0] == _MAX_KEY:  # the hole marked before this
             self.hole_end[topic] = key
         if count is None or last is None or count == last + 1:
-            return
+            return False
         # A jump: trimmed before this node read them. A count that went back: the
         # stream was recreated behind our back (Redis lost its data): not provable either.
         missing = count - last - 1 if count > last else None
@@ -291,7 +332,7 @@ class StreamReader:
             message_id,
         )
         self.hole_end[topic] = key
-        self.announce_gap(topic, message_id)
+        return True
 
     # -- read-your-writes for topic creation and deletion ------------------------------
     async def caught_up(self, control_id: str, timeout: float) -> bool:
@@ -316,6 +357,29 @@ class StreamReader:
         for key, future in self._waiters:
             if key <= applied and not future.done():
                 future.set_result(None)
+
+
+@dataclass
+class _Run:
+    """Consecutive entries of one topic (in key order) to feed the core in one call."""
+
+    topic: str
+    after: StreamKey  # the last key taken (fed, to be fed, or read past)
+    last: StreamKey = ZERO  # the last key to be fed
+    ids: list[str] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+
+    def add(self, key: StreamKey, message_id: str, data: bytes, event: str, ts: float) -> None:
+        self.last = key
+        self.ids.append(message_id)
+        self.data.append(data)
+        self.events.append(event)
+        self.stamps.append(ts)
+
+    def clear(self) -> None:
+        self.ids, self.data, self.events, self.stamps = [], [], [], []
 
 
 def _count(fields: dict[bytes, bytes]) -> int | None:

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .failures import unavailable
 from .scripts import publish_many_args
@@ -95,18 +95,7 @@ class PublishBatcher:
 
     async def _pipeline(self, batch: list[Call]) -> list[Any]:
         runs = self._runs(batch)
-        async with self.client.pipeline(transaction=False) as pipe:
-            assert self.sha is not None  # _execute loaded the script
-            for run in runs:
-                keys, args, _ = run[0]
-                if len(run) == 1:
-                    pipe.evalsha(self.sha, len(keys), *keys, *args)
-                else:  # PUBLISH's args are topic, maxlen, data, event, ts, max_age
-                    assert self.many_sha is not None  # runs of several need it
-                    rows = [a[2:5] for _, a, _ in run]
-                    merged = publish_many_args(args[0], args[1], args[5], rows)
-                    pipe.evalsha(self.many_sha, len(keys), *keys, *merged)
-            replies = list(await pipe.execute(raise_on_error=False))
+        replies = await self._send(runs)
         results: list[Any] = []
         for run, reply in zip(runs, replies, strict=True):
             if len(run) == 1:
@@ -116,3 +105,37 @@ class PublishBatcher:
             else:  # an error, or None (no such topic): the same for each of the run
                 results += [reply] * len(run)
         return results
+
+    def _command(self, run: list[Call]) -> list[Any]:
+        """The EVALSHA of one run: PUBLISH for one call, else PUBLISH_MANY."""
+        keys, args, _ = run[0]
+        assert self.sha is not None  # _execute loaded the script
+        if len(run) == 1:
+            return ["EVALSHA", self.sha, len(keys), *keys, *args]
+        # PUBLISH's args are topic, maxlen, data, event, ts, max_age
+        assert self.many_sha is not None  # runs of several need it
+        merged = publish_many_args(args[0], args[1], args[5], [a[2:5] for _, a, _ in run])
+        return ["EVALSHA", self.many_sha, len(keys), *keys, *merged]
+
+    async def _send(self, runs: list[list[Call]]) -> list[Any]:
+        """Every run's command in one write on one pooled connection, and their replies
+        (an error reply as its exception). Not redis-py's Pipeline: its bookkeeping per
+        execute cost about as much CPU as the round trip itself (~70 of 160 us for two
+        commands), and with 4 HTTP publishers a pipeline carries 2 publishes."""
+        commands = [self._command(run) for run in runs]
+        pool = self.client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # that reply was read: the rest follow
+                    replies.append(exc)
+        except BaseException:
+            await connection.disconnect()  # half read: it must not serve another call
+            raise
+        finally:
+            await pool.release(connection)
+        return replies
